@@ -1,0 +1,7 @@
+"""The world the agents act in: personas, conversation trees, and the store.
+
+Knows nothing of LLMs or of the event bus."""
+
+from ._types import CHOICE_LETTER, Choice, Conversation, InferredPersona, Message, Node, Persona, history_for
+
+__all__ = ["CHOICE_LETTER", "Choice", "Conversation", "InferredPersona", "Message", "Node", "Persona", "history_for"]

@@ -1,0 +1,89 @@
+"""Every error aloesim raises on purpose, in one place.
+
+The CLI turns any ``AloeError`` into a single line on stderr and a non-zero
+exit; anything else is a bug and keeps its traceback.
+
+    AloeError
+    ├── ConfigError            a config key or value is not allowed
+    ├── InputError             a user file cannot be read (file, line, column)
+    ├── StoreError             the database cannot be used (not SQLite, newer schema,
+    │                          read-only, disk full, ...)
+    ├── ServerError            a managed model server did not start or died
+    └── LLMError               a model call failed for good (role, endpoint, reason)
+        └── StructuredOutputError
+                               the reply never matched the requested schema
+
+Errors carry their data as attributes so callers (and tests) need not parse
+messages; ``str(err)`` is the one line a user sees.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AloeError",
+    "ConfigError",
+    "InputError",
+    "StoreError",
+    "ServerError",
+    "LLMError",
+    "StructuredOutputError",
+]
+
+
+class AloeError(Exception):
+    """Base of every deliberate aloesim error."""
+
+    exit_code = 1
+
+
+class ConfigError(AloeError):
+    """A config key or value is not allowed."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"config error: {key}={value!r} is not allowed; expected {allowed}")
+
+
+class InputError(AloeError):
+    """A user-supplied file cannot be read. Nothing from it is stored."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, reason: str, line: int | None = None, column: int | None = None) -> None:
+        self.path, self.reason, self.line, self.column = str(path), reason, line, column
+        where = self.path
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"input error: {where}: {reason}")
+
+
+class StoreError(AloeError):
+    """The database cannot be opened or written."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"database error: {self.path}: {reason}")
+
+
+class ServerError(AloeError):
+    """A managed model server (llama.cpp, vLLM) failed to start or died."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what, self.reason = what, reason
+        super().__init__(f"server error: {what}: {reason}")
+
+
+class LLMError(AloeError):
+    """A model call failed after its retries (or could not be retried)."""
+
+    def __init__(self, role: str, endpoint: str, reason: str, attempts: int = 1) -> None:
+        self.role, self.endpoint, self.reason, self.attempts = role, endpoint, reason, attempts
+        super().__init__(f"LLM call failed: role={role} endpoint={endpoint} attempts={attempts}: {reason}")
+
+
+class StructuredOutputError(LLMError):
+    """The model's reply never validated against the requested schema."""

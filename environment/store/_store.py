@@ -1,0 +1,269 @@
+"""The SQLite store: one writer task that batches, readers beside it.
+
+Writes are plain functions of a ``sqlite3.Connection``. They queue on a
+bounded stream; the writer task takes as many as are waiting (up to
+``batch_max``), runs them in one ``BEGIN IMMEDIATE`` transaction on a worker
+thread, each inside its own savepoint so one bad write cannot spoil the
+others, commits, and then wakes the writers. ``await store.write(fn)``
+returns only after the commit: that is the durability point the tree
+environment relies on (a node is committed before its successor is asked
+for). ``await store.submit(fn)`` only waits for queue space; use it for
+records nobody waits on (LLM call logs, bus events). Both are flushed before
+``Store.open`` exits, even on error or cancellation.
+
+Reads go through aiosqlite on their own connection (WAL lets them run
+beside the writer).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+import anyio
+from anyio.abc import TaskStatus
+
+from ..errors import StoreError
+from ._schema import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_file(path: Path) -> None:
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(str(path), "is a directory, not a database file")
+        with path.open("rb") as fh:
+            head = fh.read(16)
+        if head and head != _SQLITE_MAGIC:
+            raise StoreError(str(path), "is not an SQLite database")
+
+
+def _configure(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(str(path), f"cannot switch to WAL journal (got {mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            str(path),
+            f"schema version {version} is newer than this aloesim understands ({SCHEMA_VERSION}); upgrade aloesim",
+        )
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # re-read inside the lock: another process may have migrated meanwhile
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for v in range(version, SCHEMA_VERSION):
+            for stmt in _split_sql(MIGRATIONS[v]):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _split_sql(script: str) -> list[str]:
+    out, buf = [], []
+    for line in script.splitlines():
+        code = line.split("--", 1)[0]
+        buf.append(code)
+        if code.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt.strip(";").strip():
+                out.append(stmt)
+            buf = []
+    rest = "\n".join(buf).strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+def _as_store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    msg = str(exc)
+    if "not a database" in msg:
+        return StoreError(str(path), "is not an SQLite database")
+    if "readonly" in msg or "read-only" in msg:
+        return StoreError(str(path), "is read-only")
+    if "disk is full" in msg or "disk I/O" in msg:
+        return StoreError(str(path), "disk is full or failing")
+    if "unable to open" in msg:
+        return StoreError(str(path), "cannot be opened or created (check the folder exists and is writable)")
+    return StoreError(str(path), msg)
+
+
+def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database synchronously (for tools that are not async: export,
+    show, tests). Migrates it unless ``readonly``. Raises StoreError with a
+    one-line reason when the file cannot be used."""
+    path = Path(path)
+    _check_file(path)
+    if not path.exists() and not create:
+        raise StoreError(str(path), "no such database (run a command that creates it first, or check db=)")
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        _configure(conn, path, readonly=readonly)
+        if readonly:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(str(path), f"schema version {version} is newer than this aloesim understands ({SCHEMA_VERSION})")
+            if version < SCHEMA_VERSION:
+                raise StoreError(str(path), f"schema version {version} is older; open it once read-write to migrate")
+        else:
+            _migrate(conn, path)
+        return conn
+    except sqlite3.Error as exc:
+        raise _as_store_error(path, exc) from None
+
+
+@dataclass
+class _Op(Generic[T]):
+    fn: Callable[[sqlite3.Connection], T]
+    wait: bool
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Store:
+    """An open aloesim database. Build it with ``async with Store.open(path)``."""
+
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: aiosqlite.Connection, batch_max: int, queue: int) -> None:
+        self.path = path
+        self._writer_conn = writer
+        self._reader = reader
+        self._batch_max = batch_max
+        self._send, self._receive = anyio.create_memory_object_stream[_Op](queue)
+        self._thread = anyio.CapacityLimiter(1)
+        self.batches = 0
+        self.ops = 0
+
+    # -- lifecycle -------------------------------------------------------
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, path: str | Path, *, create: bool = True, batch_max: int = 512, queue: int = 4096
+    ) -> AsyncIterator["Store"]:
+        path = Path(path)
+        writer = await anyio.to_thread.run_sync(lambda: connect(path, create=create))
+        try:
+            reader = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            writer.close()
+            raise _as_store_error(path, exc) from None
+        reader.row_factory = sqlite3.Row
+        await reader.execute("PRAGMA busy_timeout = 10000")
+        store = cls(path, writer, reader, batch_max, queue)
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(store._write_loop)
+                try:
+                    yield store
+                finally:
+                    # flush everything queued, even when cancelled
+                    with anyio.CancelScope(shield=True):
+                        await store._send.aclose()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await reader.close()
+                writer.close()
+
+    async def _write_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with self._receive:
+            while True:
+                try:
+                    first = await self._receive.receive()
+                except anyio.EndOfStream:
+                    return
+                batch = [first]
+                while len(batch) < self._batch_max:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._commit, batch, limiter=self._thread)
+                self.batches += 1
+                self.ops += len(batch)
+                for op in batch:
+                    op.done.set()
+
+    def _commit(self, batch: list[_Op]) -> None:
+        conn = self._writer_conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.result = op.fn(conn)
+                except Exception as exc:  # isolate: the rest of the batch still commits
+                    conn.execute("ROLLBACK TO op")
+                    op.error = exc
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            err = _as_store_error(self.path, exc)
+            for op in batch:
+                op.error = err
+
+    # -- writing ---------------------------------------------------------
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction; return its result once committed."""
+        op: _Op[T] = _Op(fn, wait=True)
+        await self._send.send(op)
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    async def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """Queue ``fn`` for the next batch without waiting for the commit.
+        A failure is not reported to the caller; use for logs and events."""
+        await self._send.send(_Op(fn, wait=False))
+
+    # -- reading ---------------------------------------------------------
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        async with self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        async with self._reader.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchval(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
+def now() -> float:
+    return time.time()
+
+
+def insert_many(conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    conn.executemany(sql, rows)
