@@ -1,1 +1,33 @@
-"""TODO"""
+"""The roles and the gateway they speak through.
+
+Roles are small async callables built from a ``ChatModel``, a prompt and
+sampling settings; the gateway (``aloesim.agents.gateway``) is the only way
+they reach a model; managed servers live in ``aloesim.agents.servers``."""
+
+from ._roles import (
+    AlignmentJudge,
+    Inducer,
+    InducerOutput,
+    JudgeScore,
+    PreferenceJudge,
+    PreferenceVerdict,
+    PreferredResponder,
+    RejectedResponder,
+    UserSimulator,
+    render_history,
+    strip_stage_directions,
+)
+
+__all__ = [
+    "AlignmentJudge",
+    "Inducer",
+    "InducerOutput",
+    "JudgeScore",
+    "PreferenceJudge",
+    "PreferenceVerdict",
+    "PreferredResponder",
+    "RejectedResponder",
+    "UserSimulator",
+    "render_history",
+    "strip_stage_directions",
+]
