@@ -1,0 +1,109 @@
+"""Exported trees as Hugging Face ``datasets.Dataset`` objects, and general
+multi-turn data for mixing into SFT."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aloesim.environment.errors import ConfigError, InputError
+
+from ._export import FILES, KINDS, ExportFilter, Kind, export_dataset, verify_export
+
+
+def _features(kind: str):
+    from datasets import Features, List, Value
+
+    msgs = List({"role": Value("string"), "content": Value("string")})
+    if kind == "dpo":
+        return Features({"prompt": msgs, "chosen": msgs, "rejected": msgs})
+    return Features({"prompt": msgs, "completion": msgs})
+
+
+def _from_jsonl(path: Path, kind: str, cache_dir: Path | None):
+    from datasets import Dataset
+
+    return Dataset.from_json(
+        str(path), features=_features(kind), keep_in_memory=True, cache_dir=str(cache_dir) if cache_dir else None
+    )
+
+
+def load_dataset(
+    source: str | Path,
+    kind: Kind = "sft",
+    *,
+    runs: tuple[int, ...] = (),
+    include_incomplete: bool = False,
+    verify: bool = True,
+):
+    """Load one kind of example (``"sft"``, ``"sft_rejected"`` or ``"dpo"``) as a
+    ``datasets.Dataset`` in TRL's conversational format.
+
+    ``source`` is either an ``aloe export`` directory (its files are checked
+    against the manifest's hashes unless ``verify=False``) or an aloesim
+    database, which is exported on the fly to a temporary directory
+    (``runs`` and ``include_incomplete`` select the trees, as for ``aloe export``).
+    """
+    if kind not in KINDS:
+        raise ConfigError("kind", kind, f"one of {list(KINDS)}")
+    src = Path(source)
+    if src.is_dir():
+        if verify:
+            verify_export(src)
+        path = src / FILES[kind]
+        if not path.exists():
+            raise InputError(str(path), f"no {kind} file in this export directory")
+        return _from_jsonl(path, kind, None)
+    with tempfile.TemporaryDirectory(prefix="aloesim-export-") as tmp:
+        export_dataset(src, Path(tmp) / "data", ExportFilter(runs, include_incomplete), kinds=(kind,))
+        return _from_jsonl(Path(tmp) / "data" / FILES[kind], kind, Path(tmp) / "cache")
+
+
+def read_general_messages(path: str | Path) -> list[dict[str, Any]]:
+    """Read general multi-turn SFT data (JSONL, ``{"messages": [{role, content}, ...]}``
+    per line) as prompt-completion rows: the prompt is every message before the
+    last, the completion the last (which must be the assistant's)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("training.mix.path", str(path), "an existing JSONL file of {\"messages\": [...]} lines")
+    rows: list[dict[str, Any]] = []
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(str(p), f"not valid JSON: {exc.msg}", lineno, exc.colno) from None
+            msgs = obj.get("messages") if isinstance(obj, dict) else None
+            if not isinstance(msgs, list) or len(msgs) < 2:
+                raise InputError(str(p), "expected {\"messages\": [...]} with at least two messages", lineno)
+            clean = []
+            for m in msgs:
+                if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
+                        or not isinstance(m.get("content"), str)):
+                    raise InputError(str(p), "each message needs role system|user|assistant and a string content",
+                                     lineno)
+                clean.append({"role": m["role"], "content": m["content"]})
+            if clean[-1]["role"] != "assistant":
+                raise InputError(str(p), "the last message must be the assistant's (it is the completion)", lineno)
+            rows.append({"prompt": clean[:-1], "completion": clean[-1:]})
+    if not rows:
+        raise InputError(str(p), "no conversations in the file")
+    return rows
+
+
+def mix_general(dataset, general_rows: list[dict[str, Any]], ratio: float, seed: int):
+    """Add ``round(ratio * len(dataset))`` general rows (sampled without
+    replacement; all of them if there are fewer) and shuffle with ``seed``."""
+    from datasets import Dataset, concatenate_datasets
+
+    want = min(len(general_rows), round(ratio * len(dataset)))
+    if want <= 0:
+        return dataset
+    picked = random.Random(seed).sample(general_rows, want)
+    extra = Dataset.from_list(picked, features=_features("sft"))
+    return concatenate_datasets([dataset, extra]).shuffle(seed=seed)
