@@ -2,5 +2,9 @@
 
 from ._schema import SCHEMA_VERSION
 from ._store import Store, connect, now
+from ._trees import PERSONAS_SQL, create_run, finish_run, insert_node, node_from_row, persona_from_row
 
-__all__ = ["SCHEMA_VERSION", "Store", "connect", "now"]
+__all__ = [
+    "PERSONAS_SQL", "SCHEMA_VERSION", "Store", "connect", "create_run", "finish_run", "insert_node", "node_from_row",
+    "now", "persona_from_row",
+]

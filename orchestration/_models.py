@@ -1,0 +1,172 @@
+"""From config to models: the backend each role talks to, with managed
+servers started on demand and shared.
+
+``open_models(cfg, store, roles)`` yields ``{role: ChatModel}``. Roles whose
+resolved backend settings are equal share one ``Backend`` (so one
+connection pool, one set of limits, one server). Embedded (llama.cpp) and
+managed vLLM servers are started before the first role that needs them and
+stopped, shielded, when the block exits, whatever happened inside.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..agents import (
+    AlignmentJudge,
+    Inducer,
+    PreferenceJudge,
+    PreferredResponder,
+    RejectedResponder,
+    UserSimulator,
+)
+from ..agents.gateway import Backend, BackendSettings, ChatModel, RetryBudget, Sampling, StoreRecorder
+from ..environment.errors import ConfigError
+from ..environment.store import Store
+
+ROLE_CLASSES = {
+    "user": (UserSimulator, "user"),
+    "inducer": (Inducer, "inducer"),
+    "preferred": (PreferredResponder, "preferred"),
+    "rejected": (RejectedResponder, "rejected"),
+    "preference_judge": (PreferenceJudge, "preference"),
+    "judge": (AlignmentJudge, "judge"),
+}
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def backend_preset(name: str) -> dict[str, Any]:
+    """The backend preset ``conf/backend/<name>.yaml`` shipped with aloesim."""
+    ref = resources.files("aloesim.conf").joinpath("backend", f"{name}.yaml")
+    if not ref.is_file():
+        options = sorted(p.name[:-5] for p in resources.files("aloesim.conf").joinpath("backend").iterdir()
+                         if p.name.endswith(".yaml"))
+        raise ConfigError("backend", name, "one of " + " | ".join(options))
+    return _plain(OmegaConf.create(ref.read_text()))
+
+
+def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
+    """Resolve the backend of ``role``: the top-level ``backend`` unless
+    ``agents.<role>.backend`` names a preset; ``agents.<role>.model`` overrides the model."""
+    agents = cfg.get("agents") or {}
+    role_cfg = agents.get(role) or {}
+    choice = role_cfg.get("backend", "default") or "default"
+    if isinstance(choice, str):
+        base = _plain(cfg.backend) if choice == "default" else backend_preset(choice)
+        prefix = "backend" if choice == "default" else f"agents.{role}.backend"
+    else:
+        base, prefix = _plain(choice), f"agents.{role}.backend"
+    if role_cfg.get("model"):
+        base["model"] = role_cfg.get("model")
+    return BackendSettings.from_config(base, prefix=prefix)
+
+
+def role_sampling(cfg: DictConfig, role: str) -> Sampling:
+    role_cfg = (cfg.get("agents") or {}).get(role) or {}
+    s = Sampling(
+        temperature=float(role_cfg.get("temperature", 0.7)),
+        max_tokens=int(role_cfg.get("max_tokens", 256)),
+        top_p=float(role_cfg.get("top_p", 1.0)),
+    )
+    if not 0 <= s.temperature <= 2:
+        raise ConfigError(f"agents.{role}.temperature", s.temperature, "a number in [0, 2]")
+    if s.max_tokens < 1:
+        raise ConfigError(f"agents.{role}.max_tokens", s.max_tokens, "an integer >= 1")
+    if not 0 < s.top_p <= 1:
+        raise ConfigError(f"agents.{role}.top_p", s.top_p, "a number in (0, 1]")
+    return s
+
+
+class ModelPool:
+    """Backends and the managed servers behind them, for one command."""
+
+    def __init__(self, stack: AsyncExitStack, store: Store | None, *, cache: bool, run_id: int | None, seed: int) -> None:
+        self._stack = stack
+        self._store = store
+        self._cache = cache
+        self._run_id = run_id
+        self._seed = seed
+        self._backends: dict[str, Backend] = {}
+        self._servers: dict[str, list[str]] = {}
+        self.budget: RetryBudget | None = None
+
+    async def urls(self, s: BackendSettings) -> list[str]:
+        if not s.managed:
+            return list(s.urls)
+        key = json.dumps([s.kind, s.model, s.gguf, s.servers, s.port, s.n_ctx, s.n_threads, s.parallel])
+        if key not in self._servers:
+            if s.kind == "embedded":
+                from ..agents.servers import embedded_servers
+
+                cm = embedded_servers(gguf=s.gguf, n=s.servers, port=s.port, n_ctx=s.n_ctx,
+                                      n_threads=s.n_threads, parallel=s.parallel, startup_timeout=s.startup_timeout)
+            else:
+                from ..agents.servers import vllm_server
+
+                cm = vllm_server(s.model, port=s.port, extra_args=s.extra.get("args") or [],
+                                 startup_timeout=s.startup_timeout)
+            self._servers[key] = list(await self._stack.enter_async_context(cm))
+        return self._servers[key]
+
+    async def backend(self, s: BackendSettings, *, name: str | None = None) -> Backend:
+        key = repr(s)
+        if key not in self._backends:
+            urls = await self.urls(s)
+            if self.budget is None:
+                self.budget = RetryBudget(s.retry_budget)
+            recorder = StoreRecorder(self._store, self._run_id) if self._store is not None else None
+            backend = Backend(s, urls, name=name, recorder=recorder, cache=self._cache, budget=self.budget,
+                              seed=self._seed)
+            self._stack.push_async_callback(backend.aclose)
+            self._backends[key] = backend
+        return self._backends[key]
+
+    async def for_role(self, cfg: DictConfig, role: str) -> Backend:
+        return await self.backend(role_backend_settings(cfg, role))
+
+    @property
+    def backends(self) -> list[Backend]:
+        return list(self._backends.values())
+
+
+@asynccontextmanager
+async def model_pool(cfg: DictConfig, store: Store | None, *, run_id: int | None = None) -> AsyncIterator[ModelPool]:
+    async with AsyncExitStack() as stack:
+        yield ModelPool(stack, store, cache=bool(cfg.get("cache", True)), run_id=run_id, seed=int(cfg.get("seed", 0)))
+
+
+@asynccontextmanager
+async def open_models(cfg: DictConfig, store: Store | None, roles: Iterable[str], *,
+                      run_id: int | None = None) -> AsyncIterator[dict[str, ChatModel]]:
+    """``{role: ChatModel}`` for the given roles, servers started as needed."""
+    roles = list(roles)
+    # resolve every role's settings first: a bad value fails before any server starts
+    settings = {role: role_backend_settings(cfg, role) for role in roles}
+    async with model_pool(cfg, store, run_id=run_id) as pool:
+        yield {role: await pool.backend(settings[role]) for role in roles}
+
+
+def make_roles(cfg: DictConfig, models: Mapping[str, ChatModel]) -> dict[str, Any]:
+    """The role objects (UserSimulator, Inducer, ...) for the given models,
+    with prompts from ``cfg.prompts`` and sampling from ``cfg.agents``."""
+    out = {}
+    for role, model in models.items():
+        if role not in ROLE_CLASSES:
+            continue
+        cls, prompt_key = ROLE_CLASSES[role]
+        prompt = (cfg.get("prompts") or {}).get(prompt_key)
+        if not prompt:
+            raise ConfigError(f"prompts.{prompt_key}", prompt, "a prompt template")
+        out[role] = cls(model, str(prompt), role_sampling(cfg, role))
+    return out

@@ -1,0 +1,116 @@
+"""The ``aloe`` command line.
+
+    aloe <command> [key=value ...] [-m|--multirun]
+
+Each command composes the Hydra config ``conf/<command>.yaml`` with the
+overrides and calls ``aloesim.orchestration.commands.<command>.run(cfg)``.
+``-m`` runs one job per combination of comma-separated values through
+Hydra's multirun (its launcher plugins included). Deliberate errors
+(``AloeError``) print one line and exit non-zero; only bugs keep their
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from omegaconf import OmegaConf
+
+from ..environment.errors import AloeError
+from . import commands as _commands_pkg
+from ._config import compose_config, sweep_combinations
+from ._logging import configure_logging
+
+ORDER = ["demo", "serve", "personas", "generate", "runs", "merge", "export", "train", "evaluate", "report",
+         "show", "view"]
+
+
+def available_commands() -> dict[str, str]:
+    """``{name: one-line help}`` of the commands that are installed."""
+    found = {}
+    for info in pkgutil.iter_modules(_commands_pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        try:
+            module = importlib.import_module(f"{_commands_pkg.__name__}.{info.name}")
+        except ImportError as exc:  # an optional extra is missing
+            found[info.name] = f"(unavailable: {exc})"
+            continue
+        found[info.name] = getattr(module, "HELP", "")
+    return dict(sorted(found.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else 99, kv[0])))
+
+
+def usage() -> str:
+    lines = ["usage: aloe <command> [key=value ...] [-m|--multirun]", "", "commands:"]
+    for name, text in available_commands().items():
+        lines.append(f"  {name:<10} {text}")
+    lines += ["", "Every command takes db=PATH and Hydra overrides; `aloe <command> --help` shows its config."]
+    return "\n".join(lines)
+
+
+def _err(command: str, exc: AloeError) -> int:
+    print(f"aloe {command}: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+def run_command(command: str, overrides: Sequence[str]) -> int:
+    cfg = compose_config(command, overrides)
+    log_cfg = cfg.get("log") or {}
+    configure_logging(log_cfg.get("level", "INFO"), log_cfg.get("format", "auto"))
+    module = importlib.import_module(f"{_commands_pkg.__name__}.{command}")
+    return int(module.run(cfg) or 0)
+
+
+def _multirun(command: str, overrides: list[str]) -> int:
+    jobs = sweep_combinations(overrides)
+    for job in jobs:  # validate every combination before running any
+        compose_config(command, job)
+    worst = 0
+    for i, job in enumerate(jobs):
+        print(f"[aloe -m] job {i + 1}/{len(jobs)}: {' '.join(job)}", file=sys.stderr)
+        try:
+            code = run_command(command, job)
+        except AloeError as exc:
+            code = _err(command, exc)
+        worst = max(worst, code)
+    return worst
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if args[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"aloesim {version('aloesim')}")
+        return 0
+    command, rest = args[0], args[1:]
+    commands = available_commands()
+    if command not in commands:
+        print(f"aloe: unknown command {command!r}; expected one of: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    multirun = any(a in ("-m", "--multirun") for a in rest)
+    overrides = [a for a in rest if a not in ("-m", "--multirun")]
+    try:
+        if any(a in ("-h", "--help") for a in overrides):
+            cfg = compose_config(command, [a for a in overrides if a not in ("-h", "--help")])
+            print(f"aloe {command}: {commands[command]}\n\nconfig (override any key with key=value):\n")
+            print(OmegaConf.to_yaml(cfg))
+            return 0
+        if multirun:
+            return _multirun(command, overrides)
+        return run_command(command, overrides)
+    except AloeError as exc:
+        return _err(command, exc)
+    except KeyboardInterrupt:
+        print(f"aloe {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

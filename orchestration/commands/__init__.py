@@ -1,0 +1,1 @@
+"""One module per ``aloe`` subcommand, each with ``HELP`` and ``run(cfg) -> int``."""
