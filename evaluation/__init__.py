@@ -1,1 +1,27 @@
-"""TODO"""
+"""The ALOE benchmark (paper section 3): simulated multi-turn conversations
+between a role-play user and the evaluated model, scored turn by turn by an
+LLM judge; the metrics AL(k), IR, N-IR and their fits (``metrics``); and
+reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG)."""
+
+from . import metrics
+from ._cases import Case, cases_from_db, cases_from_files, read_items
+from ._report import build_report, load_evaluation, render_markdown, render_plot, summarize_evaluation, write_report
+from ._runner import EVALUATED_ROLE, BenchmarkSpec, RunOutcome, run_benchmark
+
+__all__ = [
+    "EVALUATED_ROLE",
+    "BenchmarkSpec",
+    "Case",
+    "RunOutcome",
+    "build_report",
+    "cases_from_db",
+    "cases_from_files",
+    "load_evaluation",
+    "metrics",
+    "read_items",
+    "render_markdown",
+    "render_plot",
+    "run_benchmark",
+    "summarize_evaluation",
+    "write_report",
+]

@@ -1,0 +1,278 @@
+"""Reports over stored evaluations: ``report.json``, ``report.md`` (laid out
+like the paper's Table 1) and ``al_curve.png`` (AL(k) over turns, one line
+per evaluated model, like Figure 4).
+
+One format for one evaluation (``aloe evaluate``) and for a comparison of
+several (``aloe report``): ``{"version", "evaluations": [...], ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..environment.errors import ConfigError
+from ..environment.store import Store
+from . import metrics
+
+__all__ = ["REPORT_VERSION", "build_report", "load_evaluation", "render_markdown", "render_plot", "summarize_evaluation",
+           "write_report"]
+
+REPORT_VERSION = 1
+
+
+async def load_evaluation(store: Store, evaluation_id: int) -> dict[str, Any]:
+    """Everything a report needs about one stored evaluation: identities, the
+    cases x turns score matrix (None where unscored), failures, token use."""
+    ev = await store.fetchone(
+        "SELECT id, run_id, label, model, user_model, judge_model, turns, status, created_at FROM evaluations"
+        " WHERE id = ?", (evaluation_id,))
+    if ev is None:
+        known = [r[0] for r in await store.fetchall("SELECT id FROM evaluations ORDER BY id")]
+        raise ConfigError("report.evaluations", evaluation_id, f"the id of a stored evaluation (known: {known})")
+    turns = int(ev["turns"])
+    cases = await store.fetchall(
+        "SELECT id, case_index, status, error FROM eval_cases WHERE evaluation_id = ? ORDER BY case_index",
+        (evaluation_id,))
+    rows = await store.fetchall(
+        "SELECT c.case_index, t.turn, t.score, t.judge_error FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id"
+        " WHERE c.evaluation_id = ? ORDER BY c.case_index, t.turn", (evaluation_id,))
+    pos = {int(c["case_index"]): i for i, c in enumerate(cases)}
+    scores: list[list[int | None]] = [[None] * turns for _ in cases]
+    stored = [[False] * turns for _ in cases]
+    judge_failures = []
+    for r in rows:
+        i, t = pos[int(r["case_index"])], int(r["turn"])
+        if 1 <= t <= turns:
+            scores[i][t - 1] = None if r["score"] is None else int(r["score"])
+            stored[i][t - 1] = True
+        if r["score"] is None:
+            judge_failures.append({"case": int(r["case_index"]), "turn": t, "error": r["judge_error"]})
+    case_failures = [{"case": int(c["case_index"]), "error": c["error"], "turns_done": sum(stored[pos[int(c["case_index"])]])}
+                     for c in cases if c["status"] == "failed"]
+    unfinished = [int(c["case_index"]) for c in cases if c["status"] == "pending"]
+    tokens: dict[str, dict[str, int]] = {}
+    if ev["run_id"] is not None:
+        for r in await store.fetchall(
+                "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+                " COALESCE(SUM(cached), 0), COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls WHERE run_id = ?"
+                " GROUP BY role ORDER BY role", (ev["run_id"],)):
+            tokens[r[0]] = {"calls": int(r[1]), "prompt_tokens": int(r[2]), "completion_tokens": int(r[3]),
+                            "cached": int(r[4]), "errors": int(r[5])}
+    return {
+        "id": int(ev["id"]), "run_id": ev["run_id"], "label": ev["label"], "status": ev["status"],
+        "model": json.loads(ev["model"]), "user_model": json.loads(ev["user_model"]),
+        "judge_model": json.loads(ev["judge_model"]), "turns": turns, "created_at": ev["created_at"],
+        "case_indices": [int(c["case_index"]) for c in cases], "scores": scores, "stored": stored,
+        "judge_failures": judge_failures, "case_failures": case_failures, "unfinished": unfinished,
+        "tokens": tokens,
+    }
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), nd)
+
+
+def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: int = 0,
+                         level: float = 0.95, labels: Mapping[tuple[int, int], int] | None = None) -> dict[str, Any]:
+    """The report entry of one evaluation: per-turn AL with bootstrap CIs,
+    summary metrics (with reasons for undefined ones), failures, identities,
+    token use, and Cohen's kappa against ``labels`` {(case, turn): score} if given."""
+    turns = int(data["turns"])
+    m = np.array([[np.nan if s is None else s for s in row] for row in data["scores"]], dtype=float).reshape(-1, turns)
+    al, counts = metrics.alignment_levels(m)
+    ci = metrics.bootstrap(m, n=n_boot, seed=seed, level=level)
+    stored = np.array(data["stored"], dtype=bool).reshape(-1, turns)
+    judge_failed = np.sum(stored & np.isnan(m), axis=0) if len(m) else np.zeros(turns, dtype=int)
+    per_turn = [{"turn": k + 1, "al": _r(al[k]), "ci": [_r(v) for v in ci["al"][k]], "n": int(counts[k]),
+                 "judge_failures": int(judge_failed[k]), "missing": int(len(m) - stored[:, k].sum()) if len(m) else 0}
+                for k in range(turns)]
+    curve = [None if not math.isfinite(v) else float(v) for v in al]
+    summary = {k: _r(v) for k, v in metrics.summarize(curve).items()}
+    entry: dict[str, Any] = {
+        "id": data["id"], "label": data["label"], "status": data["status"],
+        "model": data["model"], "user_model": data["user_model"], "judge_model": data["judge_model"],
+        "cases": len(data["scores"]), "turns": turns,
+        "al": per_turn, "summary": summary,
+        "ci": {"average": [_r(v) for v in ci["average"]], "ir": [_r(v) for v in ci["ir"]]},
+        "undefined": metrics.reasons(curve),
+        "failures": {
+            "judge": len(data["judge_failures"]), "cases": len(data["case_failures"]),
+            "unfinished_cases": data["unfinished"],
+            "judge_detail": data["judge_failures"], "case_detail": data["case_failures"],
+        },
+        "tokens": data["tokens"],
+    }
+    if labels is not None:
+        judged = {(ci_, t + 1): data["scores"][i][t] for i, ci_ in enumerate(data["case_indices"])
+                  for t in range(turns) if data["stored"][i][t]}
+        a, b = metrics.paired(judged, labels)
+        entry["kappa"] = {"pairs": sum(1 for x, y in zip(a, b) if x is not None and y is not None),
+                          "kappa": _r(metrics.cohen_kappa(a, b)),
+                          "kappa_linear": _r(metrics.cohen_kappa(a, b, weights="linear"))}
+    return entry
+
+
+def build_report(evaluations: Sequence[Mapping[str, Any]], *, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95, labels: Mapping[tuple[int, int], int] | None = None) -> dict[str, Any]:
+    """The report over loaded evaluations (see ``load_evaluation``)."""
+    entries = [summarize_evaluation(d, n_boot=n_boot, seed=seed, level=level, labels=labels) for d in evaluations]
+    report: dict[str, Any] = {
+        "version": REPORT_VERSION,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "bootstrap": {"resamples": n_boot, "seed": seed, "level": level, "over": "cases"},
+        "evaluations": entries,
+    }
+    return report
+
+
+def _fmt(x: float | None, nd: int) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def _model_name(entry: Mapping[str, Any]) -> str:
+    model = entry.get("model") or {}
+    return str(model.get("name") or model.get("path") or model.get("kind") or "?")
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: the Table 1 layout first, then intervals,
+    failures, identities and token use."""
+    entries = report["evaluations"]
+    K = max((e["turns"] for e in entries), default=0)
+    ks = [f"k={k}" for k in range(1, K + 1)]
+    lines = ["# ALOE benchmark report", ""]
+    lines.append("Alignment level AL(k) across the k-th turn, and improvement level (paper Table 1 layout).")
+    lines.append("")
+    lines.append("| Models | Type | " + " | ".join(ks) + " | Average | IR | N-IR | R2 | N-R2 |")
+    lines.append("|---|---|" + "---:|" * (K + 5))
+    for e in entries:
+        al = [_fmt(t["al"], 2) for t in e["al"]] + [""] * (K - e["turns"])
+        s = e["summary"]
+        lines.append(f"| {_model_name(e)} | {e['label']} | " + " | ".join(al) + f" | {_fmt(s['average'], 2)} | "
+                     f"{_fmt(s['ir'], 3)} | {_fmt(s['n_ir'], 3)} | {_fmt(s['r2'], 3)} | {_fmt(s['n_r2'], 3)} |")
+    boot = report.get("bootstrap", {})
+    lines += ["", f"## {int(boot.get('level', 0.95) * 100)}% bootstrap intervals over cases "
+              f"({boot.get('resamples')} resamples, seed {boot.get('seed')})", ""]
+    lines.append("| Type | " + " | ".join(ks) + " | Average | IR |")
+    lines.append("|---|" + "---:|" * (K + 2))
+    for e in entries:
+        cis = [f"{_fmt(t['ci'][0], 2)}–{_fmt(t['ci'][1], 2)}" for t in e["al"]] + [""] * (K - e["turns"])
+        a, b = e["ci"]["average"], e["ci"]["ir"]
+        lines.append(f"| {e['label']} | " + " | ".join(cis) + f" | {_fmt(a[0], 2)}–{_fmt(a[1], 2)} | "
+                     f"{_fmt(b[0], 3)}–{_fmt(b[1], 3)} |")
+    lines += ["", "## Cases scored per turn, and failures", ""]
+    lines.append("| Type | cases | " + " | ".join(ks) + " | judge failures | failed cases | unfinished |")
+    lines.append("|---|---:|" + "---:|" * (K + 3))
+    for e in entries:
+        ns = [str(t["n"]) for t in e["al"]] + [""] * (K - e["turns"])
+        f = e["failures"]
+        lines.append(f"| {e['label']} | {e['cases']} | " + " | ".join(ns) +
+                     f" | {f['judge']} | {f['cases']} | {len(f['unfinished_cases'])} |")
+    notes = [(e["label"], k, v) for e in entries for k, v in e["undefined"].items()]
+    if notes:
+        lines += ["", "Undefined values:", ""]
+        lines += [f"- {label}: {key}: {why}" for label, key, why in notes]
+    details = [(e["label"], d) for e in entries for d in e["failures"]["judge_detail"][:20]]
+    if details:
+        lines += ["", "Judge failures (first 20 per evaluation):", ""]
+        lines += [f"- {label}: case {d['case']}, turn {d['turn']}: {d['error']}" for label, d in details]
+    cdetails = [(e["label"], d) for e in entries for d in e["failures"]["case_detail"][:20]]
+    if cdetails:
+        lines += ["", "Failed cases:", ""]
+        lines += [f"- {label}: case {d['case']} after {d['turns_done']} turn(s): {d['error']}" for label, d in cdetails]
+    lines += ["", "## Models", ""]
+    lines.append("| Evaluation | Type | evaluated model | user | judge | status |")
+    lines.append("|---:|---|---|---|---|---|")
+    for e in entries:
+        lines.append(f"| {e['id']} | {e['label']} | {_ident(e['model'])} | {_ident(e['user_model'])} | "
+                     f"{_ident(e['judge_model'])} | {e['status']} |")
+    lines += ["", "## Token use", ""]
+    lines.append("| Type | role | calls | cached | errors | prompt tokens | completion tokens |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    for e in entries:
+        for role, t in e["tokens"].items():
+            lines.append(f"| {e['label']} | {role} | {t['calls']} | {t['cached']} | {t['errors']} | "
+                         f"{t['prompt_tokens']} | {t['completion_tokens']} |")
+    kappas = [e for e in entries if "kappa" in e]
+    if kappas:
+        lines += ["", "## Judge agreement with labels", ""]
+        lines.append("| Type | pairs | Cohen's kappa | linear-weighted kappa |")
+        lines.append("|---|---:|---:|---:|")
+        for e in kappas:
+            k = e["kappa"]
+            lines.append(f"| {e['label']} | {k['pairs']} | {_fmt(k['kappa'], 3)} | {_fmt(k['kappa_linear'], 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ident(ident: Mapping[str, Any]) -> str:
+    keys = ("kind", "name", "path", "base_url")
+    return ", ".join(f"{k}={ident[k]}" for k in keys if ident.get(k)) or "?"
+
+
+def render_plot(report: Mapping[str, Any], path: str | Path, *, dpi: int = 120) -> None:
+    """AL(k) over turns, one line (with its bootstrap band and dashed
+    least-squares fit) per evaluation, y from 1 to 5, like Figure 4."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    K = max((e["turns"] for e in report["evaluations"]), default=1)
+    for i, e in enumerate(report["evaluations"]):
+        color = f"C{i % 10}"
+        ks = [t["turn"] for t in e["al"] if t["al"] is not None]
+        ys = [t["al"] for t in e["al"] if t["al"] is not None]
+        name = f"{e['label']} ({_model_name(e)})" if e["label"] != _model_name(e) else e["label"]
+        ax.plot(ks, ys, marker="o", color=color, label=name, linewidth=2)
+        lo = [t["ci"][0] for t in e["al"] if t["al"] is not None]
+        hi = [t["ci"][1] for t in e["al"] if t["al"] is not None]
+        if ks and all(v is not None for v in lo + hi):
+            ax.fill_between(ks, lo, hi, color=color, alpha=0.15, linewidth=0)
+        b, a, _ = metrics.fit_line(ys, ks) if len(ks) >= 2 else (None, None, None)
+        if b is not None:
+            xs = np.array([1, K], dtype=float)
+            ax.plot(xs, b * xs + a, linestyle="--", color=color, linewidth=1)
+    ax.set_xlim(0.75, K + 0.25)
+    ax.set_ylim(1, 5.2)
+    ax.set_xticks(range(1, K + 1))
+    ax.set_xlabel("Conversation turn")
+    ax.set_ylabel("Alignment level AL(k)")
+    ax.set_title("ALOE: alignment level across turns")
+    ax.grid(True, alpha=0.3)
+    if report["evaluations"]:
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(str(path), format="png")
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md and al_curve.png into ``out_dir``
+    (created if needed; each file replaced atomically). Returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "al_curve.png"}
+    _atomic_write(paths["json"], lambda p: p.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n"))
+    _atomic_write(paths["md"], lambda p: p.write_text(render_markdown(report)))
+    _atomic_write(paths["png"], lambda p: render_plot(report, p))
+    return paths

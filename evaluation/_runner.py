@@ -1,0 +1,259 @@
+"""The ALOE benchmark run (paper section 3).
+
+For each case the role-play user (who sees the full persona) talks with the
+evaluated model (which sees only the conversation) for K turns; after each
+reply the judge (full persona, the user's message, the reply) scores 1-5.
+Cases run concurrently in one task group, bounded by a CapacityLimiter.
+
+Every turn is one row of ``eval_turns`` written as soon as it is judged. A
+judge that fails after its retries leaves ``score`` NULL and the reason in
+``judge_error``; the turn is kept and the conversation goes on. A failure of
+the user or of the evaluated model ends that case (status 'failed', error
+kept); the other cases go on.
+
+Resume: an evaluation is identified by the hash of what defines it (cases,
+turns, models, sampling, seed). Running the same benchmark again finds the
+stored evaluation and continues every unfinished case from its last stored
+turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import anyio
+import structlog
+
+from ..agents.gateway import CallContext, ChatModel, Sampling
+from ..environment import Persona
+from ..environment.errors import ConfigError, LLMError
+from ..environment.store import Store
+from ._cases import Case, fingerprint
+
+__all__ = ["BenchmarkSpec", "EVALUATED_ROLE", "RunOutcome", "run_benchmark"]
+
+log = structlog.get_logger(__name__)
+
+EVALUATED_ROLE = "evaluated"   # role name of the evaluated model's calls in llm_calls
+
+
+class UserRole(Protocol):
+    async def __call__(self, persona: Persona, conversation: Sequence[dict[str, str]], *, seed: int | None = None,
+                       context: CallContext | None = None) -> str: ...
+
+
+class JudgeRole(Protocol):
+    async def __call__(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
+                       context: CallContext | None = None) -> int: ...
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """What defines one evaluation. ``model``, ``user_model`` and
+    ``judge_model`` are JSON-able identities (never keys); ``config`` is the
+    resolved config stored with the run (secrets never included)."""
+
+    label: str
+    turns: int = 10
+    concurrency: int = 16
+    seed: int = 0
+    sampling: Sampling = Sampling(temperature=0.7, max_tokens=256)
+    model: dict[str, Any] = field(default_factory=dict)
+    user_model: dict[str, Any] = field(default_factory=dict)
+    judge_model: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not isinstance(self.turns, int) or self.turns < 1:
+            raise ConfigError("benchmark.turns", self.turns, "an integer >= 1")
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError("evaluation.concurrency", self.concurrency, "an integer >= 1")
+        if not self.label:
+            raise ConfigError("evaluation.label", self.label, "a non-empty name")
+
+    def identity(self, cases: Sequence[Case]) -> str:
+        """Hash of everything that makes two runs the same evaluation."""
+        ident = {
+            "label": self.label, "turns": self.turns, "seed": self.seed, "cases": fingerprint(list(cases)),
+            "n": len(cases), "sampling": self.sampling.as_params(), "model": self.model,
+            "user": self.user_model, "judge": self.judge_model,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: its evaluation, and counts of this invocation."""
+
+    evaluation_id: int
+    run_id: int
+    resumed: bool
+    cases: int = 0
+    complete: int = 0
+    failed: int = 0
+    turns_run: int = 0
+    judge_failures: int = 0
+    seconds: float = 0.0
+
+
+def _seed(base: int, case: int, turn: int, which: int) -> int:
+    """A distinct, reproducible sampling seed per (case, turn, role)."""
+    return (base * 1_000_003 + case * 1009 + turn * 17 + which) % (2**31 - 1)
+
+
+async def _open_evaluation(store: Store, spec: BenchmarkSpec, cases: Sequence[Case]) -> tuple[int, int, bool]:
+    """Find the stored evaluation with this identity, or create it with its
+    run and all its cases in one transaction. Returns (evaluation, run, resumed)."""
+    ident = spec.identity(cases)
+    row = await store.fetchone(
+        "SELECT e.id, r.id FROM evaluations e JOIN runs r ON r.id = e.run_id"
+        " WHERE r.kind = 'evaluate' AND r.config_hash = ? ORDER BY e.id DESC LIMIT 1", (ident,))
+    if row is not None:
+        eval_id, run_id = int(row[0]), int(row[1])
+        await store.write(lambda c: c.execute(
+            "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,)))
+        return eval_id, run_id, True
+
+    def create(conn: sqlite3.Connection) -> tuple[int, int]:
+        now = time.time()
+        run_id = conn.execute(
+            "INSERT INTO runs (kind, config, config_hash, status, started_at) VALUES ('evaluate', ?, ?, 'running', ?)",
+            (json.dumps(spec.config, default=str), ident, now)).lastrowid
+        eval_id = conn.execute(
+            "INSERT INTO evaluations (run_id, label, model, user_model, judge_model, turns, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            (run_id, spec.label, json.dumps(spec.model), json.dumps(spec.user_model), json.dumps(spec.judge_model),
+             spec.turns, now)).lastrowid
+        conn.executemany(
+            "INSERT INTO eval_cases (evaluation_id, case_index, profile, personality, status) VALUES (?,?,?,?,'pending')",
+            [(eval_id, c.index, c.profile, c.personality) for c in cases])
+        return int(eval_id), int(run_id)
+
+    eval_id, run_id = await store.write(create)
+    return eval_id, run_id, False
+
+
+async def run_benchmark(
+    store: Store,
+    cases: Sequence[Case],
+    *,
+    user: UserRole,
+    judge: JudgeRole,
+    model: ChatModel,
+    spec: BenchmarkSpec,
+    on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None,
+) -> RunOutcome:
+    """Run (or continue) the benchmark over ``cases``; return the outcome.
+
+    ``on_turn(case_index, turn, score)`` is called after each stored turn
+    (progress display)."""
+    spec.validate()
+    if not cases:
+        raise ConfigError("benchmark.cases", 0, "at least one case")
+    started = time.monotonic()
+    eval_id, run_id, resumed = await _open_evaluation(store, spec, cases)
+    rows = await store.fetchall(
+        "SELECT id, case_index, profile, personality, status FROM eval_cases WHERE evaluation_id = ?"
+        " ORDER BY case_index", (eval_id,))
+    todo = [r for r in rows if r["status"] != "complete"]
+    out = RunOutcome(evaluation_id=eval_id, run_id=run_id, resumed=resumed, cases=len(rows))
+    log.info("evaluate.start", evaluation_id=eval_id, run_id=run_id, resumed=resumed, cases=len(rows),
+             unfinished=len(todo), turns=spec.turns, model=spec.label)
+    limiter = anyio.CapacityLimiter(spec.concurrency)
+
+    async def one(row: sqlite3.Row) -> None:
+        async with limiter:
+            with structlog.contextvars.bound_contextvars(evaluation_id=eval_id, case=row["case_index"]):
+                await _run_case(store, row, user=user, judge=judge, model=model, spec=spec, run_id=run_id,
+                                out=out, on_turn=on_turn)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for row in todo:
+                tg.start_soon(one, row)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await store.write(lambda c: c.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?", (time.time(), run_id)))
+        raise
+
+    statuses = await store.fetchall(
+        "SELECT status, COUNT(*) FROM eval_cases WHERE evaluation_id = ? GROUP BY status", (eval_id,))
+    counts = {r[0]: int(r[1]) for r in statuses}
+    out.complete, out.failed = counts.get("complete", 0), counts.get("failed", 0)
+    status = "complete" if out.complete == len(rows) else "failed" if counts.get("pending", 0) == 0 else "running"
+    out.seconds = time.monotonic() - started
+    stats = {k: v for k, v in vars(out).items()}
+
+    def finish(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
+        conn.execute("UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE id = ?",
+                     ("complete" if status == "complete" else "failed", time.time(), json.dumps(stats), run_id))
+
+    await store.write(finish)
+    log.info("evaluate.done", evaluation_id=eval_id, status=status, complete=out.complete, failed=out.failed,
+             turns_run=out.turns_run, judge_failures=out.judge_failures, seconds=round(out.seconds, 1))
+    return out
+
+
+async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: JudgeRole, model: ChatModel,
+                    spec: BenchmarkSpec, run_id: int, out: RunOutcome,
+                    on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None) -> None:
+    case_id, index = int(row["id"]), int(row["case_index"])
+    persona = Persona(id=index, profile=row["profile"], personality=row["personality"], split="eval")
+    done = await store.fetchall(
+        "SELECT turn, user_message, reply FROM eval_turns WHERE case_id = ? ORDER BY turn", (case_id,))
+    # the evaluated model's view: the user's messages and its own replies, nothing else
+    conversation: list[dict[str, str]] = []
+    for t in done:
+        conversation += [{"role": "user", "content": t["user_message"]}, {"role": "assistant", "content": t["reply"]}]
+    if row["status"] != "pending":
+        await store.write(lambda c: c.execute(
+            "UPDATE eval_cases SET status = 'pending', error = NULL WHERE id = ?", (case_id,)))
+    judged = 0
+    for turn in range(len(done) + 1, spec.turns + 1):
+        ctx = CallContext(run_id=run_id, turn=turn, case_id=case_id)
+        try:
+            message = await user(persona, conversation, seed=_seed(spec.seed, index, turn, 1), context=ctx)
+            sampling = replace(spec.sampling, seed=_seed(spec.seed, index, turn, 2))
+            result = await model.chat([*conversation, {"role": "user", "content": message}], role=EVALUATED_ROLE,
+                                      sampling=sampling, context=ctx)
+        except LLMError as exc:
+            err = f"turn {turn}: {exc}"
+            await store.write(lambda c: c.execute(
+                "UPDATE eval_cases SET status = 'failed', error = ? WHERE id = ?", (err, case_id)))
+            log.warning("evaluate.case_failed", turn=turn, error=str(exc))
+            out.failed += 1
+            return
+        reply = result.text.strip()
+        score: int | None = None
+        judge_error: str | None = None
+        try:
+            score = int(await judge(persona, message, reply, seed=_seed(spec.seed, index, turn, 3), context=ctx))
+            if not 1 <= score <= 5:
+                judge_error, score = f"score {score} outside 1-5", None
+        except LLMError as exc:
+            judge_error = str(exc)
+        if score is None:
+            out.judge_failures += 1
+            log.warning("evaluate.judge_failed", turn=turn, error=judge_error)
+        params = (case_id, turn, message, reply, score, judge_error, time.time())
+        await store.write(lambda c: c.execute(
+            "INSERT INTO eval_turns (case_id, turn, user_message, reply, score, judge_error, created_at)"
+            " VALUES (?,?,?,?,?,?,?)", params))
+        out.turns_run += 1
+        judged += 1
+        conversation += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+        if on_turn is not None:
+            maybe = on_turn(index, turn, score)
+            if maybe is not None:
+                await maybe
+    await store.write(lambda c: c.execute(
+        "UPDATE eval_cases SET status = 'complete', error = NULL WHERE id = ?", (case_id,)))
+    log.info("evaluate.case_done", turns=spec.turns, judged_now=judged)
