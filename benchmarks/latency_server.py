@@ -221,10 +221,10 @@ def _types(schema: dict[str, Any]) -> list[str]:
 
 def _text_for(name: str, rng: random.Random) -> str:
     lowered = name.lower()
-    if "profile" in lowered or "persona" in lowered:
-        return rng.choice(_PROFILES)
     if "personalit" in lowered or "trait" in lowered:
         return rng.choice(_TRAITS)
+    if "profile" in lowered or "persona" in lowered:
+        return rng.choice(_PROFILES)
     return rng.choice(_SENTENCES)
 
 
@@ -240,6 +240,8 @@ def _string(schema: dict[str, Any], name: str, rng: random.Random) -> str:
         text = "https://example.com/"
     elif fmt == "uuid":
         text = "00000000-0000-4000-8000-000000000000"
+    elif "pattern" in schema:
+        text = _matching(schema["pattern"], rng) or _text_for(name, rng)
     else:
         text = _text_for(name, rng)
     low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
@@ -248,6 +250,72 @@ def _string(schema: dict[str, Any], name: str, rng: random.Random) -> str:
     if high is not None:
         text = text[: int(high)]
     return text
+
+
+def _sample_regex(items: Any, rng: random.Random, depth: int = 0) -> str:
+    """A string generated from a parsed regex (``re._parser``): literals, classes,
+    categories, alternation, groups and repeats (minimum count, at least one)."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    out = []
+    for op, arg in items:
+        if op is c.LITERAL:
+            out.append(chr(arg))
+        elif op is c.NOT_LITERAL:
+            out.append("a" if arg != ord("a") else "b")
+        elif op is c.ANY:
+            out.append("a")
+        elif op is c.IN:
+            choices: list[str] = []
+            negate = False
+            for sub_op, sub_arg in arg:
+                if sub_op is c.NEGATE:
+                    negate = True
+                elif sub_op is c.LITERAL:
+                    choices.append(chr(sub_arg))
+                elif sub_op is c.RANGE:
+                    choices.extend(chr(x) for x in range(sub_arg[0], min(sub_arg[1], sub_arg[0] + 25) + 1))
+                elif sub_op is c.CATEGORY:
+                    choices.extend(_CATEGORY_CHARS.get(str(sub_arg), "a"))
+            if negate:
+                choices = [ch for ch in "aZ0 _-" if ch not in choices]
+            out.append(rng.choice(choices or ["a"]))
+        elif op is c.CATEGORY:
+            out.append(rng.choice(_CATEGORY_CHARS.get(str(arg), "a")))
+        elif op is c.BRANCH:
+            out.append(_sample_regex(rng.choice(arg[1]), rng, depth + 1))
+        elif op is c.SUBPATTERN:
+            out.append(_sample_regex(arg[-1], rng, depth + 1))
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+            low, high, sub = arg
+            count = max(low, 1) if high != 0 else 0
+            count = min(count, high) if high is not c.MAXREPEAT else count
+            out.extend(_sample_regex(sub, rng, depth + 1) for _ in range(count))
+        # AT (anchors), lookarounds and the rest add nothing
+    return "".join(out)
+
+
+_CATEGORY_CHARS = {
+    "CATEGORY_DIGIT": "0123456789",
+    "CATEGORY_WORD": "abcdefghijklmnopqrstuvwxyz",
+    "CATEGORY_SPACE": " ",
+    "CATEGORY_NOT_DIGIT": "abc",
+    "CATEGORY_NOT_WORD": "-. ",
+    "CATEGORY_NOT_SPACE": "abc",
+}
+
+
+def _matching(pattern: str, rng: random.Random) -> str | None:
+    """A string matching ``pattern`` (``re.search``), or None when the simple
+    sampler cannot produce one."""
+    import re
+    from re import _parser  # type: ignore[attr-defined]
+
+    try:
+        text = _sample_regex(_parser.parse(pattern), rng)
+        return text if re.search(pattern, text) else None
+    except (re.error, ValueError, TypeError, RecursionError):
+        return None
 
 
 def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | float:
@@ -279,8 +347,9 @@ def instance_for(schema: Any, rng: random.Random | None = None, *, root: dict[st
                  name: str = "", depth: int = 0) -> Any:
     """A small JSON value that validates against ``schema``: every property of an
     object (required or not), strings of plausible text within length limits,
-    numbers within bounds, the first enum/const value choice, the first non-null
-    branch of ``anyOf``/``oneOf``/type lists, arrays of ``minItems`` (at least
+    numbers within bounds, an enum member or the const, strings matching a simple
+    ``pattern``, the first non-null branch of ``anyOf``/``oneOf``/type lists
+    (null one time in five where allowed), arrays of ``minItems`` (at least
     one) items. Covers what pydantic's ``model_json_schema`` emits."""
     rng = rng or random.Random(0)
     root = root if root is not None else (schema if isinstance(schema, dict) else {})
@@ -293,9 +362,13 @@ def instance_for(schema: Any, rng: random.Random | None = None, *, root: dict[st
         if key in schema:
             branches = [_resolve(b, root) for b in schema[key]]
             non_null = [b for b in branches if _types(b) != ["null"]] or branches
+            if len(non_null) < len(branches) and rng.random() < 0.2:
+                return None  # nullable: sometimes "nothing revealed"
             base = {k: v for k, v in schema.items() if k not in (key, "type")}
             return instance_for({**non_null[0], **base}, rng, root=root, name=name, depth=depth + 1)
     types = [t for t in _types(schema) if t != "null"] or _types(schema) or ["string"]
+    if "null" in _types(schema) and len(_types(schema)) > 1 and rng.random() < 0.2:
+        return None
     kind = types[0]
     if kind == "object":
         props = schema.get("properties", {})
