@@ -1,0 +1,36 @@
+"""Reading a database for people: read-only views of trees, runs, evaluations
+and cases, their terminal rendering (``aloe show``) and their export to
+Markdown and JSON. The web viewer (``aloesim.orchestration.viewer``) reads
+through the same views."""
+
+from ._data import (
+    CallView,
+    CaseView,
+    EvaluationView,
+    NodeView,
+    RunView,
+    TreeView,
+    config_diff,
+    count_trees,
+    loads,
+    diff_words,
+    fit_line,
+    list_cases,
+    list_evaluations,
+    list_runs,
+    list_trees,
+    load_case,
+    load_evaluation,
+    load_run,
+    load_tree,
+    tree_events,
+)
+from ._export import case_markdown, to_json, tree_markdown
+from ._render import SIDE_BY_SIDE_MIN_WIDTH, render_case, render_evaluation, render_run, render_tree
+
+__all__ = [
+    "SIDE_BY_SIDE_MIN_WIDTH", "CallView", "CaseView", "EvaluationView", "NodeView", "RunView", "TreeView",
+    "case_markdown", "config_diff", "count_trees", "loads", "diff_words", "fit_line", "list_cases", "list_evaluations", "list_runs",
+    "list_trees", "load_case", "load_evaluation", "load_run", "load_tree", "render_case", "render_evaluation",
+    "render_run", "render_tree", "to_json", "tree_events", "tree_markdown",
+]

@@ -1,0 +1,287 @@
+"""The viewer app: Starlette routes rendering Jinja2 templates over a
+database opened read-only.
+
+Each request opens its own read-only SQLite connection on a worker thread
+(``anyio.to_thread.run_sync`` behind a ``CapacityLimiter``), runs a few
+bounded, parameterized queries and closes it. Only GET and HEAD are served;
+any other method gets 405 before reaching a route. Templates autoescape
+everything, and a Content-Security-Policy forbids inline scripts as a second
+line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import uvicorn
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aloesim.environment.store import connect
+from aloesim.orchestration import show
+
+from ._svg import al_chart, tree_picture
+
+T = TypeVar("T")
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+MAX_QUERY = 200
+
+
+class ReadOnly:
+    """ASGI middleware: 405 for every method but GET and HEAD, and safety
+    headers (CSP, nosniff, no referrer) on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in READ_METHODS:
+            resp = PlainTextResponse("405 Method Not Allowed: this viewer is read-only", status_code=405,
+                                     headers={"Allow": "GET, HEAD"})
+            await resp(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _secs(s: float | None) -> str:
+    return "-" if s is None else f"{s:.2f}s"
+
+
+def _num(n: Any) -> str:
+    return "-" if n is None else f"{n:,}" if isinstance(n, int) else str(n)
+
+
+def _pretty(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _short(text: str | None, n: int = 140) -> str:
+    text = text or ""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("aloesim.orchestration.viewer", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html", "svg", "xml"), default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=_when, secs=_secs, num=_num, pretty=_pretty, short=_short)
+    return env
+
+
+class Pages:
+    """The page handlers, bound to one database file."""
+
+    def __init__(self, db: Path, page_size: int, limiter: anyio.CapacityLimiter) -> None:
+        self.db, self.page_size, self.limiter = db, page_size, limiter
+        self.env = _environment()
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on a fresh read-only connection in a worker thread."""
+        return await anyio.to_thread.run_sync(partial(self._read, fn), limiter=self.limiter)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = connect(self.db, readonly=True)
+        try:
+            return fn(conn)
+        finally:
+            conn.close()
+
+    def render(self, request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+        html = self.env.get_template(template).render(request=request, db=self.db.name, **ctx)
+        return HTMLResponse(html, status_code=status_code)
+
+    # -- query parameters ----------------------------------------------------
+    @staticmethod
+    def _int(request: Request, name: str, default: int, lo: int = 1) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise HTTPException(400, f"query parameter {name}={raw!r} is not an integer") from None
+        if value < lo:
+            raise HTTPException(400, f"query parameter {name}={value} must be at least {lo}")
+        return value
+
+    def _pager(self, request: Request, name: str, total: int) -> dict[str, Any]:
+        pages = max(1, math.ceil(total / self.page_size))
+        page = min(self._int(request, name, 1), pages)
+
+        def url(p: int) -> str:
+            return "?" + str(request.url.include_query_params(**{name: p}).query)
+
+        return {"page": page, "pages": pages, "total": total, "offset": (page - 1) * self.page_size,
+                "prev": url(page - 1) if page > 1 else None, "next": url(page + 1) if page < pages else None,
+                "first": url(1) if page > 1 else None, "last": url(pages) if page < pages else None}
+
+    # -- pages ---------------------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        def q(conn: sqlite3.Connection) -> dict[str, Any]:
+            runs_total = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            evals_total = conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+            rp = self._pager(request, "page", runs_total)
+            ep = self._pager(request, "epage", evals_total)
+            runs, _ = show.list_runs(conn, limit=self.page_size, offset=rp["offset"])
+            evals, _ = show.list_evaluations(conn, limit=self.page_size, offset=ep["offset"])
+            first = conn.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
+            trees = conn.execute("SELECT COUNT(*) FROM trees").fetchone()[0]
+            return {"runs": runs, "rp": rp, "evals": evals, "ep": ep, "first_run": first[0] if first else None,
+                    "trees_total": trees}
+
+        return self.render(request, "index.html", **await self.read(q))
+
+    async def run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        text = request.query_params.get("q", "")[:MAX_QUERY]
+        status = request.query_params.get("status", "")
+        if status and status not in ("pending", "running", "complete", "failed"):
+            raise HTTPException(400, f"status={status!r} is not one of pending, running, complete, failed")
+
+        def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            run = show.load_run(conn, run_id)
+            if run is None:
+                return None
+            total = show.count_trees(conn, run_id, q=text, status=status)
+            pager = self._pager(request, "page", total)
+            trees = show.list_trees(conn, run_id, q=text, status=status, limit=self.page_size,
+                                       offset=pager["offset"])
+            first = conn.execute("SELECT id, config FROM runs ORDER BY id LIMIT 1").fetchone()
+            diff = show.config_diff(show.loads(first["config"]), run.config) if first["id"] != run_id else []
+            return {"run": run, "trees": trees, "pager": pager, "q": text, "status": status, "diff": diff,
+                    "first_run": first["id"]}
+
+        data = await self.read(q)
+        if data is None:
+            raise HTTPException(404, f"no run with id {run_id}")
+        return self.render(request, "run.html", **data)
+
+    async def tree(self, request: Request) -> Response:
+        tree_id = request.path_params["tree_id"]
+
+        def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            tree = show.load_tree(conn, tree_id)
+            if tree is None:
+                return None
+            return {"tree": tree, "events": show.tree_events(conn, tree_id)}
+
+        data = await self.read(q)
+        if data is None:
+            raise HTTPException(404, f"no tree with id {tree_id}")
+        tree = data["tree"]
+        return self.render(request, "tree.html", pic=tree_picture(tree), path=tree.continued_path, **data)
+
+    async def evaluation(self, request: Request) -> Response:
+        evaluation_id = request.path_params["evaluation_id"]
+
+        def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            ev = show.load_evaluation(conn, evaluation_id)
+            if ev is None:
+                return None
+            pager = self._pager(request, "page", ev.cases)
+            cases = show.list_cases(conn, evaluation_id, limit=self.page_size, offset=pager["offset"])
+            return {"ev": ev, "cases": cases, "pager": pager}
+
+        data = await self.read(q)
+        if data is None:
+            raise HTTPException(404, f"no evaluation with id {evaluation_id}")
+        return self.render(request, "evaluation.html", chart=al_chart(data["ev"].curve), **data)
+
+    async def case(self, request: Request) -> Response:
+        case_id = request.path_params["case_id"]
+        case = await self.read(lambda conn: show.load_case(conn, case_id))
+        if case is None:
+            raise HTTPException(404, f"no benchmark case with id {case_id}")
+        return self.render(request, "case.html", case=case)
+
+    async def error(self, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            status, detail = exc.status_code, exc.detail
+        else:
+            status, detail = 500, f"{type(exc).__name__}: {exc}"
+        return self.render(request, "error.html", status_code=status, code=status, detail=detail)
+
+
+def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8) -> Starlette:
+    """The viewer for the database at ``db``. Raises StoreError (one line) when
+    the file is missing, not a database, or of another schema version."""
+    db = Path(db)
+    connect(db, readonly=True).close()  # fail now, not on the first request
+    pages = Pages(db, page_size, anyio.CapacityLimiter(threads))
+    get = ["GET", "HEAD"]
+    routes = [
+        Route("/", pages.index, methods=get, name="index"),
+        Route("/runs/{run_id:int}", pages.run, methods=get, name="run"),
+        Route("/trees/{tree_id:int}", pages.tree, methods=get, name="tree"),
+        Route("/evaluations/{evaluation_id:int}", pages.evaluation, methods=get, name="evaluation"),
+        Route("/cases/{case_id:int}", pages.case, methods=get, name="case"),
+        Mount("/static", StaticFiles(packages=[("aloesim.orchestration.viewer", "static")]), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: pages.error, Exception: pages.error})
+    app.add_middleware(ReadOnly)
+    return app
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a background thread; yields the base URL
+    (``port=0`` picks a free port). Stops the server on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    real_port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="aloe-viewer", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("viewer server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{real_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()

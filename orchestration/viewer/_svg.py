@@ -1,0 +1,146 @@
+"""Geometry of the two pictures the viewer draws as inline SVG: a tree with
+its continued path, and the AL(k) chart. Functions here return plain numbers
+and strings; the Jinja2 templates turn them into SVG (autoescaped)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aloesim.orchestration.show import TreeView
+from aloesim.orchestration.show._data import Point, fit_line
+
+COL, ROW, PAD = 120, 34, 24
+
+
+@dataclass(slots=True)
+class SvgNode:
+    x: float
+    y: float
+    label: str
+    href: str | None
+    kind: str  # node | stub-continued | stub-stopped
+    title: str
+    on_path: bool = False
+
+
+@dataclass(slots=True)
+class SvgEdge:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    kind: str  # continued | stopped
+    letter: str
+    on_path: bool = False
+
+
+@dataclass(slots=True)
+class TreePicture:
+    width: int
+    height: int
+    nodes: list[SvgNode] = field(default_factory=list)
+    edges: list[SvgEdge] = field(default_factory=list)
+    turns: list[tuple[float, int]] = field(default_factory=list)  # (x, turn) column labels
+
+
+def tree_picture(tree: TreeView) -> TreePicture:
+    """Lay the tree out left to right (one column per turn). Every node has
+    two replies: one that continued leads to the next node (or, at the last
+    turn, to a green end); one that did not ends in a grey stub. The path the
+    conversation took is marked ``on_path``."""
+    by_id = {n.id: n for n in tree.nodes}
+    path = {n.id for n in tree.continued_path}
+    pic = TreePicture(width=0, height=0)
+    leaf = [0]
+
+    def place(node_id: int, depth: int) -> float:
+        node = by_id[node_id]
+        kids = {by_id[c].branch[-1:]: by_id[c] for c in node.children}
+        x = PAD + depth * COL
+        ys: list[tuple[str, float, bool, bool]] = []  # letter, y, continued, leads to node
+        for letter, which in (("p", "preferred"), ("r", "rejected")):
+            cont = node.continued in (which, "both")
+            if letter in kids:
+                ys.append((letter, place(kids[letter].id, depth + 1), True, True))
+            else:
+                y = PAD + leaf[0] * ROW
+                leaf[0] += 1
+                ys.append((letter, y, cont, False))
+                stub_on_path = node.id in path and cont and not node.children
+                pic.nodes.append(SvgNode(
+                    x=x + COL * 0.55, y=y, label=letter, href=f"#node-{node.id}",
+                    kind="stub-continued" if cont else "stub-stopped",
+                    title=f"turn {node.turn}: {which} reply" + (" (continued, conversation ended)" if cont else
+                                                                 " (not continued)"),
+                    on_path=stub_on_path))
+        y = sum(v for _, v, _, _ in ys) / len(ys)
+        for letter, cy, cont, to_node in ys:
+            x2 = PAD + (depth + 1) * COL if to_node else x + COL * 0.55
+            child_on_path = to_node and kids[letter].id in path
+            end_on_path = not to_node and node.id in path and cont and not node.children
+            pic.edges.append(SvgEdge(x, y, x2, cy, "continued" if cont else "stopped", letter,
+                                     on_path=node.id in path and (child_on_path or end_on_path)))
+        pic.nodes.append(SvgNode(x=x, y=y, label=str(node.turn), href=f"#node-{node.id}", kind="node",
+                                 title=f"turn {node.turn}, branch {node.branch or '(root)'}: continued {node.continued}",
+                                 on_path=node.id in path))
+        return y
+
+    depth_max = 0
+    for root in tree.roots:
+        place(root.id, 0)
+    if tree.nodes:
+        depth_max = max(n.turn for n in tree.nodes) - min(n.turn for n in tree.nodes) + 1
+        first = min(n.turn for n in tree.nodes)
+        pic.turns = [(PAD + i * COL, first + i) for i in range(depth_max)]
+    pic.width = int(PAD * 2 + depth_max * COL + 20)
+    pic.height = int(PAD * 2 + max(leaf[0] - 1, 0) * ROW + 14)
+    # draw edges first, path edges last (on top), nodes on top of edges
+    pic.edges.sort(key=lambda e: e.on_path)
+    pic.nodes.sort(key=lambda n: n.kind == "node")
+    return pic
+
+
+@dataclass(slots=True)
+class Chart:
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    points: list[tuple[float, float, int, float, int]]  # x, y, k, AL, n
+    polyline: str
+    fit: tuple[float, float, float, float] | None  # x1, y1, x2, y2 of the regression line
+    xticks: list[tuple[float, int]]
+    yticks: list[tuple[float, int]]
+    ir: float | None
+    r2: float | None
+
+
+def al_chart(curve: list[Point], *, width: int = 640, height: int = 300) -> Chart:
+    """AL(k) on a 1..5 axis against k, with the least-squares line whose slope is the IR."""
+    left, right, top, bottom = 48, 16, 16, 36
+    ks = [p.k for p in curve] or [1]
+    kmin, kmax = min(ks), max(ks)
+    span = max(kmax - kmin, 1)
+
+    def sx(k: float) -> float:
+        return left + (k - kmin) / span * (width - left - right)
+
+    def sy(v: float) -> float:
+        return top + (5 - v) / 4 * (height - top - bottom)
+
+    pts = [(sx(p.k), sy(p.al), p.k, p.al, p.n) for p in curve if p.al is not None]
+    ir, r2 = fit_line([(p.k, p.al) for p in curve])
+    fit = None
+    if ir is not None:
+        vals = [(p.k, p.al) for p in curve if p.al is not None]
+        mk = sum(k for k, _ in vals) / len(vals)
+        my = sum(v for _, v in vals) / len(vals)
+        a = my - ir * mk
+        fit = (sx(kmin), sy(min(5, max(1, a + ir * kmin))), sx(kmax), sy(min(5, max(1, a + ir * kmax))))
+    return Chart(
+        width=width, height=height, left=left, right=right, top=top, bottom=bottom, points=pts,
+        polyline=" ".join(f"{x:.1f},{y:.1f}" for x, y, *_ in pts), fit=fit,
+        xticks=[(sx(k), k) for k in range(kmin, kmax + 1)], yticks=[(sy(v), v) for v in range(1, 6)], ir=ir, r2=r2,
+    )
