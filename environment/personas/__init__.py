@@ -1,1 +1,63 @@
-"""TODO"""
+"""The persona pool (paper section 2.1): profile and personality pools grown
+by self-generation and kept diverse by a semantic-similarity filter, then
+paired into personas.
+
+    read_items / write_items     the published JSONL format (one JSON string per line)
+    SentenceEmbedder, embed      text -> normalised float32 vectors, off the event loop
+    filter_candidates            the acceptance rule (max cosine similarity <= threshold)
+    similarity_stats, calibrate_threshold
+                                 choose a threshold that fits the embedder
+    load_pool, import_items, ensure_seeds
+                                 pools in the store, embeddings cached per item
+    grow_pool                    the iterative growth loop (generator injected)
+    pair_personas, load_personas profile x personality pairs per split
+    export_pool, pool_vectors    read-only tools
+"""
+
+from ._embed import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder, embed, from_blob, normalise, to_blob
+from ._export import export_pool, pool_vectors
+from ._filter import THRESHOLD_GRID, FilterResult, calibrate_threshold, filter_candidates, greedy_keep_count, similarity_stats
+from ._grow import Generate, GenerationRequest, GrowthReport, GrowthSettings, grow_pool, iteration_seed
+from ._jsonl import read_items, write_items, write_objects
+from ._pairs import PairReport, load_personas, pair_personas
+from ._pool import KINDS, SPLITS, ImportReport, Pool, add_items, ensure_seeds, import_items, load_pool, seed_items, warn_if_collapsing
+
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "KINDS",
+    "SPLITS",
+    "THRESHOLD_GRID",
+    "Embedder",
+    "FilterResult",
+    "Generate",
+    "GenerationRequest",
+    "GrowthReport",
+    "GrowthSettings",
+    "ImportReport",
+    "PairReport",
+    "Pool",
+    "SentenceEmbedder",
+    "add_items",
+    "calibrate_threshold",
+    "embed",
+    "ensure_seeds",
+    "export_pool",
+    "filter_candidates",
+    "from_blob",
+    "greedy_keep_count",
+    "grow_pool",
+    "import_items",
+    "iteration_seed",
+    "load_personas",
+    "load_pool",
+    "normalise",
+    "pair_personas",
+    "pool_vectors",
+    "read_items",
+    "seed_items",
+    "similarity_stats",
+    "to_blob",
+    "warn_if_collapsing",
+    "write_items",
+    "write_objects",
+]

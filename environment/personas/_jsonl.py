@@ -1,0 +1,90 @@
+"""The published pool format: one JSON string per line.
+
+Real files are not always clean, so the reader accepts a byte-order mark (at
+the start of the file or of any line), blank lines, and several JSON values
+back to back on one line. Anything else it cannot read (invalid JSON, a
+value that is not a string, an empty string, bytes that are not UTF-8, an
+empty file) raises ``InputError`` naming the file, the line and the column,
+and nothing of the file is returned: callers parse every file fully before
+they touch the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["read_items", "write_items", "write_objects"]
+
+_BOM = "\ufeff"
+_DECODER = json.JSONDecoder()
+_SPACE = " \t\r\f\v" + _BOM
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start:exc.start].decode("utf-8", errors="replace")) + 1
+        raise InputError(str(path), f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", line, column) from None
+
+
+def read_items(path: str | os.PathLike[str]) -> list[str]:
+    """Every JSON string of a JSONL file, in file order, stripped of outer
+    whitespace. Raises InputError (file, line, column) on anything unreadable."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(str(path), "is a directory, not a JSONL file") from None
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror})") from None
+    text = _decode(path, raw)
+    items: list[str] = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        pos = 0
+        while True:
+            while pos < len(line) and line[pos] in _SPACE:
+                pos += 1
+            if pos >= len(line):
+                break
+            try:
+                value, end = _DECODER.raw_decode(line, pos)
+            except json.JSONDecodeError as exc:
+                raise InputError(str(path), f"invalid JSON: {exc.msg}", lineno, exc.pos + 1) from None
+            if not isinstance(value, str):
+                kind = type(value).__name__ if value is not None else "null"
+                raise InputError(str(path), f"expected a JSON string, got {kind}", lineno, pos + 1)
+            if not value.strip():
+                raise InputError(str(path), "empty string", lineno, pos + 1)
+            items.append(value.strip())
+            pos = end
+    if not items:
+        raise InputError(str(path), "file is empty (expected one JSON string per line)")
+    return items
+
+
+def write_items(path: str | os.PathLike[str], items: Iterable[str]) -> int:
+    """Write one JSON string per line (UTF-8, no BOM). Returns the count."""
+    return write_objects(path, items)
+
+
+def write_objects(path: str | os.PathLike[str], values: Iterable[object]) -> int:
+    """Write one JSON value per line, atomically (temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+        for value in values:
+            fh.write(json.dumps(value, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
