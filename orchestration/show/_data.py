@@ -427,7 +427,8 @@ def diff_words(old: str | None, new: str | None) -> list[Segment]:
 
 
 def fit_line(points: list[tuple[int, float | None]]) -> tuple[float | None, float | None]:
-    """Least-squares slope b of y = b·k + a and the R² of the fit."""
+    """Least-squares slope b of y = b·k + a and the R² of the fit (None when
+    undefined), as in aloesim.evaluation.metrics.fit_line."""
     pts = [(float(k), float(y)) for k, y in points if y is not None]
     if len(pts) < 2:
         return None, None
@@ -441,7 +442,7 @@ def fit_line(points: list[tuple[int, float | None]]) -> tuple[float | None, floa
     a = my - b * mx
     ss_tot = sum((y - my) ** 2 for _, y in pts)
     ss_res = sum((y - (b * k + a)) ** 2 for k, y in pts)
-    r2 = 1.0 if ss_tot == 0 else 1.0 - ss_res / ss_tot
+    r2 = None if ss_tot == 0 else 1.0 - ss_res / ss_tot  # constant AL: R² undefined
     return b, r2
 
 

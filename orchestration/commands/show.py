@@ -1,0 +1,143 @@
+"""``aloe show``: a tree, run, evaluation or benchmark case in the terminal
+(rich), or exported to Markdown / JSON.
+
+    aloe show db=aloe.db tree=12                 # turns, persona changes, replies, calls
+    aloe show db=aloe.db tree=12 show.calls=true # ... plus the exact prompts
+    aloe show db=aloe.db run=3                   # run summary
+    aloe show db=aloe.db evaluation=2            # AL(k) and case transcripts (alias: eval=2)
+    aloe show db=aloe.db case=5 show.format=md show.out=case5.md
+
+Opens the database read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from rich.console import Console
+
+from ...environment.errors import ConfigError
+from ...environment.store import connect
+from .. import show as views
+
+HELP = "show a tree, run, evaluation or benchmark case in the terminal, or export it to Markdown/JSON"
+
+TARGETS = ("tree", "run", "evaluation", "case")
+PLAIN_KEYS = ("tree", "run", "evaluation", "case", "eval")
+"""Top-level keys of conf/show.yaml that are plain values, not config groups.
+``evaluation`` is also the name of a config group, so Hydra reads
+``evaluation=3`` as a group choice; the CLI must set these keys after
+composing (``eval=3`` is an alias that always works)."""
+FORMATS = ("rich", "md", "json")
+
+
+def _id(key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "an integer id >= 1")
+    return value
+
+
+def _options(cfg: DictConfig) -> tuple[str, int, dict[str, Any]]:
+    """Validate the config; return (target kind, id, show options)."""
+    given = [(k, _id(k, cfg.get(k))) for k in TARGETS]
+    if (alias := _id("eval", cfg.get("eval"))) is not None:
+        given.append(("evaluation", alias))
+    given = [(k, v) for k, v in given if v is not None]
+    if len(given) != 1:
+        raise ConfigError(
+            "tree|run|evaluation|case", " ".join(f"{k}={v}" for k, v in given) or None,
+            "exactly one of tree=ID, run=ID, evaluation=ID or case=ID",
+        )
+    kind, ident = given[0]
+    s = cfg.get("show") or {}
+    fmt = s.get("format", "rich")
+    if fmt not in FORMATS:
+        raise ConfigError("show.format", fmt, " | ".join(FORMATS))
+    if fmt == "md" and kind not in ("tree", "case"):
+        raise ConfigError("show.format", fmt, f"rich or json for {kind}= (Markdown export is for tree= and case=)")
+    calls = s.get("calls", False)
+    if not isinstance(calls, bool):
+        raise ConfigError("show.calls", calls, "true | false")
+    width = s.get("width")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 40):
+        raise ConfigError("show.width", width, "null or an integer >= 40")
+    cases = s.get("cases", 20)
+    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 0:
+        raise ConfigError("show.cases", cases, "an integer >= 0")
+    out = s.get("out")
+    if out is not None:
+        path = Path(str(out)).expanduser()
+        if path.is_dir():
+            raise ConfigError("show.out", str(out), "a file path (this is a folder)")
+        if not path.parent.is_dir():
+            raise ConfigError("show.out", str(out), "a file in an existing folder")
+        out = path
+    return kind, ident, {"format": fmt, "calls": calls, "width": width, "cases": cases, "out": out}
+
+
+def _load(conn, kind: str, ident: int, cases: int) -> Any:
+    loader = {"tree": views.load_tree, "run": views.load_run, "evaluation": views.load_evaluation,
+              "case": views.load_case}[kind]
+    view = loader(conn, ident)
+    if view is None:
+        raise ConfigError(kind, ident, f"the id of a {'benchmark case' if kind == 'case' else kind} in this database")
+    if kind == "evaluation":
+        rows = views.list_cases(conn, ident, limit=cases) if cases else []
+        return view, [views.load_case(conn, r.id) for r in rows]
+    return view, None
+
+
+def export_text(view: Any, extra: Any, kind: str, opts: dict[str, Any]) -> str:
+    """A loaded view as Markdown or JSON text."""
+    if opts["format"] == "json":
+        if kind != "evaluation":
+            return views.to_json(view)
+        data = view.as_dict()
+        data["cases"] = [c.as_dict() for c in extra]
+        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    md = views.tree_markdown if kind == "tree" else views.case_markdown
+    return md(view, prompts=opts["calls"])
+
+
+def render(view: Any, extra: Any, kind: str, opts: dict[str, Any], console: Console) -> None:
+    """Print a loaded view on a rich console."""
+    if kind == "tree":
+        side = console.width >= views.SIDE_BY_SIDE_MIN_WIDTH
+        console.print(views.render_tree(view, side_by_side=side, calls=opts["calls"]))
+    elif kind == "run":
+        console.print(views.render_run(view))
+    elif kind == "evaluation":
+        console.print(views.render_evaluation(view, extra))
+    else:
+        console.print(views.render_case(view, calls=opts["calls"]))
+
+
+def run(cfg: DictConfig) -> int:
+    kind, ident, opts = _options(cfg)
+    conn = connect(cfg.db, readonly=True)  # one-line StoreError when missing / not a database
+    try:
+        view, extra = _load(conn, kind, ident, opts["cases"])  # unknown id: ConfigError before any file is touched
+    finally:
+        conn.close()
+    out = opts["out"]
+    if opts["format"] != "rich":
+        text = export_text(view, extra, kind, opts)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text, encoding="utf-8")
+    elif out is None:
+        render(view, extra, kind, opts, Console(width=opts["width"], highlight=False))
+    else:
+        with open(out, "w", encoding="utf-8") as fh:
+            render(view, extra, kind, opts, Console(file=fh, width=opts["width"] or 120, no_color=True,
+                                                    highlight=False))
+    if out is not None:
+        print(f"wrote {out}", file=sys.stderr)
+    return 0

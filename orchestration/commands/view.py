@@ -1,0 +1,69 @@
+"""``aloe view``: the read-only local web viewer.
+
+    aloe view db=aloe.db view.port=8765       # then open http://127.0.0.1:8765/
+
+Serves on 127.0.0.1 unless ``view.host`` says otherwise (with a warning:
+transcripts and personas would be visible to the network). Only GET and
+HEAD requests are answered; the database is opened read-only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import structlog
+import uvicorn
+from omegaconf import DictConfig
+
+from ...environment.errors import ConfigError
+from ..viewer import create_app
+
+HELP = "serve a read-only local web viewer of runs, trees, LLM calls and evaluations (127.0.0.1)"
+
+log = structlog.get_logger(__name__)
+
+
+def _int(key: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(key, value, f"an integer in [{lo}, {hi}]")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def options(cfg: DictConfig) -> dict:
+    """Validated ``view.*`` settings."""
+    v = cfg.get("view") or {}
+    host = v.get("host", "127.0.0.1")
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError("view.host", host, "an interface address such as 127.0.0.1")
+    return {
+        "host": host.strip(),
+        "port": _int("view.port", v.get("port", 8765), 0, 65535),
+        "page_size": _int("view.page_size", v.get("page_size", 50), 1, 1000),
+        "threads": _int("view.threads", v.get("threads", 8), 1, 64),
+    }
+
+
+def run(cfg: DictConfig) -> int:
+    opts = options(cfg)
+    app = create_app(cfg.db, page_size=opts["page_size"], threads=opts["threads"])  # StoreError if unusable
+    host, port = opts["host"], opts["port"]
+    if not is_loopback(host):
+        log.warning("viewer listening beyond this machine", host=host,
+                    hint="anyone who can reach this address can read the database's transcripts")
+        print(f"aloe view: WARNING: listening on {host}, not 127.0.0.1; the database is readable from the network",
+              file=sys.stderr)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"aloe view: serving {cfg.db} read-only at http://{shown}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    return 0
