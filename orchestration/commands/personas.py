@@ -38,6 +38,7 @@ from ...environment.personas import (
     grow_pool,
     import_items,
     load_pool,
+    lone_error,
     pair_personas,
     pool_vectors,
     read_items,
@@ -207,18 +208,19 @@ def run(cfg: DictConfig) -> int:
     """Do the configured action and print its one-line JSON summary."""
     s = settings(cfg)
     action = resolve_action(s)
-    if action == "import":
-        # parse every file fully before the database is opened: a bad file changes nothing
-        items = {kind: read_items(path) for kind, path in s.import_files.items()}
-        summary = anyio.run(_import, s, items, _config_json(cfg))
-    elif action == "export":
-        summary = _export(s)
-    elif action == "stats":
-        summary = _stats(s)
-    elif action == "pair":
-        summary = anyio.run(_pair_only, s, _config_json(cfg))
-    else:
-        summary = anyio.run(_grow, cfg, s, _config_json(cfg))
+    with lone_error():  # an error inside the store's task group surfaces as itself
+        if action == "import":
+            # parse every file fully before the database is opened: a bad file changes nothing
+            items = {kind: read_items(path) for kind, path in s.import_files.items()}
+            summary = anyio.run(_import, s, items, _config_json(cfg))
+        elif action == "export":
+            summary = _export(s)
+        elif action == "stats":
+            summary = _stats(s)
+        elif action == "pair":
+            summary = anyio.run(_pair_only, s, _config_json(cfg))
+        else:
+            summary = anyio.run(_grow, cfg, s, _config_json(cfg))
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 
@@ -397,9 +399,10 @@ async def _grow(cfg: DictConfig, s: Settings, config: str) -> dict:
                     reports[kind] = await grow_pool(store, kind, generator, embedder, s.growth(kind, threshold),
                                                     run_id=run.id, reference=reference, limiter=limiter)
 
-                async with anyio.create_task_group() as tg:
-                    for kind in plans:
-                        tg.start_soon(grow, kind)
+                with lone_error():
+                    async with anyio.create_task_group() as tg:
+                        for kind in plans:
+                            tg.start_soon(grow, kind)
             for kind, report in reports.items():
                 summary[kind] = report.as_dict()
         sizes = {kind: await store.fetchval("SELECT COUNT(*) FROM persona_items WHERE kind = ? AND split = 'train'",
