@@ -44,9 +44,14 @@ async def _serve(backend: Mapping[str, Any]) -> int:
     # the signal handlers are installed first, so a signal during startup
     # also stops the servers that are already up
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, signals, tg.cancel_scope)
-            await _run_servers(backend)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, signals, tg.cancel_scope)
+                await _run_servers(backend)
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:  # a lone failure is raised as itself (one-line CLI error)
+                raise group.exceptions[0] from None
+            raise
     return 0
 
 
