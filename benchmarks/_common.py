@@ -222,6 +222,7 @@ def machine_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],  # others' work skews figures
         "packages": {
             name: _version(name)
             for name in ("openai", "httpx2", "anyio", "uvicorn", "starlette", "uvloop", "httptools", "aloesim")

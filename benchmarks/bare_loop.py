@@ -58,23 +58,33 @@ async def bare_loop(
     max_tokens: int = 64,
     warmup: bool = True,
     timeout: float = 120.0,
+    clients: int = 1,
 ) -> dict[str, Any]:
-    """Make ``calls`` chat completions at ``concurrency`` with one ``AsyncOpenAI``
-    client (pool of ``concurrency`` keep-alive connections, no retries) and
+    """Make ``calls`` chat completions at ``concurrency`` with ``AsyncOpenAI``
+    (one client by default, pool of ``concurrency`` keep-alive connections, no
+    retries) and
     return ``{calls, concurrency, wall_s, calls_per_s, cpu_ms_per_call,
     latency_p50_s, latency_p99_s, errors}``. ``messages(i)`` builds call i's
     messages. With ``warmup`` a first untimed round of ``concurrency`` calls
-    opens the connections."""
-    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    http_client = httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(timeout))
-    client = AsyncOpenAI(base_url=base_url, api_key="bench-not-a-key", http_client=http_client, max_retries=0)
+    opens the connections. ``clients`` > 1 spreads the calls over that many
+    clients, each with a pool of ``concurrency / clients`` connections (httpx2's
+    pool costs more CPU per request as it grows). ``timeout`` is generous on
+    purpose: opening hundreds of connections at once on a busy loop can take
+    longer than httpx2's default 5 s connect timeout."""
+    pool = max(1, -(-concurrency // clients))
+    limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
+    openai_clients = [
+        AsyncOpenAI(base_url=base_url, api_key="bench-not-a-key", max_retries=0,
+                    http_client=httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(timeout)))
+        for _ in range(clients)
+    ]
     latencies: list[float] = []
     errors: dict[str, int] = {}
 
     async def run(total: int, offset: int, record: bool) -> None:
         next_index = 0
 
-        async def worker() -> None:
+        async def worker(client: AsyncOpenAI) -> None:
             nonlocal next_index
             while next_index < total:
                 i = offset + next_index
@@ -89,19 +99,23 @@ async def bare_loop(
                     latencies.append(time.perf_counter() - start)
 
         async with anyio.create_task_group() as tg:
-            for _ in range(min(concurrency, total)):
-                tg.start_soon(worker)
+            for k in range(min(concurrency, total)):
+                tg.start_soon(worker, openai_clients[k % clients])
 
-    async with client:
+    try:
         if warmup:
             await run(concurrency, calls, record=False)
         with Meter() as meter:
             await run(calls, 0, record=True)
+    finally:
+        for client in openai_clients:
+            await client.close()
     latencies.sort()
     done = len(latencies)
     return {
         "calls": calls,
         "concurrency": concurrency,
+        "clients": clients,
         "ok": done,
         "errors": errors,
         "wall_s": round(meter.wall_s, 3),
@@ -172,7 +186,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         for concurrency in args.concurrency:
             cpu0 = server.cpu_s()
             stats0 = server.stats()
-            result = await bare_loop(server.base_url, args.calls, concurrency)
+            result = await bare_loop(server.base_url, args.calls, concurrency, clients=args.clients)
             served = server.stats()["requests"] - stats0["requests"]
             result["server_cpu_ms_per_request"] = round(1000 * (server.cpu_s() - cpu0) / max(served, 1), 3)
             runs.append(result)
@@ -207,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=4000, help="timed calls per concurrency level")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256],
                         help="comma list of concurrency levels (default 64,256)")
+    parser.add_argument("--clients", type=int, default=1, help="AsyncOpenAI clients sharing the calls (default 1)")
     parser.add_argument("--capacity-requests", type=int, default=20000, help="requests of the capacity test")
     parser.add_argument("--no-capacity", action="store_true", help="skip the server capacity test")
     parser.add_argument("--name", default="bare_loop", help="results file name (benchmarks/results/NAME.json)")

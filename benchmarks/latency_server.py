@@ -547,10 +547,11 @@ class FakeLLM:
     def decide(self, digest: bytes, structured: bool) -> str | None:
         """Fault kind for this request (None = answer normally)."""
         cfg = self.config
-        attempt = self.attempts.get(digest, 0)
-        self.attempts[digest] = attempt + 1
         kind: str | None = None
-        if cfg.fault_rate > 0:
+        attempt = 0
+        if cfg.fault_rate > 0:  # attempts are only counted in fault mode, to keep memory flat
+            attempt = self.attempts.get(digest, 0)
+            self.attempts[digest] = attempt + 1
             draw = hashlib.blake2b(
                 digest + attempt.to_bytes(4, "little") + cfg.seed.to_bytes(8, "little", signed=True),
                 digest_size=16,

@@ -53,6 +53,15 @@ async def test_bare_loop_measures_calls_and_cpu() -> None:
 
 
 @pytest.mark.anyio
+async def test_bare_loop_spreads_calls_over_clients() -> None:
+    with latency_server(0.05) as server:
+        result = await bare_loop(server.base_url, calls=120, concurrency=12, clients=3, warmup=False)
+        stats = server.stats()
+    assert result["ok"] == 120 and result["clients"] == 3
+    assert stats["replies"] == 120 and stats["peak_in_flight"] == 12
+
+
+@pytest.mark.anyio
 async def test_bare_loop_counts_errors() -> None:
     with latency_server(0.0, fault_rate=1.0, fault_mix="503") as server:
         result = await bare_loop(server.base_url, calls=20, concurrency=4, warmup=False)
