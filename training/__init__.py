@@ -6,7 +6,8 @@ and ``manifest.json``; ``load_dataset`` gives the same examples as a
 (``torch``/``transformers``/``trl`` are imported only when training).
 """
 
-from ._dataset import load_dataset, mix_general, read_general_messages
+from ._base_model import bundled_gguf, check_base_model, convert_gguf, default_cache_dir, resolve_base_model
+from ._dataset import features, load_dataset, mix_rows, read_general_messages
 from ._export import (
     FILES,
     FORMAT_VERSION,
@@ -20,18 +21,39 @@ from ._export import (
     read_manifest,
     verify_export,
 )
+from ._fit import FitStats, fit_rows
+from ._settings import STAGES, LoraSettings, StageSettings, TrainSettings
+from ._train import StageResult, TrainResult, check, run_dpo, run_sft, train
 
 __all__ = [
     "FILES",
+    "FitStats",
+    "LoraSettings",
+    "STAGES",
+    "StageResult",
+    "StageSettings",
+    "TrainResult",
+    "TrainSettings",
+    "bundled_gguf",
+    "check",
+    "check_base_model",
+    "convert_gguf",
+    "default_cache_dir",
+    "fit_rows",
+    "resolve_base_model",
+    "run_dpo",
+    "run_sft",
+    "train",
     "FORMAT_VERSION",
     "KINDS",
     "Example",
     "ExportFilter",
     "ExportResult",
     "export_dataset",
+    "features",
     "iter_examples",
     "load_dataset",
-    "mix_general",
+    "mix_rows",
     "parse_runs",
     "read_general_messages",
     "read_manifest",

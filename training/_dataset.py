@@ -14,7 +14,8 @@ from aloesim.environment.errors import ConfigError, InputError
 from ._export import FILES, KINDS, ExportFilter, Kind, export_dataset, verify_export
 
 
-def _features(kind: str):
+def features(kind: str):
+    """The ``datasets.Features`` of one export kind (messages as role/content structs)."""
     from datasets import Features, List, Value
 
     msgs = List({"role": Value("string"), "content": Value("string")})
@@ -27,7 +28,7 @@ def _from_jsonl(path: Path, kind: str, cache_dir: Path | None):
     from datasets import Dataset
 
     return Dataset.from_json(
-        str(path), features=_features(kind), keep_in_memory=True, cache_dir=str(cache_dir) if cache_dir else None
+        str(path), features=features(kind), keep_in_memory=True, cache_dir=str(cache_dir) if cache_dir else None
     )
 
 
@@ -96,14 +97,13 @@ def read_general_messages(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def mix_general(dataset, general_rows: list[dict[str, Any]], ratio: float, seed: int):
-    """Add ``round(ratio * len(dataset))`` general rows (sampled without
-    replacement; all of them if there are fewer) and shuffle with ``seed``."""
-    from datasets import Dataset, concatenate_datasets
-
-    want = min(len(general_rows), round(ratio * len(dataset)))
+def mix_rows(rows: list[dict[str, Any]], general_rows: list[dict[str, Any]], ratio: float, seed: int) -> list[dict[str, Any]]:
+    """Add ``round(ratio * len(rows))`` general rows (sampled without replacement;
+    all of them if there are fewer) and shuffle the whole with ``seed``."""
+    rng = random.Random(seed)
+    want = min(len(general_rows), round(ratio * len(rows)))
     if want <= 0:
-        return dataset
-    picked = random.Random(seed).sample(general_rows, want)
-    extra = Dataset.from_list(picked, features=_features("sft"))
-    return concatenate_datasets([dataset, extra]).shuffle(seed=seed)
+        return list(rows)
+    mixed = list(rows) + rng.sample(general_rows, want)
+    rng.shuffle(mixed)
+    return mixed

@@ -173,7 +173,7 @@ def open_source(db: str | Path) -> sqlite3.Connection:
     return connect(path, readonly=True)
 
 
-def check_selection(conn: sqlite3.Connection, flt: ExportFilter, *, db: Path) -> tuple[int, int]:
+def check_selection(conn: sqlite3.Connection, flt: ExportFilter, *, db: Path, key: str = "export.run") -> tuple[int, int]:
     """Validate the filter against the database; return (nodes, trees) selected.
 
     Raises ConfigError for an unknown run and InputError when nothing would
@@ -182,7 +182,7 @@ def check_selection(conn: sqlite3.Connection, flt: ExportFilter, *, db: Path) ->
         row = conn.execute("SELECT kind FROM runs WHERE id = ?", (run,)).fetchone()
         if row is None:
             known = [r[0] for r in conn.execute("SELECT id FROM runs WHERE kind = 'generate' ORDER BY id")]
-            raise ConfigError("export.run", run, f"the id of a generate run in {db} (have {known or 'none'})")
+            raise ConfigError(key, run, f"the id of a generate run in {db} (have {known or 'none'})")
     where, params = flt.where()
     n_nodes, n_trees = conn.execute(_COUNT_SQL.format(where=where), params).fetchone()
     if n_nodes == 0:

@@ -1,0 +1,292 @@
+"""SFT then DPO on exported trees with TRL (paper section 2.2).
+
+``train(settings, ...)`` checks everything first (stage, steps, base model,
+output directory, a non-empty selection, the mixing file) and only then
+records a ``runs`` row (kind 'train'), exports the trees to ``DIR/data``,
+converts a GGUF base model once, and runs the stages:
+
+* SFT: ``SFTTrainer`` on the conversational prompt-completion rows with the
+  loss on the completion only;
+* DPO: ``DPOTrainer`` starting from the SFT model, with the SFT model (a
+  second, frozen copy) as the reference.
+
+Each stage's model is saved whole (LoRA adapters merged) to a temporary
+directory and renamed into place: ``DIR/sft`` for the SFT model of
+``sft+dpo``, ``DIR/final`` for the last stage. ``DIR/metrics.json`` holds
+each trainer's metrics and log; each saved model gets a ``checkpoints`` row
+naming the generate runs it was trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from aloesim.environment.errors import ConfigError, InputError
+from aloesim.environment.store import connect, create_run, finish_run, now
+
+from ._base_model import check_base_model, resolve_base_model
+from ._dataset import features, mix_rows, read_general_messages
+from ._export import FILES, ExportFilter, check_selection, export_dataset, open_source
+from ._fit import FitStats, fit_rows
+from ._settings import StageSettings, TrainSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class StageResult:
+    """One trained stage: where its model is and what the trainer reported."""
+
+    stage: str
+    path: Path
+    metrics: dict[str, Any]
+    log_history: list[dict[str, Any]]
+    data: FitStats
+    checkpoint_id: int | None = None
+
+
+@dataclass
+class TrainResult:
+    run_id: int
+    output_dir: Path
+    base_model: Path
+    stages: list[StageResult] = field(default_factory=list)
+
+    @property
+    def final(self) -> Path:
+        return self.output_dir / "final"
+
+
+def check(settings: TrainSettings) -> list[dict[str, Any]]:
+    """Every check that needs no writing; returns the general mixing rows (if any).
+
+    Raises ConfigError / InputError / StoreError."""
+    settings.validate_batches()
+    check_base_model(settings.base_model)
+    out = settings.output_dir
+    if out.exists() and not out.is_dir():
+        raise ConfigError("training.output_dir", str(out), "a directory (this path is a file)")
+    if (out / "final").exists() and not settings.overwrite:
+        raise ConfigError("training.output_dir", str(out),
+                          "a directory without a final/ model (or set training.overwrite=true to replace it)")
+    conn = open_source(settings.db)
+    try:
+        check_selection(conn, ExportFilter(settings.runs, settings.include_incomplete), db=settings.db,
+                        key="training.runs")
+    finally:
+        conn.close()
+    if settings.mix_path is not None and "sft" in settings.stages:
+        return read_general_messages(settings.mix_path)
+    return []
+
+
+def _write(db: Path, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    conn = connect(db)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        conn.close()
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def _save(model: Any, tokenizer: Any, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+@functools.cache
+def _checkpointing_field() -> str:
+    """The TrainingArguments field for activation checkpointing (renamed in transformers 5)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def _common_args(s: TrainSettings, st: StageSettings, work: Path) -> dict[str, Any]:
+    import torch
+
+    return dict(
+        output_dir=str(work),
+        learning_rate=st.learning_rate,
+        lr_scheduler_type=st.lr_scheduler_type,
+        warmup_steps=st.warmup,
+        num_train_epochs=st.epochs,
+        max_steps=s.max_steps if s.max_steps is not None else -1,
+        per_device_train_batch_size=st.per_device_batch_size,
+        gradient_accumulation_steps=st.grad_accum(s.world_size, "training"),
+        logging_steps=s.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps" if s.save_steps else "no",
+        save_steps=s.save_steps or 500,
+        report_to="none",
+        seed=s.seed,
+        bf16=s.bf16,
+        **{_checkpointing_field(): s.gradient_checkpointing},
+        max_length=s.max_length,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _peft_config(s: TrainSettings) -> Any:
+    if not s.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    targets = s.lora.target_modules
+    return LoraConfig(r=s.lora.r, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout, task_type="CAUSAL_LM",
+                      target_modules=targets if isinstance(targets, str) else list(targets))
+
+
+def _load(model_dir: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    return model, tokenizer
+
+
+def _finish(trainer: Any, s: TrainSettings, tokenizer: Any, target: Path, stage: str, out: Any, fit: FitStats) -> StageResult:
+    model = trainer.model
+    if s.lora.enabled:
+        model = model.merge_and_unload()
+    _save(model, tokenizer, target)
+    history = list(trainer.state.log_history)
+    log.info("train.stage_done", stage=stage, path=str(target), steps=trainer.state.global_step,
+             loss=out.metrics.get("train_loss"))
+    return StageResult(stage, target, dict(out.metrics) | {"global_step": trainer.state.global_step}, history, fit)
+
+
+def run_sft(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, target: Path, work: Path,
+            general: list[dict[str, Any]] | None = None) -> StageResult:
+    """Supervised fine-tuning on prompt-completion rows, loss on the completion only."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = _load(model_dir)
+    if general:
+        rows = mix_rows(rows, general, s.mix_ratio, s.seed)
+    rows, fit = fit_rows(rows, tokenizer, s.max_length, trim=s.trim_history)
+    if not rows:
+        raise InputError(str(s.db), f"no SFT example fits training.max_length={s.max_length} tokens")
+    args = SFTConfig(**_common_args(s, s.sft, work), completion_only_loss=True, packing=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows, features=features("sft")),
+                         processing_class=tokenizer, peft_config=_peft_config(s))
+    out = trainer.train()
+    return _finish(trainer, s, tokenizer, target, "sft", out, fit)
+
+
+def run_dpo(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, target: Path, work: Path) -> StageResult:
+    """DPO from ``model_dir``, with a frozen copy of ``model_dir`` as the reference
+    (with LoRA: the adapter-free model, i.e. the same weights)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    model, tokenizer = _load(model_dir)
+    rows, fit = fit_rows(rows, tokenizer, s.max_length, trim=s.trim_history)
+    if not rows:
+        raise InputError(str(s.db), f"no DPO example fits training.max_length={s.max_length} tokens")
+    ref_model = None if s.lora.enabled else _load(model_dir)[0]
+    args = DPOConfig(**_common_args(s, s.dpo, work), beta=s.dpo.beta)
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
+                         train_dataset=Dataset.from_list(rows, features=features("dpo")),
+                         processing_class=tokenizer, peft_config=_peft_config(s))
+    out = trainer.train()
+    return _finish(trainer, s, tokenizer, target, "dpo", out, fit)
+
+
+def _stats(result: TrainResult, manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "output_dir": str(result.output_dir),
+        "base_model": str(result.base_model),
+        "source_runs": manifest["source_runs"],
+        "data_sha256": {name: info["sha256"] for name, info in manifest["files"].items()},
+        "stages": {r.stage: {"path": str(r.path), "train_loss": r.metrics.get("train_loss"),
+                             "global_step": r.metrics.get("global_step"), "data": r.data.as_dict()}
+                   for r in result.stages},
+    }
+
+
+def train(settings: TrainSettings, config: dict[str, Any] | None = None, config_hash: str = "") -> TrainResult:
+    """Run the configured stages; see the module docstring. Returns where everything went."""
+    general = check(settings)
+    config = config or {}
+    run_id = _write(settings.db, lambda c: create_run(c, "train", config, config_hash or "train"))
+    out = settings.output_dir.resolve()
+    result = TrainResult(run_id, out, Path())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        export = export_dataset(settings.db, out / "data", ExportFilter(settings.runs, settings.include_incomplete))
+        manifest = export.manifest
+        result.base_model = resolve_base_model(settings.base_model, settings.model_cache_dir)
+        current = result.base_model
+        for i, stage in enumerate(settings.stages):
+            target = out / "final" if i == len(settings.stages) - 1 else out / stage
+            work = out / "trainer" / stage
+            if stage == "sft":
+                rows = _read_rows(out / "data" / FILES[settings.sft_data])
+                res = run_sft(current, rows, settings, target, work, general)
+            else:
+                rows = _read_rows(out / "data" / FILES["dpo"])
+                res = run_dpo(current, rows, settings, target, work)
+            res.checkpoint_id = _write(settings.db, lambda c, r=res: c.execute(
+                "INSERT INTO checkpoints (run_id, path, stage, base_model, source_runs, metrics, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, str(r.path), r.stage, settings.base_model or str(check_base_model(None)),
+                 json.dumps(manifest["source_runs"]),
+                 json.dumps({**r.metrics, "data": r.data.as_dict(),
+                             "data_sha256": manifest["files"][FILES[settings.sft_data if r.stage == "sft" else "dpo"]]["sha256"]},
+                            sort_keys=True),
+                 now())).lastrowid)
+            result.stages.append(res)
+            current = target
+        metrics = {"run_id": run_id, "stages": {r.stage: {"path": str(r.path), "metrics": r.metrics,
+                                                          "data": r.data.as_dict(), "log_history": r.log_history}
+                                                for r in result.stages}}
+        tmp = out / f".metrics.json.partial-{os.getpid()}"
+        tmp.write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, out / "metrics.json")
+        for stage_dir in (out / "trainer").glob("*"):
+            if stage_dir.is_dir() and not any(stage_dir.iterdir()):
+                stage_dir.rmdir()
+        if (out / "trainer").is_dir() and not any((out / "trainer").iterdir()):
+            (out / "trainer").rmdir()
+        stats = _stats(result, manifest)
+        _write(settings.db, lambda c: finish_run(c, run_id, "complete", stats))
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _write(settings.db, lambda c: finish_run(c, run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000]}))
+        raise
+    log.info("train.done", run_id=run_id, final=str(result.final))
+    return result
