@@ -24,7 +24,7 @@ SAMPLE = {
     "personality": "Warm, talkative & curious <i>about everything</i>.",
     "turn_messages": [
         "Hi! Any ideas for my garden this spring? <img src=x onerror=\"window.pwned = true\">",
-        "I taught history for 30 years, by the way.",
+        "I taught history for 30 years, by the way. [bold red]not rich markup[/bold red]",
         "What would you plant in Lyon's climate?",
     ],
     "inferred": [
