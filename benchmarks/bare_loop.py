@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 import httpx2
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Meter, latency_server, peak_rss_mb, raise_fd_limit, write_results  # noqa: E402
@@ -59,6 +59,7 @@ async def bare_loop(
     warmup: bool = True,
     timeout: float = 120.0,
     clients: int = 1,
+    http: str = "httpx2",
 ) -> dict[str, Any]:
     """Make ``calls`` chat completions at ``concurrency`` with ``AsyncOpenAI``
     (one client by default, pool of ``concurrency`` keep-alive connections, no
@@ -70,12 +71,16 @@ async def bare_loop(
     clients, each with a pool of ``concurrency / clients`` connections (httpx2's
     pool costs more CPU per request as it grows). ``timeout`` is generous on
     purpose: opening hundreds of connections at once on a busy loop can take
-    longer than httpx2's default 5 s connect timeout."""
+    longer than httpx2's default 5 s connect timeout. ``http="aiohttp"`` uses
+    openai's aiohttp transport (``DefaultAioHttpClient``; needs ``aiohttp``)."""
+    if http not in ("httpx2", "aiohttp"):
+        raise ValueError(f"http is {http!r}; allowed: httpx2, aiohttp")
     pool = max(1, -(-concurrency // clients))
     limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
+    http_class = httpx2.AsyncClient if http == "httpx2" else DefaultAioHttpClient
     openai_clients = [
         AsyncOpenAI(base_url=base_url, api_key="bench-not-a-key", max_retries=0,
-                    http_client=httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(timeout)))
+                    http_client=http_class(limits=limits, timeout=httpx2.Timeout(timeout)))
         for _ in range(clients)
     ]
     latencies: list[float] = []
@@ -116,6 +121,7 @@ async def bare_loop(
         "calls": calls,
         "concurrency": concurrency,
         "clients": clients,
+        "http": http,
         "ok": done,
         "errors": errors,
         "wall_s": round(meter.wall_s, 3),
@@ -186,7 +192,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         for concurrency in args.concurrency:
             cpu0 = server.cpu_s()
             stats0 = server.stats()
-            result = await bare_loop(server.base_url, args.calls, concurrency, clients=args.clients)
+            result = await bare_loop(server.base_url, args.calls, concurrency, clients=args.clients, http=args.http)
             served = server.stats()["requests"] - stats0["requests"]
             result["server_cpu_ms_per_request"] = round(1000 * (server.cpu_s() - cpu0) / max(served, 1), 3)
             runs.append(result)
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256],
                         help="comma list of concurrency levels (default 64,256)")
     parser.add_argument("--clients", type=int, default=1, help="AsyncOpenAI clients sharing the calls (default 1)")
+    parser.add_argument("--http", choices=["httpx2", "aiohttp"], default="httpx2",
+                        help="HTTP transport of the openai client (default httpx2, the SDK's default)")
     parser.add_argument("--capacity-requests", type=int, default=20000, help="requests of the capacity test")
     parser.add_argument("--no-capacity", action="store_true", help="skip the server capacity test")
     parser.add_argument("--name", default="bare_loop", help="results file name (benchmarks/results/NAME.json)")

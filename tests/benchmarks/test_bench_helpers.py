@@ -62,6 +62,16 @@ async def test_bare_loop_spreads_calls_over_clients() -> None:
 
 
 @pytest.mark.anyio
+async def test_bare_loop_over_aiohttp() -> None:
+    pytest.importorskip("aiohttp")
+    with latency_server(0.01) as server:
+        result = await bare_loop(server.base_url, calls=60, concurrency=6, http="aiohttp")
+    assert result["ok"] == 60 and result["http"] == "aiohttp"
+    with pytest.raises(ValueError, match="allowed: httpx2, aiohttp"):
+        await bare_loop(server.base_url, calls=1, concurrency=1, http="requests")
+
+
+@pytest.mark.anyio
 async def test_bare_loop_counts_errors() -> None:
     with latency_server(0.0, fault_rate=1.0, fault_mix="503") as server:
         result = await bare_loop(server.base_url, calls=20, concurrency=4, warmup=False)
