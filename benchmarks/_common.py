@@ -23,18 +23,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "BENCH_DIR",
     "RESULTS_DIR",
-    "ServerProcess",
-    "latency_server",
     "Meter",
-    "peak_rss_mb",
+    "ServerProcess",
     "current_rss_mb",
-    "raise_fd_limit",
+    "latency_server",
     "machine_info",
+    "peak_rss_mb",
+    "raise_fd_limit",
     "write_results",
 ]
 
@@ -156,7 +156,7 @@ class Meter:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return usage.ru_utime + usage.ru_stime
 
-    def __enter__(self) -> Meter:
+    def __enter__(self) -> Self:
         self._start = (time.perf_counter(), time.process_time(), self._children())
         return self
 
@@ -206,7 +206,8 @@ def _version(dist: str) -> str | None:
 
 def _git_commit() -> str | None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, timeout=5,
+                             check=False)
         return out.stdout.strip() or None
     return None
 
@@ -239,7 +240,7 @@ def write_results(name: str, results: dict[str, Any], *, directory: Path | None 
     path = directory / f"{name}.json"
     payload = {
         "benchmark": name,
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "results": results,
     }

@@ -29,9 +29,9 @@ import httpx2
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Meter, latency_server, peak_rss_mb, raise_fd_limit, write_results  # noqa: E402
+from _common import Meter, latency_server, peak_rss_mb, raise_fd_limit, write_results
 
-__all__ = ["bare_loop", "server_capacity", "default_messages"]
+__all__ = ["bare_loop", "default_messages", "server_capacity"]
 
 _SYSTEM = (
     "You are a helpful, friendly assistant. Keep your replies short and specific to the user's "

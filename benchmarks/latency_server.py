@@ -69,10 +69,10 @@ __all__ = [
     "ServerConfig",
     "build_app",
     "instance_for",
-    "violation_for",
+    "main",
     "parse_fault_mix",
     "serve_in_thread",
-    "main",
+    "violation_for",
 ]
 
 FAULT_KINDS = ("429", "500", "503", "hang", "disconnect", "malformed", "empty", "bad_schema")
@@ -645,9 +645,8 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
         body = await request.body()
         try:
             req = json.loads(body)
-            if not isinstance(req, dict) or not isinstance(req.get("messages"), list):
-                raise ValueError("'messages' must be a list")
-        except ValueError as err:
+            _check(req)
+        except (ValueError, TypeError) as err:
             fake.bad_requests += 1
             return _error(400, f"invalid request body: {err}", "invalid_request_error")
         if req.get("stream"):
@@ -690,6 +689,9 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
         finally:
             fake.in_flight -= 1
 
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
     async def stats(request: Request) -> Response:
         return JSONResponse(fake.stats(with_log=request.query_params.get("log") in ("1", "true")))
 
@@ -697,7 +699,7 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
         try:
             changes = await request.json()
             if not isinstance(changes, dict):
-                raise ValueError("body must be a JSON object")
+                raise TypeError("body must be a JSON object")
             reset = bool(changes.pop("reset", False))
             fake.config = fake.config.updated(changes)
         except (ValueError, TypeError) as err:
@@ -711,12 +713,28 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
         Route("/chat/completions", chat, methods=["POST"]),
-        Route("/health", lambda request: JSONResponse({"status": "ok"}), methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
         Route("/stats", stats, methods=["GET"]),
         Route("/config", configure, methods=["POST"]),
     ])
     app.state.fake = fake
     return app
+
+
+def _check(req: Any) -> None:
+    """Reject what a real server would reject with 400 (TypeError/ValueError)."""
+    if not isinstance(req, dict):
+        raise TypeError("body must be a JSON object")
+    messages = req.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise TypeError("'messages' must be a list of objects")
+    n = req.get("n")
+    if n is not None and (not isinstance(n, int) or not 1 <= n <= 128):
+        raise ValueError(f"'n' is {n!r}; must be an integer in [1, 128]")
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = req.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{key!r} is {value!r}; must be a positive integer")
 
 
 async def _hang(request: Request, seconds: float) -> None:
