@@ -51,7 +51,8 @@ def _options(cfg: DictConfig) -> tuple[str, int, dict[str, Any]]:
     given = [(k, v) for k, v in given if v is not None]
     if len(given) != 1:
         raise ConfigError(
-            "tree|run|evaluation|case", " ".join(f"{k}={v}" for k, v in given) or None,
+            "tree|run|evaluation|case",
+            " ".join(f"{k}={v}" for k, v in given) or None,
             "exactly one of tree=ID, run=ID, evaluation=ID or case=ID",
         )
     kind, ident = given[0]
@@ -60,7 +61,9 @@ def _options(cfg: DictConfig) -> tuple[str, int, dict[str, Any]]:
     if fmt not in FORMATS:
         raise ConfigError("show.format", fmt, " | ".join(FORMATS))
     if fmt == "md" and kind not in ("tree", "case"):
-        raise ConfigError("show.format", fmt, f"rich or json for {kind}= (Markdown export is for tree= and case=)")
+        raise ConfigError(
+            "show.format", fmt, f"rich or json for {kind}= (Markdown export is for tree= and case=)"
+        )
     calls = s.get("calls", False)
     if not isinstance(calls, bool):
         raise ConfigError("show.calls", calls, "true | false")
@@ -82,11 +85,17 @@ def _options(cfg: DictConfig) -> tuple[str, int, dict[str, Any]]:
 
 
 def _load(conn, kind: str, ident: int, cases: int) -> Any:
-    loader = {"tree": views.load_tree, "run": views.load_run, "evaluation": views.load_evaluation,
-              "case": views.load_case}[kind]
+    loader = {
+        "tree": views.load_tree,
+        "run": views.load_run,
+        "evaluation": views.load_evaluation,
+        "case": views.load_case,
+    }[kind]
     view = loader(conn, ident)
     if view is None:
-        raise ConfigError(kind, ident, f"the id of a {'benchmark case' if kind == 'case' else kind} in this database")
+        raise ConfigError(
+            kind, ident, f"the id of a {'benchmark case' if kind == 'case' else kind} in this database"
+        )
     if kind == "evaluation":
         rows = views.list_cases(conn, ident, limit=cases) if cases else []
         return view, [views.load_case(conn, r.id) for r in rows]
@@ -122,7 +131,9 @@ def run(cfg: DictConfig) -> int:
     kind, ident, opts = _options(cfg)
     conn = connect(cfg.db, readonly=True)  # one-line StoreError when missing / not a database
     try:
-        view, extra = _load(conn, kind, ident, opts["cases"])  # unknown id: ConfigError before any file is touched
+        view, extra = _load(
+            conn, kind, ident, opts["cases"]
+        )  # unknown id: ConfigError before any file is touched
     finally:
         conn.close()
     out = opts["out"]
@@ -136,8 +147,13 @@ def run(cfg: DictConfig) -> int:
         render(view, extra, kind, opts, Console(width=opts["width"], highlight=False))
     else:
         with open(out, "w", encoding="utf-8") as fh:
-            render(view, extra, kind, opts, Console(file=fh, width=opts["width"] or 120, no_color=True,
-                                                    highlight=False))
+            render(
+                view,
+                extra,
+                kind,
+                opts,
+                Console(file=fh, width=opts["width"] or 120, no_color=True, highlight=False),
+            )
     if out is not None:
         print(f"wrote {out}", file=sys.stderr)
     return 0

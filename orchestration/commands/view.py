@@ -59,11 +59,18 @@ def run(cfg: DictConfig) -> int:
     app = create_app(cfg.db, page_size=opts["page_size"], threads=opts["threads"])  # StoreError if unusable
     host, port = opts["host"], opts["port"]
     if not is_loopback(host):
-        log.warning("viewer listening beyond this machine", host=host,
-                    hint="anyone who can reach this address can read the database's transcripts")
-        print(f"aloe view: WARNING: listening on {host}, not 127.0.0.1; the database is readable from the network",
-              file=sys.stderr)
+        log.warning(
+            "viewer listening beyond this machine",
+            host=host,
+            hint="anyone who can reach this address can read the database's transcripts",
+        )
+        print(
+            f"aloe view: WARNING: listening on {host}, not 127.0.0.1; the database is readable from the network",
+            file=sys.stderr,
+        )
     shown = f"[{host}]" if ":" in host else host
-    print(f"aloe view: serving {cfg.db} read-only at http://{shown}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
+    print(
+        f"aloe view: serving {cfg.db} read-only at http://{shown}:{port}/ (Ctrl-C to stop)", file=sys.stderr
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
     return 0

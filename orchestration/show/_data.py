@@ -75,12 +75,22 @@ class CallView:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "role": self.role, "model": self.model, "endpoint": self.endpoint,
-            "turn": self.turn, "branch": self.branch, "case_id": self.case_id,
-            "request": self.request, "response": self.response,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "latency_s": self.latency_s, "attempts": self.attempts, "cached": self.cached,
-            "error": self.error, "created_at": self.created_at,
+            "id": self.id,
+            "role": self.role,
+            "model": self.model,
+            "endpoint": self.endpoint,
+            "turn": self.turn,
+            "branch": self.branch,
+            "case_id": self.case_id,
+            "request": self.request,
+            "response": self.response,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_s": self.latency_s,
+            "attempts": self.attempts,
+            "cached": self.cached,
+            "error": self.error,
+            "created_at": self.created_at,
         }
 
 
@@ -120,12 +130,18 @@ class NodeView:
 
     def as_dict(self, *, calls: bool = True) -> dict[str, Any]:
         d = {
-            "id": self.id, "parent_id": self.parent_id, "turn": self.turn, "branch": self.branch,
+            "id": self.id,
+            "parent_id": self.parent_id,
+            "turn": self.turn,
+            "branch": self.branch,
             "user_message": self.user_message,
             "inferred": {"profile": self.inferred_profile, "personalities": self.inferred_personalities},
             "inferred_changed": self.persona_changed,
-            "preferred": self.preferred, "rejected": self.rejected, "continued": self.continued,
-            "judge": self.judge, "created_at": self.created_at,
+            "preferred": self.preferred,
+            "rejected": self.rejected,
+            "continued": self.continued,
+            "judge": self.judge,
+            "created_at": self.created_at,
         }
         if calls:
             d["calls"] = [c.as_dict() for c in self.calls]
@@ -177,11 +193,23 @@ class TreeView:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "version": 1, "kind": "tree", "id": self.id, "run_id": self.run_id,
-            "persona": {"id": self.persona_id, "profile": self.profile, "personality": self.personality,
-                        "split": self.split},
-            "mode": self.mode, "turns": self.turns, "seed": self.seed, "status": self.status,
-            "error": self.error, "created_at": self.created_at, "finished_at": self.finished_at,
+            "version": 1,
+            "kind": "tree",
+            "id": self.id,
+            "run_id": self.run_id,
+            "persona": {
+                "id": self.persona_id,
+                "profile": self.profile,
+                "personality": self.personality,
+                "split": self.split,
+            },
+            "mode": self.mode,
+            "turns": self.turns,
+            "seed": self.seed,
+            "status": self.status,
+            "error": self.error,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
             "nodes": [n.as_dict() for n in self.nodes],
             "stray_calls": [c.as_dict() for c in self.stray_calls],
         }
@@ -232,15 +260,27 @@ class RunView:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "version": 1, "kind": "run", "id": self.id, "run_kind": self.kind, "config": self.config,
-            "config_hash": self.config_hash, "status": self.status, "started_at": self.started_at,
-            "finished_at": self.finished_at, "wall_s": self.wall_s, "stats": self.stats,
-            "trees_by_status": self.trees_by_status, "nodes": self.nodes, "calls": self.calls,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "version": 1,
+            "kind": "run",
+            "id": self.id,
+            "run_kind": self.kind,
+            "config": self.config,
+            "config_hash": self.config_hash,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "wall_s": self.wall_s,
+            "stats": self.stats,
+            "trees_by_status": self.trees_by_status,
+            "nodes": self.nodes,
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
             "roles": [_slots(r) for r in self.roles],
             "failed_trees": [{"id": i, "error": e} for i, e in self.failed_trees],
             "call_errors": [{"id": i, "role": r, "error": e} for i, r, e in self.call_errors],
-            "call_error_count": self.call_error_count, "evaluations": self.evaluations,
+            "call_error_count": self.call_error_count,
+            "evaluations": self.evaluations,
         }
 
 
@@ -325,11 +365,24 @@ class EvaluationView:
     def as_dict(self) -> dict[str, Any]:
         ir, r2 = self.improvement
         return {
-            "version": 1, "kind": "evaluation", "id": self.id, "run_id": self.run_id, "label": self.label,
-            "model": self.model, "user_model": self.user_model, "judge_model": self.judge_model,
-            "turns": self.turns, "status": self.status, "report": self.report, "created_at": self.created_at,
-            "al": [{"k": p.k, "al": p.al, "n": p.n} for p in self.curve], "average": self.average,
-            "ir": ir, "r2": r2, "cases_by_status": self.cases_by_status, "judge_failures": self.judge_failures,
+            "version": 1,
+            "kind": "evaluation",
+            "id": self.id,
+            "run_id": self.run_id,
+            "label": self.label,
+            "model": self.model,
+            "user_model": self.user_model,
+            "judge_model": self.judge_model,
+            "turns": self.turns,
+            "status": self.status,
+            "report": self.report,
+            "created_at": self.created_at,
+            "al": [{"k": p.k, "al": p.al, "n": p.n} for p in self.curve],
+            "average": self.average,
+            "ir": ir,
+            "r2": r2,
+            "cases_by_status": self.cases_by_status,
+            "judge_failures": self.judge_failures,
         }
 
 
@@ -365,12 +418,27 @@ class CaseView:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "version": 1, "kind": "case", "id": self.id, "evaluation_id": self.evaluation_id,
-            "label": self.label, "case_index": self.case_index,
+            "version": 1,
+            "kind": "case",
+            "id": self.id,
+            "evaluation_id": self.evaluation_id,
+            "label": self.label,
+            "case_index": self.case_index,
             "persona": {"profile": self.profile, "personality": self.personality},
-            "status": self.status, "error": self.error, "mean_score": self.mean_score,
-            "turns": [{"turn": t.turn, "user_message": t.user_message, "reply": t.reply, "score": t.score,
-                       "judge_error": t.judge_error, "calls": [c.as_dict() for c in t.calls]} for t in self.turns],
+            "status": self.status,
+            "error": self.error,
+            "mean_score": self.mean_score,
+            "turns": [
+                {
+                    "turn": t.turn,
+                    "user_message": t.user_message,
+                    "reply": t.reply,
+                    "score": t.score,
+                    "judge_error": t.judge_error,
+                    "calls": [c.as_dict() for c in t.calls],
+                }
+                for t in self.turns
+            ],
             "stray_calls": [c.as_dict() for c in self.stray_calls],
         }
 
@@ -470,16 +538,29 @@ def config_diff(base: Any, other: Any) -> list[tuple[str, Any, Any]]:
 
 def _call(row: sqlite3.Row) -> CallView:
     return CallView(
-        id=row["id"], role=row["role"], model=row["model"], endpoint=row["endpoint"], turn=row["turn"],
-        branch=row["branch"], case_id=row["case_id"], request=loads(row["request"]), response=row["response"],
-        prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
-        latency_s=row["latency_s"], attempts=row["attempts"], cached=bool(row["cached"]), error=row["error"],
+        id=row["id"],
+        role=row["role"],
+        model=row["model"],
+        endpoint=row["endpoint"],
+        turn=row["turn"],
+        branch=row["branch"],
+        case_id=row["case_id"],
+        request=loads(row["request"]),
+        response=row["response"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        latency_s=row["latency_s"],
+        attempts=row["attempts"],
+        cached=bool(row["cached"]),
+        error=row["error"],
         created_at=row["created_at"],
     )
 
 
-_CALL_COLS = ("id, role, model, endpoint, turn, branch, case_id, request, response, prompt_tokens, "
-              "completion_tokens, latency_s, attempts, cached, error, created_at")
+_CALL_COLS = (
+    "id, role, model, endpoint, turn, branch, case_id, request, response, prompt_tokens, "
+    "completion_tokens, latency_s, attempts, cached, error, created_at"
+)
 
 
 # ---------------------------------------------------------------- trees
@@ -496,22 +577,38 @@ def load_tree(conn: sqlite3.Connection, tree_id: int) -> TreeView | None:
         return None
     nodes = [
         NodeView(
-            id=r["id"], parent_id=r["parent_id"], turn=r["turn"], branch=r["branch"],
-            user_message=r["user_message"], inferred_profile=r["inferred_profile"],
-            inferred_personalities=r["inferred_personalities"], preferred=r["preferred"],
-            rejected=r["rejected"], continued=r["continued"], judge=loads(r["judge"]), created_at=r["created_at"],
+            id=r["id"],
+            parent_id=r["parent_id"],
+            turn=r["turn"],
+            branch=r["branch"],
+            user_message=r["user_message"],
+            inferred_profile=r["inferred_profile"],
+            inferred_personalities=r["inferred_personalities"],
+            preferred=r["preferred"],
+            rejected=r["rejected"],
+            continued=r["continued"],
+            judge=loads(r["judge"]),
+            created_at=r["created_at"],
         )
         for r in conn.execute("SELECT * FROM nodes WHERE tree_id = ? ORDER BY turn, branch", (tree_id,))
     ]
     by_id = {n.id: n for n in nodes}
     by_branch = {n.branch: n for n in nodes}
     for n in nodes:
-        parent = by_id.get(n.parent_id) if n.parent_id is not None else by_branch.get(n.branch[:-1]) if n.branch else None
+        parent = (
+            by_id.get(n.parent_id)
+            if n.parent_id is not None
+            else by_branch.get(n.branch[:-1])
+            if n.branch
+            else None
+        )
         if parent is not None:
             n.parent_id = parent.id
             parent.children.append(n.id)
         n.profile_diff = diff_words(parent.inferred_profile if parent else None, n.inferred_profile)
-        n.personalities_diff = diff_words(parent.inferred_personalities if parent else None, n.inferred_personalities)
+        n.personalities_diff = diff_words(
+            parent.inferred_personalities if parent else None, n.inferred_personalities
+        )
     by_key = {(n.turn, n.branch): n for n in nodes}
     stray: list[CallView] = []
     for r in conn.execute(f"SELECT {_CALL_COLS} FROM llm_calls WHERE tree_id = ? ORDER BY id", (tree_id,)):
@@ -520,17 +617,30 @@ def load_tree(conn: sqlite3.Connection, tree_id: int) -> TreeView | None:
         (node.calls if node is not None else stray).append(call)
     events = conn.execute("SELECT COUNT(*) FROM events WHERE tree_id = ?", (tree_id,)).fetchone()[0]
     return TreeView(
-        id=t["id"], run_id=t["run_id"], persona_id=t["persona_id"], profile=t["profile"],
-        personality=t["personality"], split=t["persona_split"], mode=t["mode"], turns=t["turns"], seed=t["seed"],
-        status=t["status"], error=t["error"], created_at=t["created_at"], finished_at=t["finished_at"],
-        nodes=nodes, stray_calls=stray, events=events,
+        id=t["id"],
+        run_id=t["run_id"],
+        persona_id=t["persona_id"],
+        profile=t["profile"],
+        personality=t["personality"],
+        split=t["persona_split"],
+        mode=t["mode"],
+        turns=t["turns"],
+        seed=t["seed"],
+        status=t["status"],
+        error=t["error"],
+        created_at=t["created_at"],
+        finished_at=t["finished_at"],
+        nodes=nodes,
+        stray_calls=stray,
+        events=events,
     )
 
 
 def tree_events(conn: sqlite3.Connection, tree_id: int, limit: int = 200) -> list[sqlite3.Row]:
     """The first ``limit`` bus events recorded for a tree."""
     return conn.execute(
-        "SELECT id, kind, payload, created_at FROM events WHERE tree_id = ? ORDER BY id LIMIT ?", (tree_id, limit)
+        "SELECT id, kind, payload, created_at FROM events WHERE tree_id = ? ORDER BY id LIMIT ?",
+        (tree_id, limit),
     ).fetchall()
 
 
@@ -549,8 +659,10 @@ def _tree_filter(run_id: int, q: str, status: str) -> tuple[str, list[Any]]:
     if status:
         where.append("t.status = ?")
         params.append(status)
-    sql_from = (" FROM trees t JOIN personas p ON p.id = t.persona_id JOIN persona_items pp ON pp.id = p.profile_id"
-                " JOIN persona_items pq ON pq.id = p.personality_id WHERE " + " AND ".join(where))
+    sql_from = (
+        " FROM trees t JOIN personas p ON p.id = t.persona_id JOIN persona_items pp ON pp.id = p.profile_id"
+        " JOIN persona_items pq ON pq.id = p.personality_id WHERE " + " AND ".join(where)
+    )
     return sql_from, params
 
 
@@ -568,19 +680,31 @@ def list_trees(
     sql_from, params = _tree_filter(run_id, q, status)
     rows = conn.execute(
         "SELECT t.id, t.persona_id, pp.text AS profile, pq.text AS personality, t.mode, t.turns, t.status, t.error"
-        + sql_from + " ORDER BY t.id LIMIT ? OFFSET ?",
+        + sql_from
+        + " ORDER BY t.id LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
     counts: dict[int, int] = {}
     if rows:
         ids = [r["id"] for r in rows]
         marks = ",".join("?" * len(ids))
-        counts = dict(conn.execute(
-            f"SELECT tree_id, COUNT(*) FROM nodes WHERE tree_id IN ({marks}) GROUP BY tree_id", ids
-        ).fetchall())
+        counts = dict(
+            conn.execute(
+                f"SELECT tree_id, COUNT(*) FROM nodes WHERE tree_id IN ({marks}) GROUP BY tree_id", ids
+            ).fetchall()
+        )
     return [
-        TreeRow(id=r["id"], persona_id=r["persona_id"], profile=r["profile"], personality=r["personality"],
-                mode=r["mode"], turns=r["turns"], status=r["status"], error=r["error"], nodes=counts.get(r["id"], 0))
+        TreeRow(
+            id=r["id"],
+            persona_id=r["persona_id"],
+            profile=r["profile"],
+            personality=r["personality"],
+            mode=r["mode"],
+            turns=r["turns"],
+            status=r["status"],
+            error=r["error"],
+            nodes=counts.get(r["id"], 0),
+        )
         for r in rows
     ]
 
@@ -592,7 +716,8 @@ def _status_counts(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, di
         return out
     marks = ",".join("?" * len(run_ids))
     for run_id, status, n in conn.execute(
-        f"SELECT run_id, status, COUNT(*) FROM trees WHERE run_id IN ({marks}) GROUP BY run_id, status", run_ids
+        f"SELECT run_id, status, COUNT(*) FROM trees WHERE run_id IN ({marks}) GROUP BY run_id, status",
+        run_ids,
     ):
         out[run_id][status] = n
     return out
@@ -609,9 +734,16 @@ def list_runs(conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0) -> 
     ).fetchall()
     counts = _status_counts(conn, [r["id"] for r in rows])
     return [
-        RunRow(id=r["id"], kind=r["kind"], status=r["status"], started_at=r["started_at"],
-               finished_at=r["finished_at"], trees=sum(counts[r["id"]].values()), trees_by_status=counts[r["id"]],
-               diff=config_diff(base, loads(r["config"])))
+        RunRow(
+            id=r["id"],
+            kind=r["kind"],
+            status=r["status"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            trees=sum(counts[r["id"]].values()),
+            trees_by_status=counts[r["id"]],
+            diff=config_diff(base, loads(r["config"])),
+        )
         for r in rows
     ], total
 
@@ -626,9 +758,16 @@ def load_run(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) -> Run
         "SELECT COUNT(*) FROM nodes WHERE tree_id IN (SELECT id FROM trees WHERE run_id = ?)", (run_id,)
     ).fetchone()[0]
     roles = [
-        RoleStats(role=x["role"], calls=x["n"], errors=x["errors"], attempts=x["attempts"] or 0,
-                  prompt_tokens=x["pt"] or 0, completion_tokens=x["ct"] or 0,
-                  mean_latency_s=x["lat"], max_latency_s=x["maxlat"])
+        RoleStats(
+            role=x["role"],
+            calls=x["n"],
+            errors=x["errors"],
+            attempts=x["attempts"] or 0,
+            prompt_tokens=x["pt"] or 0,
+            completion_tokens=x["ct"] or 0,
+            mean_latency_s=x["lat"],
+            max_latency_s=x["maxlat"],
+        )
         for x in conn.execute(
             """SELECT role, COUNT(*) AS n, SUM(error IS NOT NULL) AS errors, SUM(attempts) AS attempts,
                       SUM(prompt_tokens) AS pt, SUM(completion_tokens) AS ct,
@@ -637,26 +776,47 @@ def load_run(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) -> Run
             (run_id,),
         )
     ]
-    failed = [(x["id"], x["error"]) for x in conn.execute(
-        "SELECT id, error FROM trees WHERE run_id = ? AND status = 'failed' ORDER BY id LIMIT ?", (run_id, samples)
-    )]
-    errs = [(x["id"], x["role"], x["error"]) for x in conn.execute(
-        "SELECT id, role, error FROM llm_calls WHERE run_id = ? AND error IS NOT NULL ORDER BY id LIMIT ?",
-        (run_id, samples),
-    )]
+    failed = [
+        (x["id"], x["error"])
+        for x in conn.execute(
+            "SELECT id, error FROM trees WHERE run_id = ? AND status = 'failed' ORDER BY id LIMIT ?",
+            (run_id, samples),
+        )
+    ]
+    errs = [
+        (x["id"], x["role"], x["error"])
+        for x in conn.execute(
+            "SELECT id, role, error FROM llm_calls WHERE run_id = ? AND error IS NOT NULL ORDER BY id LIMIT ?",
+            (run_id, samples),
+        )
+    ]
     evals = [x[0] for x in conn.execute("SELECT id FROM evaluations WHERE run_id = ? ORDER BY id", (run_id,))]
     return RunView(
-        id=r["id"], kind=r["kind"], config=loads(r["config"]), config_hash=r["config_hash"], status=r["status"],
-        started_at=r["started_at"], finished_at=r["finished_at"], stats=loads(r["stats"]),
-        trees_by_status=by_status, nodes=nodes, calls=sum(x.calls for x in roles),
-        prompt_tokens=sum(x.prompt_tokens for x in roles), completion_tokens=sum(x.completion_tokens for x in roles),
-        roles=roles, failed_trees=failed, call_errors=errs, call_error_count=sum(x.errors for x in roles),
+        id=r["id"],
+        kind=r["kind"],
+        config=loads(r["config"]),
+        config_hash=r["config_hash"],
+        status=r["status"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        stats=loads(r["stats"]),
+        trees_by_status=by_status,
+        nodes=nodes,
+        calls=sum(x.calls for x in roles),
+        prompt_tokens=sum(x.prompt_tokens for x in roles),
+        completion_tokens=sum(x.completion_tokens for x in roles),
+        roles=roles,
+        failed_trees=failed,
+        call_errors=errs,
+        call_error_count=sum(x.errors for x in roles),
         evaluations=evals,
     )
 
 
 # ---------------------------------------------------------------- evaluations
-def list_evaluations(conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0) -> tuple[list[sqlite3.Row], int]:
+def list_evaluations(
+    conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0
+) -> tuple[list[sqlite3.Row], int]:
     """One page of evaluations with their case counts."""
     total = conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
     rows = conn.execute(
@@ -682,21 +842,35 @@ def load_evaluation(conn: sqlite3.Connection, evaluation_id: int) -> EvaluationV
         )
     }
     last = max([e["turns"], *scored.keys()]) if scored else e["turns"]
-    curve = [Point(k, scored[k][0] if k in scored else None, scored[k][1] if k in scored else 0)
-             for k in range(1, last + 1)]
-    by_status = dict(conn.execute(
-        "SELECT status, COUNT(*) FROM eval_cases WHERE evaluation_id = ? GROUP BY status", (evaluation_id,)
-    ).fetchall())
+    curve = [
+        Point(k, scored[k][0] if k in scored else None, scored[k][1] if k in scored else 0)
+        for k in range(1, last + 1)
+    ]
+    by_status = dict(
+        conn.execute(
+            "SELECT status, COUNT(*) FROM eval_cases WHERE evaluation_id = ? GROUP BY status",
+            (evaluation_id,),
+        ).fetchall()
+    )
     failures = conn.execute(
         """SELECT COUNT(*) FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id
            WHERE c.evaluation_id = ? AND t.score IS NULL""",
         (evaluation_id,),
     ).fetchone()[0]
     return EvaluationView(
-        id=e["id"], run_id=e["run_id"], label=e["label"], model=loads(e["model"]),
-        user_model=loads(e["user_model"]), judge_model=loads(e["judge_model"]), turns=e["turns"],
-        status=e["status"], report=loads(e["report"]), created_at=e["created_at"], curve=curve,
-        cases_by_status=by_status, judge_failures=failures,
+        id=e["id"],
+        run_id=e["run_id"],
+        label=e["label"],
+        model=loads(e["model"]),
+        user_model=loads(e["user_model"]),
+        judge_model=loads(e["judge_model"]),
+        turns=e["turns"],
+        status=e["status"],
+        report=loads(e["report"]),
+        created_at=e["created_at"],
+        curve=curve,
+        cases_by_status=by_status,
+        judge_failures=failures,
     )
 
 
@@ -723,8 +897,14 @@ def load_case(conn: sqlite3.Connection, case_id: int) -> CaseView | None:
     if c is None:
         return None
     turns = [
-        TurnView(turn=r["turn"], user_message=r["user_message"], reply=r["reply"], score=r["score"],
-                 judge_error=r["judge_error"], calls=[])
+        TurnView(
+            turn=r["turn"],
+            user_message=r["user_message"],
+            reply=r["reply"],
+            score=r["score"],
+            judge_error=r["judge_error"],
+            calls=[],
+        )
         for r in conn.execute("SELECT * FROM eval_turns WHERE case_id = ? ORDER BY turn", (case_id,))
     ]
     by_turn = {t.turn: t for t in turns}
@@ -733,7 +913,14 @@ def load_case(conn: sqlite3.Connection, case_id: int) -> CaseView | None:
         call = _call(r)
         (by_turn[call.turn].calls if call.turn in by_turn else stray).append(call)
     return CaseView(
-        id=c["id"], evaluation_id=c["evaluation_id"], label=c["label"], case_index=c["case_index"],
-        profile=c["profile"], personality=c["personality"], status=c["status"], error=c["error"], turns=turns,
+        id=c["id"],
+        evaluation_id=c["evaluation_id"],
+        label=c["label"],
+        case_index=c["case_index"],
+        profile=c["profile"],
+        personality=c["personality"],
+        status=c["status"],
+        error=c["error"],
+        turns=turns,
         stray_calls=stray,
     )

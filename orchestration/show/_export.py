@@ -16,7 +16,7 @@ from ._data import CallView, CaseView, Segment, TreeView
 __all__ = ["case_markdown", "md_escape", "to_json", "tree_markdown"]
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~])")
-_MD_LINE_START = re.compile(r"^(\s*\d*)([#>+\-=.)])", re.M)
+_MD_LINE_START = re.compile(r"^(\s*\d*)([#>+\-=.)])", re.MULTILINE)
 
 
 def md_escape(text: str | None) -> str:
@@ -47,11 +47,16 @@ def _diff(segs: list[Segment]) -> str:
 def _calls_md(calls: list[CallView], prompts: bool) -> list[str]:
     if not calls:
         return []
-    lines = ["| call | role | latency | prompt tok | compl. tok | attempts | error |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| call | role | latency | prompt tok | compl. tok | attempts | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in calls:
         lat = "-" if c.latency_s is None else f"{c.latency_s:.2f}s"
-        lines.append(f"| #{c.id} | {md_escape(c.role)} | {lat} | {c.prompt_tokens or '-'} | "
-                     f"{c.completion_tokens or '-'} | {c.attempts} | {md_escape(c.error or '')} |")
+        lines.append(
+            f"| #{c.id} | {md_escape(c.role)} | {lat} | {c.prompt_tokens or '-'} | "
+            f"{c.completion_tokens or '-'} | {c.attempts} | {md_escape(c.error or '')} |"
+        )
     lines.append("")
     if prompts:
         for c in calls:
@@ -66,16 +71,36 @@ def tree_markdown(tree: TreeView, *, prompts: bool = False) -> str:
     """A tree as Markdown: persona, then per turn the message, the inferred
     persona (new words bold, dropped ones struck), both replies, which continued,
     the judge's verdict and the calls."""
-    out = [f"# Tree {tree.id} (run {tree.run_id})", "",
-           f"- mode: {tree.mode}, turns: {tree.turns}, seed: {tree.seed}, status: {tree.status}"]
+    out = [
+        f"# Tree {tree.id} (run {tree.run_id})",
+        "",
+        f"- mode: {tree.mode}, turns: {tree.turns}, seed: {tree.seed}, status: {tree.status}",
+    ]
     if tree.error:
         out.append(f"- error: {md_escape(tree.error)}")
-    out += ["", "## Persona", "", f"**Profile:** {md_escape(tree.profile)}", "",
-            f"**Personality:** {md_escape(tree.personality)}", ""]
+    out += [
+        "",
+        "## Persona",
+        "",
+        f"**Profile:** {md_escape(tree.profile)}",
+        "",
+        f"**Personality:** {md_escape(tree.personality)}",
+        "",
+    ]
     for n in tree.nodes:
-        out += [f"## Turn {n.turn}, branch `{n.branch or 'root'}`", "", "**User:**", "", _quote(n.user_message), "",
-                f"**Inferred persona** ({'changed' if n.persona_changed else 'unchanged'}):", "",
-                f"- profile: {_diff(n.profile_diff)}", f"- personalities: {_diff(n.personalities_diff)}", ""]
+        out += [
+            f"## Turn {n.turn}, branch `{n.branch or 'root'}`",
+            "",
+            "**User:**",
+            "",
+            _quote(n.user_message),
+            "",
+            f"**Inferred persona** ({'changed' if n.persona_changed else 'unchanged'}):",
+            "",
+            f"- profile: {_diff(n.profile_diff)}",
+            f"- personalities: {_diff(n.personalities_diff)}",
+            "",
+        ]
         for which, text in (("preferred", n.preferred), ("rejected", n.rejected)):
             mark = " (continued)" if n.continued in (which, "both") else ""
             out += [f"**{which.capitalize()}{mark}:**", "", _quote(text), ""]
@@ -91,15 +116,34 @@ def tree_markdown(tree: TreeView, *, prompts: bool = False) -> str:
 def case_markdown(case: CaseView, *, prompts: bool = False) -> str:
     """A benchmark case as Markdown: persona, then each turn with its score."""
     mean = "-" if case.mean_score is None else f"{case.mean_score:.2f}"
-    out = [f"# Case {case.id} (evaluation {case.evaluation_id}: {md_escape(case.label)}, index {case.case_index})",
-           "", f"- status: {case.status}, mean score: {mean}"]
+    out = [
+        f"# Case {case.id} (evaluation {case.evaluation_id}: {md_escape(case.label)}, index {case.case_index})",
+        "",
+        f"- status: {case.status}, mean score: {mean}",
+    ]
     if case.error:
         out.append(f"- error: {md_escape(case.error)}")
-    out += ["", f"**Profile:** {md_escape(case.profile)}", "", f"**Personality:** {md_escape(case.personality)}", ""]
+    out += [
+        "",
+        f"**Profile:** {md_escape(case.profile)}",
+        "",
+        f"**Personality:** {md_escape(case.personality)}",
+        "",
+    ]
     for t in case.turns:
         score = "-" if t.score is None else str(t.score)
-        out += [f"## Turn {t.turn} (score {score})", "", "**User:**", "", _quote(t.user_message), "",
-                "**Reply:**", "", _quote(t.reply), ""]
+        out += [
+            f"## Turn {t.turn} (score {score})",
+            "",
+            "**User:**",
+            "",
+            _quote(t.user_message),
+            "",
+            "**Reply:**",
+            "",
+            _quote(t.reply),
+            "",
+        ]
         if t.judge_error:
             out += [f"**Judge error:** {md_escape(t.judge_error)}", ""]
         out += _calls_md(t.calls, prompts)

@@ -20,7 +20,7 @@ from rich.tree import Tree
 
 from ._data import CallView, CaseView, EvaluationView, NodeView, RunView, Segment, TreeView, flatten
 
-__all__ = ["render_case", "render_evaluation", "render_run", "render_tree", "SIDE_BY_SIDE_MIN_WIDTH"]
+__all__ = ["SIDE_BY_SIDE_MIN_WIDTH", "render_case", "render_evaluation", "render_run", "render_tree"]
 
 SIDE_BY_SIDE_MIN_WIDTH = 110
 """Terminals at least this wide show preferred and rejected replies side by side."""
@@ -62,13 +62,26 @@ def _json(value: Any) -> str:
 def calls_table(calls: list[CallView], title: str | None = None) -> Table:
     """Per-call latency, tokens, attempts and errors."""
     table = Table(title=title, show_edge=False, pad_edge=False, expand=False, title_justify="left")
-    for col, justify in (("call", "right"), ("role", "left"), ("latency", "right"), ("prompt tok", "right"),
-                         ("compl. tok", "right"), ("attempts", "right"), ("cached", "left"), ("error", "left")):
+    for col, justify in (
+        ("call", "right"),
+        ("role", "left"),
+        ("latency", "right"),
+        ("prompt tok", "right"),
+        ("compl. tok", "right"),
+        ("attempts", "right"),
+        ("cached", "left"),
+        ("error", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for c in calls:
         table.add_row(
-            f"#{c.id}", Text(c.role), _secs(c.latency_s), _num(c.prompt_tokens), _num(c.completion_tokens),
-            Text(str(c.attempts), style="yellow" if c.attempts > 1 else ""), "yes" if c.cached else "",
+            f"#{c.id}",
+            Text(c.role),
+            _secs(c.latency_s),
+            _num(c.prompt_tokens),
+            _num(c.completion_tokens),
+            Text(str(c.attempts), style="yellow" if c.attempts > 1 else ""),
+            "yes" if c.cached else "",
             Text(c.error or "", style="red"),
         )
     return table
@@ -89,8 +102,14 @@ def prompts(calls: list[CallView]) -> RenderableType:
             body.append(_json(c.params) + "\n", style="dim")
         body.append("→ ", style="bold magenta")
         body.append(c.response if c.response is not None else "(no response)")
-        parts.append(Panel(body, title=Text(f"call #{c.id} · {c.role} · {c.model}"), title_align="left",
-                           border_style="red" if c.error else "blue"))
+        parts.append(
+            Panel(
+                body,
+                title=Text(f"call #{c.id} · {c.role} · {c.model}"),
+                title_align="left",
+                border_style="red" if c.error else "blue",
+            )
+        )
     return Group(*parts)
 
 
@@ -118,9 +137,15 @@ def node_panel(node: NodeView, *, side_by_side: bool, calls: bool) -> Panel:
     user.append(node.user_message)
     parts.append(user)
     head = Text("Inferred persona ", style="bold")
-    head.append("(changed)" if node.persona_changed else "(unchanged)",
-                style="bold yellow" if node.persona_changed else "dim")
-    parts += [head, _segments("  profile", node.profile_diff), _segments("  personalities", node.personalities_diff)]
+    head.append(
+        "(changed)" if node.persona_changed else "(unchanged)",
+        style="bold yellow" if node.persona_changed else "dim",
+    )
+    parts += [
+        head,
+        _segments("  profile", node.profile_diff),
+        _segments("  personalities", node.personalities_diff),
+    ]
     parts.append(_replies(node, side_by_side))
     if node.judge is not None:
         j = Text("Judge: ", style="bold")
@@ -140,7 +165,10 @@ def render_tree(tree: TreeView, *, side_by_side: bool = True, calls: bool = Fals
     node with both replies continued branches."""
     head = Text(f"Tree #{tree.id}", style="bold")
     head.append(f" · run {tree.run_id} · {tree.mode} · {tree.turns} turns · seed {tree.seed} · ")
-    head.append(tree.status, style="red" if tree.status == "failed" else "green" if tree.status == "complete" else "yellow")
+    head.append(
+        tree.status,
+        style="red" if tree.status == "failed" else "green" if tree.status == "complete" else "yellow",
+    )
     root = Tree(head, guide_style="dim")
     persona = Text("Persona: ", style="bold")
     persona.append(tree.profile)
@@ -177,11 +205,19 @@ def render_run(run: RunView) -> RenderableType:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    for k, v in (("kind", run.kind), ("status", run.status), ("started", _when(run.started_at)),
-                 ("finished", _when(run.finished_at)), ("wall time", _secs(run.wall_s)),
-                 ("trees", _num(run.trees)), ("nodes", _num(run.nodes)), ("LLM calls", _num(run.calls)),
-                 ("tokens", f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion"),
-                 ("failed calls", _num(run.call_error_count)), ("config hash", run.config_hash)):
+    for k, v in (
+        ("kind", run.kind),
+        ("status", run.status),
+        ("started", _when(run.started_at)),
+        ("finished", _when(run.finished_at)),
+        ("wall time", _secs(run.wall_s)),
+        ("trees", _num(run.trees)),
+        ("nodes", _num(run.nodes)),
+        ("LLM calls", _num(run.calls)),
+        ("tokens", f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion"),
+        ("failed calls", _num(run.call_error_count)),
+        ("config hash", run.config_hash),
+    ):
         head.add_row(k, Text(str(v)))
     status = Table(title="Trees by status", title_justify="left")
     status.add_column("status")
@@ -189,11 +225,28 @@ def render_run(run: RunView) -> RenderableType:
     for k, v in sorted(run.trees_by_status.items()):
         status.add_row(Text(k), _num(v))
     roles = Table(title="Calls by role", title_justify="left")
-    for col in ("role", "calls", "errors", "attempts", "prompt tok", "compl. tok", "mean latency", "max latency"):
+    for col in (
+        "role",
+        "calls",
+        "errors",
+        "attempts",
+        "prompt tok",
+        "compl. tok",
+        "mean latency",
+        "max latency",
+    ):
         roles.add_column(col, justify="left" if col == "role" else "right")
     for r in run.roles:
-        roles.add_row(Text(r.role), _num(r.calls), _num(r.errors), _num(r.attempts), _num(r.prompt_tokens),
-                      _num(r.completion_tokens), _secs(r.mean_latency_s), _secs(r.max_latency_s))
+        roles.add_row(
+            Text(r.role),
+            _num(r.calls),
+            _num(r.errors),
+            _num(r.attempts),
+            _num(r.prompt_tokens),
+            _num(r.completion_tokens),
+            _secs(r.mean_latency_s),
+            _secs(r.max_latency_s),
+        )
     config = Table(title="Config", title_justify="left", show_header=False)
     config.add_column("key", style="cyan")
     config.add_column("value")
@@ -209,8 +262,10 @@ def render_run(run: RunView) -> RenderableType:
             failed.add_row(f"#{i}", Text(e or "", style="red"))
         parts.append(failed)
     if run.call_errors:
-        errs = Table(title=f"Failed calls (first {len(run.call_errors)} of {run.call_error_count})",
-                     title_justify="left")
+        errs = Table(
+            title=f"Failed calls (first {len(run.call_errors)} of {run.call_error_count})",
+            title_justify="left",
+        )
         errs.add_column("call", justify="right")
         errs.add_column("role")
         errs.add_column("error")
@@ -277,5 +332,7 @@ def render_case(case: CaseView, *, calls: bool = False) -> RenderableType:
     if calls and all_calls:
         parts += [calls_table(all_calls), prompts(all_calls)]
     mean = "-" if case.mean_score is None else f"{case.mean_score:.2f}"
-    title = Text(f"Case #{case.id} (index {case.case_index}) · {case.status} · mean score {mean}", style="bold")
+    title = Text(
+        f"Case #{case.id} (index {case.case_index}) · {case.status} · mean score {mean}", style="bold"
+    )
     return Panel(Group(*parts), title=title, title_align="left")

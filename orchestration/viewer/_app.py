@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import anyio
 import uvicorn
+from aloesim.environment.store import connect
+from aloesim.orchestration import show
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,16 +36,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aloesim.environment.store import connect
-from aloesim.orchestration import show
-
 from ._svg import al_chart, tree_picture
 
 T = TypeVar("T")
 
 READ_METHODS = frozenset({"GET", "HEAD"})
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 MAX_QUERY = 200
 
 
@@ -59,16 +60,23 @@ class ReadOnly:
             await self.app(scope, receive, send)
             return
         if scope["method"] not in READ_METHODS:
-            resp = PlainTextResponse("405 Method Not Allowed: this viewer is read-only", status_code=405,
-                                     headers={"Allow": "GET, HEAD"})
+            resp = PlainTextResponse(
+                "405 Method Not Allowed: this viewer is read-only",
+                status_code=405,
+                headers={"Allow": "GET, HEAD"},
+            )
             await resp(scope, receive, send)
             return
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                            (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -101,7 +109,9 @@ def _short(text: str | None, n: int = 140) -> str:
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("aloesim.orchestration.viewer", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html", "svg", "xml"), default=True, default_for_string=True),
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "svg", "xml"), default=True, default_for_string=True
+        ),
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -152,9 +162,16 @@ class Pages:
         def url(p: int) -> str:
             return "?" + str(request.url.include_query_params(**{name: p}).query)
 
-        return {"page": page, "pages": pages, "total": total, "offset": (page - 1) * self.page_size,
-                "prev": url(page - 1) if page > 1 else None, "next": url(page + 1) if page < pages else None,
-                "first": url(1) if page > 1 else None, "last": url(pages) if page < pages else None}
+        return {
+            "page": page,
+            "pages": pages,
+            "total": total,
+            "offset": (page - 1) * self.page_size,
+            "prev": url(page - 1) if page > 1 else None,
+            "next": url(page + 1) if page < pages else None,
+            "first": url(1) if page > 1 else None,
+            "last": url(pages) if page < pages else None,
+        }
 
     # -- pages ---------------------------------------------------------------
     async def index(self, request: Request) -> Response:
@@ -167,8 +184,14 @@ class Pages:
             evals, _ = show.list_evaluations(conn, limit=self.page_size, offset=ep["offset"])
             first = conn.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
             trees = conn.execute("SELECT COUNT(*) FROM trees").fetchone()[0]
-            return {"runs": runs, "rp": rp, "evals": evals, "ep": ep, "first_run": first[0] if first else None,
-                    "trees_total": trees}
+            return {
+                "runs": runs,
+                "rp": rp,
+                "evals": evals,
+                "ep": ep,
+                "first_run": first[0] if first else None,
+                "trees_total": trees,
+            }
 
         return self.render(request, "index.html", **await self.read(q))
 
@@ -185,12 +208,20 @@ class Pages:
                 return None
             total = show.count_trees(conn, run_id, q=text, status=status)
             pager = self._pager(request, "page", total)
-            trees = show.list_trees(conn, run_id, q=text, status=status, limit=self.page_size,
-                                       offset=pager["offset"])
+            trees = show.list_trees(
+                conn, run_id, q=text, status=status, limit=self.page_size, offset=pager["offset"]
+            )
             first = conn.execute("SELECT id, config FROM runs ORDER BY id LIMIT 1").fetchone()
             diff = show.config_diff(show.loads(first["config"]), run.config) if first["id"] != run_id else []
-            return {"run": run, "trees": trees, "pager": pager, "q": text, "status": status, "diff": diff,
-                    "first_run": first["id"]}
+            return {
+                "run": run,
+                "trees": trees,
+                "pager": pager,
+                "q": text,
+                "status": status,
+                "diff": diff,
+                "first_run": first["id"],
+            }
 
         data = await self.read(q)
         if data is None:
@@ -264,7 +295,9 @@ def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8) -> Star
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> Iterator[str]:
+def serve_in_thread(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0
+) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a background thread; yields the base URL
     (``port=0`` picks a free port). Stops the server on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

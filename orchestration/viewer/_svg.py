@@ -67,22 +67,45 @@ def tree_picture(tree: TreeView) -> TreePicture:
                 leaf[0] += 1
                 ys.append((letter, y, cont, False))
                 stub_on_path = node.id in path and cont and not node.children
-                pic.nodes.append(SvgNode(
-                    x=x + COL * 0.55, y=y, label=letter, href=f"#node-{node.id}",
-                    kind="stub-continued" if cont else "stub-stopped",
-                    title=f"turn {node.turn}: {which} reply" + (" (continued, conversation ended)" if cont else
-                                                                 " (not continued)"),
-                    on_path=stub_on_path))
+                pic.nodes.append(
+                    SvgNode(
+                        x=x + COL * 0.55,
+                        y=y,
+                        label=letter,
+                        href=f"#node-{node.id}",
+                        kind="stub-continued" if cont else "stub-stopped",
+                        title=f"turn {node.turn}: {which} reply"
+                        + (" (continued, conversation ended)" if cont else " (not continued)"),
+                        on_path=stub_on_path,
+                    )
+                )
         y = sum(v for _, v, _, _ in ys) / len(ys)
         for letter, cy, cont, to_node in ys:
             x2 = PAD + (depth + 1) * COL if to_node else x + COL * 0.55
             child_on_path = to_node and kids[letter].id in path
             end_on_path = not to_node and node.id in path and cont and not node.children
-            pic.edges.append(SvgEdge(x, y, x2, cy, "continued" if cont else "stopped", letter,
-                                     on_path=node.id in path and (child_on_path or end_on_path)))
-        pic.nodes.append(SvgNode(x=x, y=y, label=str(node.turn), href=f"#node-{node.id}", kind="node",
-                                 title=f"turn {node.turn}, branch {node.branch or '(root)'}: continued {node.continued}",
-                                 on_path=node.id in path))
+            pic.edges.append(
+                SvgEdge(
+                    x,
+                    y,
+                    x2,
+                    cy,
+                    "continued" if cont else "stopped",
+                    letter,
+                    on_path=node.id in path and (child_on_path or end_on_path),
+                )
+            )
+        pic.nodes.append(
+            SvgNode(
+                x=x,
+                y=y,
+                label=str(node.turn),
+                href=f"#node-{node.id}",
+                kind="node",
+                title=f"turn {node.turn}, branch {node.branch or '(root)'}: continued {node.continued}",
+                on_path=node.id in path,
+            )
+        )
         return y
 
     depth_max = 0
@@ -140,7 +163,17 @@ def al_chart(curve: list[Point], *, width: int = 640, height: int = 300) -> Char
         a = my - ir * mk
         fit = (sx(kmin), sy(min(5, max(1, a + ir * kmin))), sx(kmax), sy(min(5, max(1, a + ir * kmax))))
     return Chart(
-        width=width, height=height, left=left, right=right, top=top, bottom=bottom, points=pts,
-        polyline=" ".join(f"{x:.1f},{y:.1f}" for x, y, *_ in pts), fit=fit,
-        xticks=[(sx(k), k) for k in range(kmin, kmax + 1)], yticks=[(sy(v), v) for v in range(1, 6)], ir=ir, r2=r2,
+        width=width,
+        height=height,
+        left=left,
+        right=right,
+        top=top,
+        bottom=bottom,
+        points=pts,
+        polyline=" ".join(f"{x:.1f},{y:.1f}" for x, y, *_ in pts),
+        fit=fit,
+        xticks=[(sx(k), k) for k in range(kmin, kmax + 1)],
+        yticks=[(sy(v), v) for v in range(1, 6)],
+        ir=ir,
+        r2=r2,
     )

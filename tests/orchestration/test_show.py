@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 from aloesim.environment.errors import ConfigError, StoreError
 from aloesim.environment.store import connect
 from aloesim.orchestration import show
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.commands import show as show_cmd
 from aloesim.orchestration.viewer import SAMPLE, write_sample
+from rich.console import Console
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,9 @@ def conn(sample):
 
 
 def _text(renderable, width: int = 140, styles: bool = False) -> str:
-    console = Console(record=True, width=width, force_terminal=styles, color_system="standard" if styles else None)
+    console = Console(
+        record=True, width=width, force_terminal=styles, color_system="standard" if styles else None
+    )
     console.print(renderable)
     return console.export_text(styles=styles)
 
@@ -81,7 +82,7 @@ def test_changed_inferred_persona_is_highlighted(conn, sample):
     assert plain.count("(changed)") == 2 and plain.count("(unchanged)") == 1
     ansi = _text(show.render_tree(tree), styles=True)
     bold_green = "\x1b[1;32m"
-    assert bold_green + " living in Lyon" in ansi          # the new words at turn 3
+    assert bold_green + " living in Lyon" in ansi  # the new words at turn 3
     assert bold_green + "A retired history teacher." in ansi  # everything is new at turn 2
     assert bold_green + "A retired history teacher living" not in ansi  # the kept words are not
 
@@ -89,8 +90,13 @@ def test_changed_inferred_persona_is_highlighted(conn, sample):
 def test_diff_words_marks_added_and_removed():
     segs = show.diff_words("Likes cats and tea.", "Likes dogs and tea, a lot.")
     assert [(s.kind, s.text) for s in segs] == [
-        ("same", "Likes "), ("removed", "cats"), ("added", "dogs"), ("same", " and tea"), ("added", ", a lot"),
-        ("same", ".")]
+        ("same", "Likes "),
+        ("removed", "cats"),
+        ("added", "dogs"),
+        ("same", " and tea"),
+        ("added", ", a lot"),
+        ("same", "."),
+    ]
     assert show.diff_words(None, None) == []
     assert [s.kind for s in show.diff_words(None, "x")] == ["added"]
 
@@ -105,7 +111,12 @@ def test_calls_table_always_prompts_only_with_calls(conn, sample):
     assert "rejected" in row8 and " 3 " in row8  # three attempts
     assert "Calls without a committed node" in without and "timeout after 120s" in without
     # the exact prompts only with show.calls
-    for needle in ("You role-play:", "Start turn 2", "Reply to fit the inferred persona.", '"max_tokens": 256'):
+    for needle in (
+        "You role-play:",
+        "Start turn 2",
+        "Reply to fit the inferred persona.",
+        '"max_tokens": 256',
+    ):
         assert needle not in without
         assert needle in with_calls
 
@@ -124,8 +135,16 @@ def test_run_summary(conn, sample):
     out = _text(show.render_run(run), width=140)
     assert run.trees_by_status == {"complete": 1, "failed": 1}
     assert run.nodes == 4 and run.calls == 15 and run.call_error_count == 2
-    for needle in ("wall time", "93.50s", "generation.mode", "path", "bad JSON", "timeout after 120s",
-                   "inducer", "15"):
+    for needle in (
+        "wall time",
+        "93.50s",
+        "generation.mode",
+        "path",
+        "bad JSON",
+        "timeout after 120s",
+        "inducer",
+        "15",
+    ):
         assert needle in out
 
 
@@ -136,7 +155,15 @@ def test_evaluation_scores_and_transcripts(conn, sample):
     assert ir == pytest.approx(1.0) and r2 == pytest.approx(0.9231, abs=1e-3)
     cases = [show.load_case(conn, r.id) for r in show.list_cases(conn, ev.id)]
     out = _text(show.render_evaluation(ev, cases), width=140)
-    for needle in ("2.50", "3.00", "4.50", "IR 1.000", "Case 0 message 1", "Case 1 reply 3", "judge reply unparseable"):
+    for needle in (
+        "2.50",
+        "3.00",
+        "4.50",
+        "IR 1.000",
+        "Case 0 message 1",
+        "Case 1 reply 3",
+        "judge reply unparseable",
+    ):
         assert needle in out
 
 
@@ -170,7 +197,9 @@ def _cfg(db: Path, *overrides: str, **plain):
 
 
 def test_command_prints_tree(sample, capsys):
-    assert show_cmd.run(_cfg(sample[0], f"tree={sample[1]['tree']}", "show.width=150", "show.calls=true")) == 0
+    assert (
+        show_cmd.run(_cfg(sample[0], f"tree={sample[1]['tree']}", "show.width=150", "show.calls=true")) == 0
+    )
     out = capsys.readouterr().out
     assert "Turn 3" in out and "Start turn 3" in out
 
@@ -180,7 +209,10 @@ def test_command_exports_files(sample, tmp_path, capsys):
     assert show_cmd.run(_cfg(sample[0], f"case={sample[1]['case']}", "show.format=md", f"show.out={md}")) == 0
     assert md.read_text().startswith("# Case ")
     js = tmp_path / "ev.json"
-    assert show_cmd.run(_cfg(sample[0], f"eval={sample[1]['evaluation']}", "show.format=json", f"show.out={js}")) == 0
+    assert (
+        show_cmd.run(_cfg(sample[0], f"eval={sample[1]['evaluation']}", "show.format=json", f"show.out={js}"))
+        == 0
+    )
     data = json.loads(js.read_text())
     assert data["kind"] == "evaluation" and len(data["cases"]) == 2
     assert show_cmd.run(_cfg(sample[0], "show.format=json", evaluation=sample[1]["evaluation"])) == 0
@@ -226,14 +258,29 @@ def test_aloe_show_cli_on_a_real_database(sample, tmp_path):
     """The installed ``aloe`` entry point, in a subprocess, on the SQLite file."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
     aloe = [sys.executable, "-m", "aloesim.orchestration.cli", "show", f"db={sample[0]}"]
-    ok = subprocess.run([*aloe, f"tree={sample[1]['tree']}"], capture_output=True, text=True, env=env, timeout=120)
+    ok = subprocess.run(
+        [*aloe, f"tree={sample[1]['tree']}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "Turn 3" in ok.stdout and "▶ continued" in ok.stdout
-    bad = subprocess.run([*aloe, "tree=999"], capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [*aloe, "tree=999"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "tree=999" in bad.stderr
     out = tmp_path / "tree.json"
-    exp = subprocess.run([*aloe, f"tree={sample[1]['tree']}", "show.format=json", f"show.out={out}"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    exp = subprocess.run(
+        [*aloe, f"tree={sample[1]['tree']}", "show.format=json", f"show.out={out}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert exp.returncode == 0, exp.stderr
     assert len(json.loads(out.read_text())["nodes"]) == 3
     # the database was opened read-only: nothing changed
