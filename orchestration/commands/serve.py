@@ -5,7 +5,7 @@ until interrupted.
     aloe serve backend.port=8080 backend.servers=2  # ports 8080 and 8081
     aloe serve backend.gguf=/path/model.gguf        # any GGUF
 
-Prints one ``serving MODEL at URL`` line per server, then waits. SIGINT
+Prints one ``serving MODEL at URL (log PATH)`` line per server, then waits. SIGINT
 (Ctrl-C) or SIGTERM stops the servers and exits 0; a server that dies ends
 the command with a ``ServerError`` (exit 1).
 """
@@ -67,7 +67,7 @@ async def _run_servers(backend: Mapping[str, Any]) -> None:
     async with managed_servers(backend) as servers:
         model = backend.get("model") or "model"
         for server in servers:
-            print(f"serving {model} at {server.url}", flush=True)
+            print(f"serving {model} at {server.url} (log {server.log_path})", flush=True)
         print("press Ctrl-C to stop", file=sys.stderr, flush=True)
         await _watch(servers)
 

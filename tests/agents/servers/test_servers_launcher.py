@@ -243,7 +243,8 @@ def test_embedded_specs_ports_threads_and_validation(tmp_path: Path) -> None:
 
 def test_default_threads_share_the_cores() -> None:
     cores = len(os.sched_getaffinity(0))
-    assert default_threads(1) == cores
+    assert default_threads(1) == max(1, cores // 2)
+    assert default_threads(2) == max(1, cores // 4)
     assert default_threads(cores * 4) == 1
 
 
@@ -299,3 +300,35 @@ async def test_managed_servers_by_backend_kind(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="backend.startup_timeout"):
         async with managed_servers({"kind": "embedded", "startup_timeout": 0}):
             pass
+
+
+# ---- aloe serve (config paths that start nothing) ---------------------------
+
+def _serve_cfg(*overrides: str):  # noqa: ANN202
+    from aloesim.orchestration._config import compose_config
+
+    return compose_config("serve", list(overrides))
+
+
+def test_serve_config_composes_with_every_managed_backend() -> None:
+    cfg = _serve_cfg("backend.port=8080", "backend.servers=2")
+    assert cfg.backend.kind == "embedded" and cfg.backend.port == 8080 and cfg.backend.servers == 2
+    vllm = _serve_cfg("backend=vllm", "backend.model=some/model")
+    assert vllm.backend.kind == "vllm" and vllm.backend.base_url is None and vllm.backend.args == []
+
+
+def test_serve_vllm_without_vllm_installed_is_a_server_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aloesim.orchestration.commands import serve
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(ServerError, match="vLLM is not installed"):
+        serve.run(_serve_cfg("backend=vllm", "backend.model=some/model"))
+
+
+def test_serve_refuses_an_external_backend() -> None:
+    from aloesim.orchestration.commands import serve
+
+    with pytest.raises(ConfigError) as err:
+        serve.run(_serve_cfg("backend=vllm", "backend.base_url=http://gpu:8000/v1"))
+    assert err.value.key == "backend"
