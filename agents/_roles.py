@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from ..environment import InferredPersona, Persona
 from ..environment.errors import LLMError
@@ -59,21 +60,27 @@ def _none_if_empty(value: str | None) -> str | None:
     return value
 
 
+# maxLength is a hint for grammar-constrained decoding (llama.cpp): it bounds a
+# small model's run-on strings; validation does not reject longer strings.
+BoundedText = Annotated[str, WithJsonSchema({"type": "string", "maxLength": 300})]
+
+
 class InducerOutput(BaseModel):
     """Structured output of the inducer (null = nothing revealed)."""
 
-    profile: str | None = Field(description="profile details revealed so far, in the user's words, or null")
-    personalities: str | None = Field(description="personality traits evident so far, or null")
+    profile: BoundedText | None = Field(description="profile details revealed so far, in the user's words, or null")
+    personalities: BoundedText | None = Field(description="personality traits evident so far, or null")
 
 
 class JudgeScore(BaseModel):
-    """Structured output of the ALOE judge."""
+    """Structured output of the ALOE judge: an enum, so constrained decoding
+    cannot produce an out-of-range number."""
 
-    score: int = Field(ge=1, le=5, description="1 = least tailored to the user, 5 = most user-aligned")
+    score: Literal[1, 2, 3, 4, 5] = Field(description="1 = least tailored to the user, 5 = most user-aligned")
 
 
 class PreferenceVerdict(BaseModel):
-    better: str = Field(pattern="^[AB]$", description="A or B")
+    better: Literal["A", "B"] = Field(description="the better tailored response")
 
     @field_validator("better", mode="before")
     @classmethod
