@@ -19,8 +19,12 @@ from ._embedded import embedded_servers
 
 async def _one(client: AsyncOpenAI, i: int, max_tokens: int) -> int:
     reply = await client.chat.completions.create(
-        model="bench", messages=[{"role": "user", "content": f"Write a long story about a cat named Tom{i}."}],
-        max_tokens=max_tokens, temperature=0.8, seed=i)
+        model="bench",
+        messages=[{"role": "user", "content": f"Write a long story about a cat named Tom{i}."}],
+        max_tokens=max_tokens,
+        temperature=0.8,
+        seed=i,
+    )
     return reply.usage.completion_tokens if reply.usage else 0
 
 
@@ -49,7 +53,9 @@ async def _main(servers: int, levels: list[int], max_tokens: int, rounds: int) -
             for _ in range(rounds):
                 tok, dt = await _round(clients, level, max_tokens)
                 total, elapsed = total + tok, elapsed + dt
-            print(f"concurrency={level} completion_tokens={total} seconds={elapsed:.2f} tokens_per_s={total / elapsed:.1f}")
+            print(
+                f"concurrency={level} completion_tokens={total} seconds={elapsed:.2f} tokens_per_s={total / elapsed:.1f}"
+            )
         for client in clients:
             await client.close()
 
@@ -61,7 +67,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    anyio.run(_main, args.servers, [int(c) for c in args.concurrency.split(",")], args.max_tokens, args.rounds)
+    anyio.run(
+        _main, args.servers, [int(c) for c in args.concurrency.split(",")], args.max_tokens, args.rounds
+    )
 
 
 if __name__ == "__main__":

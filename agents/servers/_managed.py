@@ -39,19 +39,29 @@ async def managed_servers(backend: Mapping[str, Any]) -> AsyncIterator[list[Mana
     if get("kind") == "embedded":
         timeout = check_timeout(get("startup_timeout", 120))
         specs = embedded_specs(
-            get("gguf"), get("servers", 1), get("port"), get("n_ctx", 4096), get("n_threads"),
-            model_alias=get("model"), log_dir=get("log_dir"),
+            get("gguf"),
+            get("servers", 1),
+            get("port"),
+            get("n_ctx", 4096),
+            get("n_threads"),
+            model_alias=get("model"),
+            log_dir=get("log_dir"),
         )
         grace = 10.0
     else:
         timeout = check_timeout(get("startup_timeout", 600))
         extra = get("args") or []
         specs = vllm_specs(
-            get("model"), get("servers", 1), get("port"),
+            get("model"),
+            get("servers", 1),
+            get("port"),
             tensor_parallel_size=get("tensor_parallel_size", 1),
             gpu_memory_utilization=get("gpu_memory_utilization", 0.9),
-            max_model_len=get("max_model_len"), max_num_seqs=get("max_num_seqs"),
-            dtype=get("dtype", "auto"), seed=get("seed"), extra_args=[str(a) for a in extra],
+            max_model_len=get("max_model_len"),
+            max_num_seqs=get("max_num_seqs"),
+            dtype=get("dtype", "auto"),
+            seed=get("seed"),
+            extra_args=[str(a) for a in extra],
             log_dir=get("log_dir"),
         )
         grace = 30.0

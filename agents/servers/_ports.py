@@ -7,7 +7,7 @@ import socket
 
 from aloesim.environment.errors import ConfigError, ServerError
 
-__all__ = ["HOST", "free_ports", "check_ports_free"]
+__all__ = ["HOST", "check_ports_free", "free_ports"]
 
 HOST = "127.0.0.1"
 

@@ -6,10 +6,11 @@ Guarantees of ``launch_servers``:
 * each server runs in its own process group (``start_new_session``), so a
   Ctrl-C in the terminal reaches only aloesim, which then stops the servers
   in order; stopping signals the whole group (vLLM spawns workers);
-* on Linux each server gets ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so it dies
-  even if aloesim is SIGKILLed.  The kernel ties this to the *thread* that
-  forked, so servers are spawned from the event-loop thread (never from a
-  worker thread that may be recycled);
+* on Linux each server gets ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` (set by the
+  tiny exec wrapper ``_guard.py``), so it dies even if aloesim is SIGKILLed.
+  The kernel ties this to the *thread* that forked, so servers are spawned
+  from the event-loop thread (never from a worker thread that may be
+  recycled);
 * output goes to a log file, whose last lines are quoted in every
   ``ServerError``;
 * stopping (on exit, error, cancellation or Ctrl-C) is shielded from
@@ -19,9 +20,10 @@ Guarantees of ``launch_servers``:
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import http.client
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,16 +35,15 @@ from pathlib import Path
 
 import anyio
 import structlog
-
 from aloesim.environment.errors import ServerError
 
 from ._ports import HOST, free_ports
 
-__all__ = ["ServerSpec", "ManagedServer", "launch_servers", "log_tail"]
+__all__ = ["ManagedServer", "ServerSpec", "launch_servers", "log_tail"]
 
 log = structlog.get_logger(__name__)
 
-_PR_SET_PDEATHSIG = 1
+_GUARD = Path(__file__).with_name("_guard.py")
 _PORT_ATTEMPTS = 3
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -51,12 +52,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class ServerSpec:
     """How to start one server: ``command(port)`` is its argv."""
 
-    name: str                                  # e.g. "llama.cpp", "vllm" (for messages and logs)
-    command: Callable[[int], list[str]]        # argv for a given port
-    port: int                                  # first port to try
-    port_fixed: bool                           # True: the user chose it; never move to another
-    log_path: Path                             # stdout+stderr of the process (appended)
-    env: Mapping[str, str] | None = None       # extra environment variables
+    name: str  # e.g. "llama.cpp", "vllm" (for messages and logs)
+    command: Callable[[int], list[str]]  # argv for a given port
+    port: int  # first port to try
+    port_fixed: bool  # True: the user chose it; never move to another
+    log_path: Path  # stdout+stderr of the process (appended)
+    env: Mapping[str, str] | None = None  # extra environment variables
 
 
 @dataclass
@@ -109,27 +110,16 @@ def _log_hint(path: Path) -> str:
     return f"log {path}" + (f": {tail}" if tail else " is empty")
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child receive SIGTERM when its parent dies
-    (Linux only); resolved in the parent so the child only makes syscalls."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+def _guarded(argv: list[str]) -> list[str]:
+    """``argv`` run through ``_guard.py``, which makes it die with this
+    process (parent-death signal, Linux) before exec'ing it."""
+    return [sys.executable, "-I", str(_GUARD), str(os.getpid()), *argv]
 
 
 def _spawn(spec: ServerSpec, port: int) -> ManagedServer:
     argv = spec.command(port)
+    if shutil.which(argv[0]) is None:
+        raise ServerError(f"{spec.name} server", f"cannot run {argv[0]!r}: no such executable")
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(spec.env or {})}
     with open(spec.log_path, "ab") as logf:
@@ -137,13 +127,12 @@ def _spawn(spec: ServerSpec, port: int) -> ManagedServer:
         logf.flush()
         try:
             proc = subprocess.Popen(
-                argv,
+                _guarded(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),
                 close_fds=True,
             )
         except OSError as err:
@@ -157,7 +146,7 @@ def _probe(url: str, timeout: float) -> bool:
     try:
         with opener.open(url, timeout=timeout) as resp:
             return resp.status == 200
-    except Exception:
+    except (OSError, http.client.HTTPException):
         return False
 
 
@@ -211,8 +200,12 @@ async def _stop(server: ManagedServer, grace: float) -> None:
 
 
 async def _start_one(
-    spec: ServerSpec, slot: int, ready: list[ManagedServer | None], spawned: list[ManagedServer],
-    startup_timeout: float, ready_path: str,
+    spec: ServerSpec,
+    slot: int,
+    ready: list[ManagedServer | None],
+    spawned: list[ManagedServer],
+    startup_timeout: float,
+    ready_path: str,
 ) -> None:
     port = spec.port
     for attempt in range(1, _PORT_ATTEMPTS + 1):
@@ -222,13 +215,20 @@ async def _start_one(
             await _wait_ready(server, startup_timeout, ready_path)
         except _PortTaken:
             if spec.port_fixed or attempt == _PORT_ATTEMPTS:
-                raise ServerError(server.what, f"port is already in use; {_log_hint(server.log_path)}") from None
+                raise ServerError(
+                    server.what, f"port is already in use; {_log_hint(server.log_path)}"
+                ) from None
             log.info("port taken before the server bound it; retrying", port=port)
             port = free_ports(1)[0]
             continue
         ready[slot] = server
-        log.info("server ready", server=server.what, pid=server.pid, startup_s=round(server.startup_s, 2),
-                 log_path=str(server.log_path))
+        log.info(
+            "server ready",
+            server=server.what,
+            pid=server.pid,
+            startup_s=round(server.startup_s, 2),
+            log_path=str(server.log_path),
+        )
         return
 
 

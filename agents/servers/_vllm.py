@@ -20,7 +20,7 @@ from ._embedded import check_timeout
 from ._ports import HOST, check_ports_free, free_ports
 from ._process import ServerSpec, launch_servers
 
-__all__ = ["vllm_executable", "vllm_command", "vllm_specs", "vllm_server"]
+__all__ = ["vllm_command", "vllm_executable", "vllm_server", "vllm_specs"]
 
 
 def vllm_executable() -> str:
@@ -53,12 +53,19 @@ def vllm_command(
 ) -> list[str]:
     """argv of ``vllm serve MODEL --host 127.0.0.1 --port PORT ...``."""
     argv = [
-        executable, "serve", model,
-        "--host", HOST,
-        "--port", str(port),
-        "--tensor-parallel-size", str(tensor_parallel_size),
-        "--gpu-memory-utilization", str(gpu_memory_utilization),
-        "--dtype", dtype,
+        executable,
+        "serve",
+        model,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--tensor-parallel-size",
+        str(tensor_parallel_size),
+        "--gpu-memory-utilization",
+        str(gpu_memory_utilization),
+        "--dtype",
+        dtype,
     ]
     if served_model_name:
         argv += ["--served-model-name", served_model_name]
@@ -106,16 +113,35 @@ def vllm_specs(
     folder = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="aloe-vllm-"))
 
     def command(p: int) -> list[str]:
-        return vllm_command(model, p, executable=exe, served_model_name=served_model_name,
-                            tensor_parallel_size=tp, gpu_memory_utilization=float(gpu_memory_utilization),
-                            max_model_len=max_model_len, max_num_seqs=max_num_seqs, dtype=dtype, seed=seed,
-                            extra_args=extra_args)
+        return vllm_command(
+            model,
+            p,
+            executable=exe,
+            served_model_name=served_model_name,
+            tensor_parallel_size=tp,
+            gpu_memory_utilization=float(gpu_memory_utilization),
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            dtype=dtype,
+            seed=seed,
+            extra_args=extra_args,
+        )
 
     specs = []
     for i, p in enumerate(ports):
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in range(i * tp, (i + 1) * tp))} if n > 1 else None
-        specs.append(ServerSpec(name="vllm", command=command, port=p, port_fixed=port is not None,
-                                log_path=folder / f"vllm-{i}.log", env=env))
+        env = (
+            {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in range(i * tp, (i + 1) * tp))} if n > 1 else None
+        )
+        specs.append(
+            ServerSpec(
+                name="vllm",
+                command=command,
+                port=p,
+                port_fixed=port is not None,
+                log_path=folder / f"vllm-{i}.log",
+                env=env,
+            )
+        )
     return specs
 
 

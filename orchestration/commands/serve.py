@@ -35,8 +35,11 @@ def run(cfg: DictConfig) -> int:
     """Serve ``cfg.backend`` until SIGINT/SIGTERM; returns the exit code."""
     backend: Mapping[str, Any] = OmegaConf.to_container(cfg.backend, resolve=True)  # type: ignore[assignment]
     if not is_managed(backend):
-        raise ConfigError("backend", backend.get("kind"),
-                          "a backend aloesim runs itself: embedded, or vllm with base_url null")
+        raise ConfigError(
+            "backend",
+            backend.get("kind"),
+            "a backend aloesim runs itself: embedded, or vllm with base_url null",
+        )
     return anyio.run(_serve, backend)
 
 

