@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..environment import Persona
-from ..environment.errors import InputError
+from ..environment.personas import read_items   # the published format's reader (file:line:column errors)
 
-__all__ = ["Case", "cases_from_db", "cases_from_files", "read_items"]
+__all__ = ["Case", "cases_from_db", "cases_from_files", "fingerprint", "read_items"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,42 +30,6 @@ class Case:
 
     def persona(self) -> Persona:
         return Persona(id=self.index, profile=self.profile, personality=self.personality, split="eval")
-
-
-def read_items(path: str | Path) -> list[str]:
-    """The strings of a published-format file: one JSON string per line.
-
-    Tolerates a BOM, blank lines and several JSON strings back to back on one
-    line; anything else (bad JSON, a non-string, an empty file) is an
-    InputError naming file, line and column."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(str(path), f"not UTF-8 text ({exc.reason})") from None
-    decoder = json.JSONDecoder()
-    items: list[str] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        pos = 0
-        while True:
-            while pos < len(line) and line[pos].isspace():
-                pos += 1
-            if pos >= len(line):
-                break
-            try:
-                value, pos = decoder.raw_decode(line, pos)
-            except json.JSONDecodeError as exc:
-                raise InputError(str(path), f"not a JSON string: {exc.msg}", line=lineno, column=exc.colno) from None
-            if not isinstance(value, str):
-                raise InputError(str(path), f"expected a JSON string, got {type(value).__name__}", line=lineno,
-                                 column=pos + 1)
-            if value.strip():
-                items.append(value.strip())
-    if not items:
-        raise InputError(str(path), "holds no items")
-    return items
 
 
 def _product(profiles: list[str], personalities: list[str]) -> list[Case]:
