@@ -4,6 +4,7 @@ Markdown and JSON. The web viewer (``aloesim.orchestration.viewer``) reads
 through the same views."""
 
 from ._data import (
+    CallStats,
     CallView,
     CaseView,
     EvaluationView,
@@ -22,6 +23,8 @@ from ._data import (
     load_evaluation,
     load_run,
     load_tree,
+    run_call_stats,
+    run_calls_version,
     loads,
     tree_events,
 )
@@ -30,6 +33,7 @@ from ._render import SIDE_BY_SIDE_MIN_WIDTH, render_case, render_evaluation, ren
 
 __all__ = [
     "SIDE_BY_SIDE_MIN_WIDTH",
+    "CallStats",
     "CallView",
     "CaseView",
     "EvaluationView",
@@ -49,6 +53,8 @@ __all__ = [
     "load_evaluation",
     "load_run",
     "load_tree",
+    "run_call_stats",
+    "run_calls_version",
     "loads",
     "render_case",
     "render_evaluation",

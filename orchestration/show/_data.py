@@ -228,6 +228,41 @@ class RoleStats:
 
 
 @dataclass(slots=True)
+class CallStats:
+    """A run's LLM calls in totals: per role, and the first failed calls."""
+
+    run_id: int
+    roles: list[RoleStats]
+    errors: list[tuple[int, str, str, int | None]]  # (call id, role, error, tree id) samples
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.roles)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(r.prompt_tokens for r in self.roles)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(r.completion_tokens for r in self.roles)
+
+    @property
+    def error_count(self) -> int:
+        return sum(r.errors for r in self.roles)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "roles": [_slots(r) for r in self.roles],
+            "call_errors": [{"id": i, "role": r, "error": e, "tree_id": t} for i, r, e, t in self.errors],
+            "call_error_count": self.error_count,
+        }
+
+
+@dataclass(slots=True)
 class RunView:
     """A run and what it produced, counted (never loaded whole)."""
 
@@ -241,18 +276,37 @@ class RunView:
     stats: Any
     trees_by_status: dict[str, int]
     nodes: int
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    roles: list[RoleStats]
     failed_trees: list[tuple[int, str | None]]
-    call_errors: list[tuple[int, str, str]]  # (call id, role, error) samples
-    call_error_count: int
+    call_stats: "CallStats | None"  # None when not loaded (the web viewer loads it on its own page)
     evaluations: list[int]
 
     @property
     def trees(self) -> int:
         return sum(self.trees_by_status.values())
+
+    @property
+    def calls(self) -> int:
+        return self.call_stats.calls if self.call_stats else 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.call_stats.prompt_tokens if self.call_stats else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.call_stats.completion_tokens if self.call_stats else 0
+
+    @property
+    def roles(self) -> list[RoleStats]:
+        return self.call_stats.roles if self.call_stats else []
+
+    @property
+    def call_errors(self) -> list[tuple[int, str, str, int | None]]:
+        return self.call_stats.errors if self.call_stats else []
+
+    @property
+    def call_error_count(self) -> int:
+        return self.call_stats.error_count if self.call_stats else 0
 
     @property
     def wall_s(self) -> float | None:
@@ -273,13 +327,8 @@ class RunView:
             "stats": self.stats,
             "trees_by_status": self.trees_by_status,
             "nodes": self.nodes,
-            "calls": self.calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "roles": [_slots(r) for r in self.roles],
             "failed_trees": [{"id": i, "error": e} for i, e in self.failed_trees],
-            "call_errors": [{"id": i, "role": r, "error": e} for i, r, e in self.call_errors],
-            "call_error_count": self.call_error_count,
+            **(self.call_stats.as_dict() if self.call_stats is not None else {}),
             "evaluations": self.evaluations,
         }
 
@@ -748,15 +797,10 @@ def list_runs(conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0) -> 
     ], total
 
 
-def load_run(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) -> RunView | None:
-    """A run's summary: config, trees by status, nodes, calls per role, tokens, failures, wall time."""
-    r = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if r is None:
-        return None
-    by_status = _status_counts(conn, [run_id])[run_id]
-    nodes = conn.execute(
-        "SELECT COUNT(*) FROM nodes WHERE tree_id IN (SELECT id FROM trees WHERE run_id = ?)", (run_id,)
-    ).fetchone()[0]
+def run_call_stats(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) -> CallStats:
+    """Per-role call counts, errors, attempts, tokens and latency of a run, and
+    its first failed calls. Reads every call of the run (one pass over the
+    run's index range): the costliest summary, so the viewer caches it."""
     roles = [
         RoleStats(
             role=x["role"],
@@ -776,17 +820,38 @@ def load_run(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) -> Run
             (run_id,),
         )
     ]
+    errors: list[tuple[int, str, str, int | None]] = []
+    if any(r.errors for r in roles):
+        errors = [
+            (x["id"], x["role"], x["error"], x["tree_id"])
+            for x in conn.execute(
+                "SELECT id, role, error, tree_id FROM llm_calls WHERE run_id = ? AND error IS NOT NULL"
+                " ORDER BY id LIMIT ?",
+                (run_id, samples),
+            )
+        ]
+    return CallStats(run_id=run_id, roles=roles, errors=errors)
+
+
+def run_calls_version(conn: sqlite3.Connection, run_id: int) -> int | None:
+    """The newest call id of a run (an index lookup): changes whenever a call is recorded."""
+    return conn.execute("SELECT MAX(id) FROM llm_calls WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+
+def load_run(conn: sqlite3.Connection, run_id: int, *, calls: bool = True, samples: int = 10) -> RunView | None:
+    """A run's summary: config, trees by status, nodes, failures, wall time, and
+    (with ``calls``) its LLM calls per role with tokens and errors."""
+    r = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if r is None:
+        return None
+    by_status = _status_counts(conn, [run_id])[run_id]
+    nodes = conn.execute(
+        "SELECT COUNT(*) FROM nodes WHERE tree_id IN (SELECT id FROM trees WHERE run_id = ?)", (run_id,)
+    ).fetchone()[0]
     failed = [
         (x["id"], x["error"])
         for x in conn.execute(
             "SELECT id, error FROM trees WHERE run_id = ? AND status = 'failed' ORDER BY id LIMIT ?",
-            (run_id, samples),
-        )
-    ]
-    errs = [
-        (x["id"], x["role"], x["error"])
-        for x in conn.execute(
-            "SELECT id, role, error FROM llm_calls WHERE run_id = ? AND error IS NOT NULL ORDER BY id LIMIT ?",
             (run_id, samples),
         )
     ]
@@ -802,13 +867,8 @@ def load_run(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) -> Run
         stats=loads(r["stats"]),
         trees_by_status=by_status,
         nodes=nodes,
-        calls=sum(x.calls for x in roles),
-        prompt_tokens=sum(x.prompt_tokens for x in roles),
-        completion_tokens=sum(x.completion_tokens for x in roles),
-        roles=roles,
         failed_trees=failed,
-        call_errors=errs,
-        call_error_count=sum(x.errors for x in roles),
+        call_stats=run_call_stats(conn, run_id, samples=samples) if calls else None,
         evaluations=evals,
     )
 

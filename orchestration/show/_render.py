@@ -269,7 +269,7 @@ def render_run(run: RunView) -> RenderableType:
         errs.add_column("call", justify="right")
         errs.add_column("role")
         errs.add_column("error")
-        for i, role, e in run.call_errors:
+        for i, role, e, _tree in run.call_errors:
             errs.add_row(f"#{i}", Text(role), Text(e, style="red"))
         parts.append(errs)
     if run.stats is not None:

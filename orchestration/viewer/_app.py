@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -125,6 +126,10 @@ class Pages:
     def __init__(self, db: Path, page_size: int, limiter: anyio.CapacityLimiter) -> None:
         self.db, self.page_size, self.limiter = db, page_size, limiter
         self.env = _environment()
+        # run id -> (newest call id, stats): per-role call totals read every call of a
+        # run, so they are computed once per change of the run's calls
+        self._call_stats: OrderedDict[int, tuple[int | None, show.CallStats]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on a fresh read-only connection in a worker thread."""
@@ -203,7 +208,7 @@ class Pages:
             raise HTTPException(400, f"status={status!r} is not one of pending, running, complete, failed")
 
         def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            run = show.load_run(conn, run_id)
+            run = show.load_run(conn, run_id, calls=False)
             if run is None:
                 return None
             total = show.count_trees(conn, run_id, q=text, status=status)
@@ -227,6 +232,35 @@ class Pages:
         if data is None:
             raise HTTPException(404, f"no run with id {run_id}")
         return self.render(request, "run.html", **data)
+
+    def call_stats(self, conn: sqlite3.Connection, run_id: int) -> show.CallStats:
+        """A run's call totals, cached until the run records another call."""
+        version = show.run_calls_version(conn, run_id)
+        with self._cache_lock:
+            hit = self._call_stats.get(run_id)
+            if hit is not None and hit[0] == version:
+                self._call_stats.move_to_end(run_id)
+                return hit[1]
+        stats = show.run_call_stats(conn, run_id)
+        with self._cache_lock:
+            self._call_stats[run_id] = (version, stats)
+            while len(self._call_stats) > 64:
+                self._call_stats.popitem(last=False)
+        return stats
+
+    async def run_calls(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+
+        def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            run = show.load_run(conn, run_id, calls=False)
+            if run is None:
+                return None
+            return {"run": run, "stats": self.call_stats(conn, run_id)}
+
+        data = await self.read(q)
+        if data is None:
+            raise HTTPException(404, f"no run with id {run_id}")
+        return self.render(request, "run_calls.html", **data)
 
     async def tree(self, request: Request) -> Response:
         tree_id = request.path_params["tree_id"]
@@ -284,6 +318,7 @@ def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8) -> Star
     routes = [
         Route("/", pages.index, methods=get, name="index"),
         Route("/runs/{run_id:int}", pages.run, methods=get, name="run"),
+        Route("/runs/{run_id:int}/calls", pages.run_calls, methods=get, name="run_calls"),
         Route("/trees/{tree_id:int}", pages.tree, methods=get, name="tree"),
         Route("/evaluations/{evaluation_id:int}", pages.evaluation, methods=get, name="evaluation"),
         Route("/cases/{case_id:int}", pages.case, methods=get, name="case"),

@@ -15,7 +15,7 @@ import pytest
 from aloesim.environment.errors import ConfigError, StoreError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.commands import view as view_cmd
-from aloesim.orchestration.viewer import create_app, serve_in_thread, write_synthetic
+from aloesim.orchestration.viewer import create_app, serve_in_thread, write_sample, write_synthetic
 from viewer_helpers import fetch
 
 
@@ -177,6 +177,7 @@ def test_every_link_from_the_index_reaches_a_page(small_pages_url, sample):
             if target not in seen:
                 todo.append(target)
     assert all(code == 200 for code in seen.values()), {p: c for p, c in seen.items() if c != 200}
+    assert f"/runs/{sample.ids['run1']}/calls" in seen
     for key, prefix in (
         ("run1", "runs"),
         ("run2", "runs"),
@@ -280,3 +281,35 @@ def test_aloe_view_serves_on_loopback_and_warns_otherwise(sample, host):
         _, err = proc.communicate(timeout=30)
     assert ("WARNING" in err) == (host == "0.0.0.0")
     assert f":{port}/" in err
+
+
+def test_run_calls_page(viewer_url, sample):
+    page = fetch(f"{viewer_url}/runs/{sample.ids['run1']}/calls")
+    assert page.status == 200
+    assert "15 calls" in page.body and "2 failed" in page.body
+    rows = re.findall(r"<tr><td>(\w+)</td><td class=\"n\">(\d+)</td>", page.body)
+    assert dict(rows) == {"inducer": "4", "judge": "1", "preferred": "3", "rejected": "3", "user": "4"}
+    assert f'href="/trees/{sample.ids["tree"]}#call-14"' in page.body
+    assert "timeout after 120s" in page.body
+    run2 = fetch(f"{viewer_url}/runs/{sample.ids['run2']}/calls")
+    assert run2.status == 200 and "No LLM calls recorded" in run2.body
+    assert fetch(f"{viewer_url}/runs/999/calls").status == 404
+
+
+def test_run_calls_cache_follows_new_calls(tmp_path):
+    from aloesim.environment.store import connect
+
+    db = tmp_path / "live.db"
+    ids = write_sample(db)
+    with serve_in_thread(create_app(db)) as url:
+        assert "15 calls" in fetch(f"{url}/runs/{ids['run1']}/calls").body
+        assert "15 calls" in fetch(f"{url}/runs/{ids['run1']}/calls").body  # cached
+        conn = connect(db)  # a writer records one more (failed) call meanwhile
+        conn.execute(
+            "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, request, error, created_at)"
+            " VALUES (?, 'judge', 'http://x', 'm', ?, '{}', 'boom', 0)",
+            (ids["run1"], ids["tree"]),
+        )
+        conn.close()
+        body = fetch(f"{url}/runs/{ids['run1']}/calls").body
+        assert "16 calls" in body and "3 failed" in body and "boom" in body
