@@ -10,13 +10,14 @@ HEAD requests are answered; the database is opened read-only.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 
 import structlog
 import uvicorn
 from omegaconf import DictConfig
 
-from ...environment.errors import ConfigError
+from ...environment.errors import ConfigError, ServerError
 from ..viewer import create_app
 
 HELP = "serve a read-only local web viewer of runs, trees, LLM calls and evaluations (127.0.0.1)"
@@ -68,9 +69,31 @@ def run(cfg: DictConfig) -> int:
             f"aloe view: WARNING: listening on {host}, not 127.0.0.1; the database is readable from the network",
             file=sys.stderr,
         )
+    sock = listen(host, port)
+    real_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(
-        f"aloe view: serving {cfg.db} read-only at http://{shown}:{port}/ (Ctrl-C to stop)", file=sys.stderr
+        f"aloe view: serving {cfg.db} read-only at http://{shown}:{real_port}/ (Ctrl-C to stop)",
+        file=sys.stderr,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0 = a free one); ServerError when
+    the address is taken or cannot be used."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ServerError("viewer", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

@@ -313,3 +313,16 @@ def test_run_calls_cache_follows_new_calls(tmp_path):
         conn.close()
         body = fetch(f"{url}/runs/{ids['run1']}/calls").body
         assert "16 calls" in body and "3 failed" in body and "boom" in body
+
+
+def test_view_listen_reports_a_taken_port():
+    from aloesim.environment.errors import ServerError
+
+    sock = view_cmd.listen("127.0.0.1", 0)
+    try:
+        assert sock.getsockname()[1] > 0
+        with pytest.raises(ServerError) as err:
+            view_cmd.listen("127.0.0.1", sock.getsockname()[1])
+        assert "cannot listen on 127.0.0.1:" in str(err.value)
+    finally:
+        sock.close()
