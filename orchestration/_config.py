@@ -28,11 +28,12 @@ def group_options(group: str) -> list[str]:
 def one_line(exc: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
     """A one-line ConfigError for a Hydra / OmegaConf composition failure."""
     msg = str(exc)
+    cause = str(exc.__cause__ or "")  # Hydra keeps "Key 'x' is not in struct" on the cause
     m = re.search(r"Could not override '([^']+)'", msg)
-    if m and "not in struct" in msg:
+    if m and "not in struct" in msg + cause:
         key = m.group(1)
         value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
-        return ConfigError(key, value, f"a known key (this key does not exist; see `aloe <command> --help`)")
+        return ConfigError(key, value, "a known key (this key does not exist; see `aloe <command> --help`)")
     m = re.search(r"Could not (?:find|load) '([^']+)/([^']+)'", msg) or re.search(
         r"In '[^']+': Could not find '([^']+)/([^']+)'", msg)
     if m:

@@ -212,7 +212,7 @@ class Backend:
                 continue
             except LLMError as exc:
                 await self._fail(role, endpoint, context, request, key, start, attempt, exc.reason)
-                raise
+                raise LLMError(role, endpoint.base_url, exc.reason, attempt) from None
             latency = time.monotonic() - start
             result = ChatResult(
                 text=result.text, parsed=result.parsed, prompt_tokens=result.prompt_tokens,

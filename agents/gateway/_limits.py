@@ -18,7 +18,7 @@ class PeakLimiter:
 
     @property
     def total(self) -> int:
-        return int(self._limiter.total)
+        return int(self._limiter.total_tokens)
 
     async def __aenter__(self) -> "PeakLimiter":
         await self._limiter.acquire()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,13 +40,21 @@ class Recorder(Protocol):
 
 class StoreRecorder:
     """Records calls through the store's writer (no wait for the commit: the
-    writer flushes them in order, before any later node commit)."""
+    writer flushes them in order, before any later node commit).
 
-    def __init__(self, store: Store, run_id: int | None = None) -> None:
+    Replies recorded by this recorder are also kept in memory (the most recent
+    ``recent`` of them), so a repeat of a request made a moment ago is a cache
+    hit even before the writer has committed the first one."""
+
+    def __init__(self, store: Store, run_id: int | None = None, *, recent: int = 8192) -> None:
         self.store = store
         self.run_id = run_id
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._recent_max = recent
 
     async def lookup(self, key: str) -> dict[str, Any] | None:
+        if key in self._recent:
+            return self._recent[key]
         row = await self.store.fetchone("SELECT response FROM llm_cache WHERE key = ?", (key,))
         return None if row is None else json.loads(row[0])
 
@@ -61,6 +70,9 @@ class StoreRecorder:
         cache_row = None
         if cache_value is not None and call.cache_key is not None:
             cache_row = (call.cache_key, json.dumps(cache_value, ensure_ascii=False), time.time())
+            self._recent[call.cache_key] = cache_value
+            if len(self._recent) > self._recent_max:
+                self._recent.popitem(last=False)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(

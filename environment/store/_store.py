@@ -123,18 +123,29 @@ def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         else:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _as_store_error(path, exc) from None
+    try:
+        # refuse a newer schema BEFORE anything writes (switching to WAL rewrites the header)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                str(path),
+                f"schema version {version} is newer than this aloesim understands ({SCHEMA_VERSION}); upgrade aloesim",
+            )
+        if readonly and version < SCHEMA_VERSION:
+            raise StoreError(str(path), f"schema version {version} is older; open it once read-write to migrate")
         _configure(conn, path, readonly=readonly)
-        if readonly:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(str(path), f"schema version {version} is newer than this aloesim understands ({SCHEMA_VERSION})")
-            if version < SCHEMA_VERSION:
-                raise StoreError(str(path), f"schema version {version} is older; open it once read-write to migrate")
-        else:
+        if not readonly:
             _migrate(conn, path)
         return conn
     except sqlite3.Error as exc:
+        conn.close()
         raise _as_store_error(path, exc) from None
+    except BaseException:
+        conn.close()
+        raise
 
 
 @dataclass
