@@ -179,16 +179,23 @@ class TreeView:
 
     @property
     def continued_path(self) -> list[NodeView]:
-        """The nodes of the conversation that went furthest: from the root,
-        follow children (the preferred one first when both continued)."""
+        """The conversation that went furthest: from the root, follow children
+        (the preferred one first when both continued)."""
+        return self.path_to("")
+
+    def path_to(self, branch: str) -> list[NodeView]:
+        """The root-to-leaf conversation through the node at ``branch``: the
+        nodes whose branch is a prefix of it, then on past it (preferred child
+        first). Empty when the tree has no node at ``branch``."""
         roots = self.roots
-        if not roots:
+        if not roots or not any(n.branch == branch for n in self.nodes):
             return []
         by_id = {n.id: n for n in self.nodes}
         path = [roots[0]]
         while path[-1].children:
             kids = sorted((by_id[c] for c in path[-1].children), key=lambda n: n.branch)
-            path.append(kids[0])
+            toward = [k for k in kids if branch.startswith(k.branch)]
+            path.append(toward[0] if toward else kids[0])
         return path
 
     def as_dict(self) -> dict[str, Any]:
@@ -838,7 +845,9 @@ def run_calls_version(conn: sqlite3.Connection, run_id: int) -> int | None:
     return conn.execute("SELECT MAX(id) FROM llm_calls WHERE run_id = ?", (run_id,)).fetchone()[0]
 
 
-def load_run(conn: sqlite3.Connection, run_id: int, *, calls: bool = True, samples: int = 10) -> RunView | None:
+def load_run(
+    conn: sqlite3.Connection, run_id: int, *, calls: bool = True, samples: int = 10
+) -> RunView | None:
     """A run's summary: config, trees by status, nodes, failures, wall time, and
     (with ``calls``) its LLM calls per role with tokens and errors."""
     r = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

@@ -264,6 +264,9 @@ class Pages:
 
     async def tree(self, request: Request) -> Response:
         tree_id = request.path_params["tree_id"]
+        branch = request.query_params.get("branch", "")
+        if len(branch) > 256 or set(branch) - {"p", "r"}:
+            raise HTTPException(400, f"branch={branch[:40]!r} is not a string of p and r letters")
 
         def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
             tree = show.load_tree(conn, tree_id)
@@ -275,7 +278,12 @@ class Pages:
         if data is None:
             raise HTTPException(404, f"no tree with id {tree_id}")
         tree = data["tree"]
-        return self.render(request, "tree.html", pic=tree_picture(tree), path=tree.continued_path, **data)
+        path = tree.path_to(branch)
+        if branch and not path:
+            raise HTTPException(404, f"tree {tree_id} has no node at branch {branch!r}")
+        return self.render(
+            request, "tree.html", pic=tree_picture(tree, path), path=path, branch=branch, **data
+        )
 
     async def evaluation(self, request: Request) -> Response:
         evaluation_id = request.path_params["evaluation_id"]

@@ -43,13 +43,14 @@ class TreePicture:
     turns: list[tuple[float, int]] = field(default_factory=list)  # (x, turn) column labels
 
 
-def tree_picture(tree: TreeView) -> TreePicture:
+def tree_picture(tree: TreeView, path_nodes: list | None = None) -> TreePicture:
     """Lay the tree out left to right (one column per turn). Every node has
     two replies: one that continued leads to the next node (or, at the last
     turn, to a green end); one that did not ends in a grey stub. The path the
-    conversation took is marked ``on_path``."""
+    conversation took (``path_nodes``, by default the one that went furthest)
+    is marked ``on_path``; each node links to the path through it."""
     by_id = {n.id: n for n in tree.nodes}
-    path = {n.id for n in tree.continued_path}
+    path = {n.id for n in (tree.continued_path if path_nodes is None else path_nodes)}
     pic = TreePicture(width=0, height=0)
     leaf = [0]
 
@@ -100,7 +101,7 @@ def tree_picture(tree: TreeView) -> TreePicture:
                 x=x,
                 y=y,
                 label=str(node.turn),
-                href=f"#node-{node.id}",
+                href=f"?branch={node.branch}#node-{node.id}",
                 kind="node",
                 title=f"turn {node.turn}, branch {node.branch or '(root)'}: continued {node.continued}",
                 on_path=node.id in path,

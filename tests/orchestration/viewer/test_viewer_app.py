@@ -85,7 +85,7 @@ def test_tree_page(viewer_url, sample):
     page = fetch(f"{viewer_url}/trees/{sample.ids['tree']}")
     assert page.status == 200
     body = page.body
-    assert body.count('<section class="turn"') == 3
+    assert body.count('<section class="turn') == 3
     assert [int(t) for t in re.findall(r'data-turn="(\d)"', body)] == [1, 2, 3]
     # the path: three nodes and three edges on it (two between nodes, one to the final reply)
     svg = body.split('<svg class="tree-path"')[1].split("</svg>")[0]
@@ -112,7 +112,7 @@ def test_evaluation_and_case_pages(viewer_url, sample):
     assert len(case_links) == 2
     case = fetch(viewer_url + case_links[0])
     assert case.status == 200
-    assert case.body.count('<section class="turn"') == 3
+    assert case.body.count('<section class="turn') == 3
     assert (
         "score 2" in case.body
         and "Case 0 reply 1 &lt;script&gt;" in case.body
@@ -199,7 +199,7 @@ def test_large_database_pages(tmp_path):
         assert "trees page 12 of 12" in run.body
         assert len(re.findall(r'class="tree-link"', run.body)) == 50
         tree = fetch(f"{url}/trees/600")
-        assert tree.body.count('<section class="turn"') == 5 and tree.body.count('class="node on-path"') == 5
+        assert tree.body.count('<section class="turn') == 5 and tree.body.count('class="node on-path"') == 5
         ev = fetch(f"{url}/evaluations/{info['evaluation']}")
         assert ev.body.count('class="al-point"') == 10
 
@@ -326,3 +326,23 @@ def test_view_listen_reports_a_taken_port():
         assert "cannot listen on 127.0.0.1:" in str(err.value)
     finally:
         sock.close()
+
+
+def test_full_tree_path_follows_the_chosen_branch(viewer_url, sample):
+    url = f"{viewer_url}/trees/{sample.ids['full_tree']}"
+    default = fetch(url).body
+    chosen = fetch(url + "?branch=r").body
+    for body, on, off in ((default, "p", "r"), (chosen, "r", "p")):
+        svg = body.split('<svg class="tree-path"')[1].split("</svg>")[0]
+        assert svg.count('class="node on-path"') == 2
+        assert f'data-branch="{on}"' in body
+        assert re.search(
+            rf'<section class="turn on-path" id="node-\d+" data-turn="2" data-branch="{on}">', body
+        )
+        assert re.search(rf'<section class="turn" id="node-\d+" data-turn="2" data-branch="{off}">', body)
+        evolution = body.split('<table class="evolution">')[1].split("</table>")[0]
+        assert evolution.count("<tr class=") == 2
+    assert "both, followed rejected" in chosen and "both, followed preferred" in default
+    assert 'href="?branch=r#node-' in default  # nodes link to the path through them
+    assert fetch(url + "?branch=x").status == 400
+    assert fetch(url + "?branch=rr").status == 404
