@@ -5,7 +5,15 @@ reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG)."""
 
 from . import metrics
 from ._cases import Case, cases_from_db, cases_from_files, read_items
-from ._report import build_report, load_evaluation, render_markdown, render_plot, summarize_evaluation, write_report
+from ._rejudge import rejudge
+from ._report import (
+    build_report,
+    load_evaluation,
+    render_markdown,
+    render_plot,
+    summarize_evaluation,
+    write_report,
+)
 from ._runner import EVALUATED_ROLE, BenchmarkSpec, RunOutcome, run_benchmark
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "load_evaluation",
     "metrics",
     "read_items",
+    "rejudge",
     "render_markdown",
     "render_plot",
     "run_benchmark",

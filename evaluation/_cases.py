@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..environment import Persona
-from ..environment.personas import read_items   # the published format's reader (file:line:column errors)
+from ..environment.personas import read_items  # the published format's reader (file:line:column errors)
 
 __all__ = ["Case", "cases_from_db", "cases_from_files", "fingerprint", "read_items"]
 

@@ -8,6 +8,7 @@ several (``aloe report``): ``{"version", "evaluations": [...], ...}``.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from ..environment.store import Store
 from . import metrics
 
 __all__ = ["REPORT_VERSION", "build_report", "load_evaluation", "render_markdown", "render_plot", "summarize_evaluation",
-           "write_report"]
+           "write_report", "write_scores"]
 
 REPORT_VERSION = 1
 
@@ -81,8 +82,9 @@ def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), nd)
 
 
-def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: int = 0,
-                         level: float = 0.95, labels: Mapping[tuple[int, int], int] | None = None) -> dict[str, Any]:
+def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                         labels: Mapping[tuple[int, int], int | None] | None = None,
+                         labels_source: str = "labels") -> dict[str, Any]:
     """The report entry of one evaluation: per-turn AL with bootstrap CIs,
     summary metrics (with reasons for undefined ones), failures, identities,
     token use, and Cohen's kappa against ``labels`` {(case, turn): score} if given."""
@@ -110,21 +112,27 @@ def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: i
             "judge_detail": data["judge_failures"], "case_detail": data["case_failures"],
         },
         "tokens": data["tokens"],
+        "case_indices": list(data["case_indices"]),
+        "scores": [list(row) for row in data["scores"]],
     }
     if labels is not None:
         judged = {(ci_, t + 1): data["scores"][i][t] for i, ci_ in enumerate(data["case_indices"])
                   for t in range(turns) if data["stored"][i][t]}
         a, b = metrics.paired(judged, labels)
-        entry["kappa"] = {"pairs": sum(1 for x, y in zip(a, b) if x is not None and y is not None),
+        entry["kappa"] = {"against": labels_source, "pairs": sum(1 for x, y in zip(a, b) if x is not None and y is not None),
                           "kappa": _r(metrics.cohen_kappa(a, b)),
                           "kappa_linear": _r(metrics.cohen_kappa(a, b, weights="linear"))}
     return entry
 
 
 def build_report(evaluations: Sequence[Mapping[str, Any]], *, n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95, labels: Mapping[tuple[int, int], int] | None = None) -> dict[str, Any]:
-    """The report over loaded evaluations (see ``load_evaluation``)."""
-    entries = [summarize_evaluation(d, n_boot=n_boot, seed=seed, level=level, labels=labels) for d in evaluations]
+                 level: float = 0.95, labels: Mapping[tuple[int, int], int | None] | None = None,
+                 labels_source: str = "labels") -> dict[str, Any]:
+    """The report over loaded evaluations (see ``load_evaluation``). With
+    ``labels`` ({(case, turn): score} from human raters or a second judge,
+    named by ``labels_source``), each entry gets Cohen's kappa against them."""
+    entries = [summarize_evaluation(d, n_boot=n_boot, seed=seed, level=level, labels=labels,
+                                    labels_source=labels_source) for d in evaluations]
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -160,8 +168,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"| {_model_name(e)} | {e['label']} | " + " | ".join(al) + f" | {_fmt(s['average'], 2)} | "
                      f"{_fmt(s['ir'], 3)} | {_fmt(s['n_ir'], 3)} | {_fmt(s['r2'], 3)} | {_fmt(s['n_r2'], 3)} |")
     boot = report.get("bootstrap", {})
-    lines += ["", f"## {int(boot.get('level', 0.95) * 100)}% bootstrap intervals over cases "
-              f"({boot.get('resamples')} resamples, seed {boot.get('seed')})", ""]
+    title = (f"## {int(boot.get('level', 0.95) * 100)}% bootstrap intervals over cases "
+             f"({boot.get('resamples')} resamples, seed {boot.get('seed')})")
+    lines += ["", title, ""]
     lines.append("| Type | " + " | ".join(ks) + " | Average | IR |")
     lines.append("|---|" + "---:|" * (K + 2))
     for e in entries:
@@ -204,12 +213,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                          f"{t['prompt_tokens']} | {t['completion_tokens']} |")
     kappas = [e for e in entries if "kappa" in e]
     if kappas:
-        lines += ["", "## Judge agreement with labels", ""]
-        lines.append("| Type | pairs | Cohen's kappa | linear-weighted kappa |")
-        lines.append("|---|---:|---:|---:|")
+        lines += ["", "## Judge agreement (Cohen's kappa over the replies both rated)", ""]
+        lines.append("| Type | judge vs | pairs | Cohen's kappa | linear-weighted kappa |")
+        lines.append("|---|---|---:|---:|---:|")
         for e in kappas:
             k = e["kappa"]
-            lines.append(f"| {e['label']} | {k['pairs']} | {_fmt(k['kappa'], 3)} | {_fmt(k['kappa_linear'], 3)} |")
+            lines.append(f"| {e['label']} | {k['against']} | {k['pairs']} | {_fmt(k['kappa'], 3)} | "
+                         f"{_fmt(k['kappa_linear'], 3)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -271,8 +281,24 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     (created if needed; each file replaced atomically). Returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "al_curve.png"}
+    paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "al_curve.png",
+             "csv": out / "scores.csv"}
     _atomic_write(paths["json"], lambda p: p.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n"))
     _atomic_write(paths["md"], lambda p: p.write_text(render_markdown(report)))
     _atomic_write(paths["png"], lambda p: render_plot(report, p))
+    _atomic_write(paths["csv"], lambda p: write_scores(report, p))
     return paths
+
+
+def write_scores(report: Mapping[str, Any], path: str | Path) -> None:
+    """Every stored judge score, one row per (evaluation, case, turn): the
+    ``case,turn,score`` columns are the labels format ``evaluation.labels``
+    reads, so a copy re-scored by people gives the judge-vs-human kappa.
+    An empty score is a reply the judge failed to score (or never reached)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["evaluation", "label", "case", "turn", "score"])
+        for e in report["evaluations"]:
+            for idx, row in zip(e["case_indices"], e["scores"]):
+                for t, score in enumerate(row, start=1):
+                    w.writerow([e["id"], e["label"], idx, t, "" if score is None else score])

@@ -36,7 +36,7 @@ from ..environment.errors import ConfigError, LLMError
 from ..environment.store import Store
 from ._cases import Case, fingerprint
 
-__all__ = ["BenchmarkSpec", "EVALUATED_ROLE", "RunOutcome", "run_benchmark"]
+__all__ = ["EVALUATED_ROLE", "BenchmarkSpec", "RunOutcome", "run_benchmark"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class BenchmarkSpec:
     turns: int = 10
     concurrency: int = 16
     seed: int = 0
-    sampling: Sampling = Sampling(temperature=0.7, max_tokens=256)
+    sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, max_tokens=256))
     model: dict[str, Any] = field(default_factory=dict)
     user_model: dict[str, Any] = field(default_factory=dict)
     judge_model: dict[str, Any] = field(default_factory=dict)
@@ -226,7 +226,7 @@ async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: Ju
                                       sampling=sampling, context=ctx)
         except LLMError as exc:
             err = f"turn {turn}: {exc}"
-            await store.write(lambda c: c.execute(
+            await store.write(lambda c, err=err: c.execute(
                 "UPDATE eval_cases SET status = 'failed', error = ? WHERE id = ?", (err, case_id)))
             log.warning("evaluate.case_failed", turn=turn, error=str(exc))
             out.failed += 1
@@ -244,7 +244,7 @@ async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: Ju
             out.judge_failures += 1
             log.warning("evaluate.judge_failed", turn=turn, error=judge_error)
         params = (case_id, turn, message, reply, score, judge_error, time.time())
-        await store.write(lambda c: c.execute(
+        await store.write(lambda c, params=params: c.execute(
             "INSERT INTO eval_turns (case_id, turn, user_message, reply, score, judge_error, created_at)"
             " VALUES (?,?,?,?,?,?,?)", params))
         out.turns_run += 1

@@ -222,8 +222,9 @@ def cohen_kappa(a: Sequence[int | None], b: Sequence[int | None], *, labels: Seq
 def read_labels(path: str | Path) -> dict[tuple[int, int], int]:
     """Human (or second-judge) labels from a CSV with a header naming the
     columns ``case`` (the case index, from 0), ``turn`` (from 1) and ``score``
-    (1-5). Returns {(case, turn): score}. Any bad row is an InputError naming
-    the file and line; nothing is returned from a bad file."""
+    (1-5); a row with an empty score (not rated) is skipped. Returns
+    {(case, turn): score}. Any bad row is an InputError naming the file and
+    line; nothing is returned from a bad file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such file")
@@ -235,6 +236,8 @@ def read_labels(path: str | Path) -> dict[tuple[int, int], int]:
             raise InputError(str(path), f"header must name the columns case, turn, score; got {reader.fieldnames}", line=1)
         for row in reader:
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            if not row.get("score"):
+                continue
             try:
                 case, turn, score = int(row["case"]), int(row["turn"]), int(row["score"])
             except ValueError:

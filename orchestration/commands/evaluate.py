@@ -24,6 +24,7 @@ import anyio
 import structlog
 from omegaconf import DictConfig, OmegaConf
 
+from ...agents import AlignmentJudge
 from ...agents.gateway import BackendSettings, ChatModel, Sampling
 from ...environment.errors import ConfigError
 from ...environment.store import Store, connect
@@ -35,6 +36,7 @@ from ...evaluation import (
     cases_from_files,
     load_evaluation,
     metrics,
+    rejudge,
     run_benchmark,
     write_report,
 )
@@ -119,6 +121,8 @@ def evaluated_model(cfg: DictConfig) -> EvaluatedModel:
             base[key] = value
     if m.get("name"):
         base["model"] = m["name"]
+    elif kind == "embedded" and m.get("gguf"):
+        base["model"] = Path(str(m["gguf"])).stem     # a fine-tuned GGUF is named after its file
     if kind == "openai":
         if not m.get("name"):
             raise ConfigError("model.name", m.get("name"), "the model name the endpoint serves (model.name=NAME)")
@@ -184,6 +188,29 @@ class Plan:
     n_boot: int
     level: float
     labels: dict[tuple[int, int], int] | None
+    second_judge: BackendSettings | None = None
+
+
+def second_judge_settings(cfg: DictConfig) -> BackendSettings | None:
+    """The backend of ``evaluation.second_judge`` (None when not set)."""
+    e = cfg.evaluation
+    choice = e.get("second_judge")
+    if choice is None:
+        return None
+    if e.get("labels"):
+        raise ConfigError("evaluation.second_judge", choice, "null when evaluation.labels is set (kappa against one of them)")
+    if not isinstance(choice, str):
+        raise ConfigError("evaluation.second_judge", choice, "default | embedded | openai | vllm")
+    base = (_plain(cfg.get("backend")) or {}) if choice == "default" else backend_preset(choice)
+    if e.get("second_judge_model"):
+        base["model"] = e.second_judge_model
+    return BackendSettings.from_config(base, prefix="evaluation.second_judge")
+
+
+class SecondJudge(AlignmentJudge):
+    """The benchmark judge's prompt on another model; its calls are recorded as ``second_judge``."""
+
+    role = "second_judge"
 
 
 def plan(cfg: DictConfig) -> Plan:
@@ -204,6 +231,7 @@ def plan(cfg: DictConfig) -> Plan:
     model = evaluated_model(cfg)
     user_ident = _role_identity(cfg, "user", "user")
     judge_ident = _role_identity(cfg, "judge", "judge")
+    second = second_judge_settings(cfg)
     labels = metrics.read_labels(str(e.labels)) if e.get("labels") else None
     cases = select_cases(cfg)
     label = e.get("label") or model.identity["name"]
@@ -212,7 +240,7 @@ def plan(cfg: DictConfig) -> Plan:
                          sampling=model.sampling, model=model.identity, user_model=user_ident,
                          judge_model=judge_ident, config=config)
     spec.validate()
-    return Plan(cases, spec, model, out, n_boot, level, labels)
+    return Plan(cases, spec, model, out, n_boot, level, labels, second)
 
 
 def run(cfg: DictConfig) -> int:
@@ -241,9 +269,17 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
                 evaluated = await pool.backend(p.model.backend, name=p.model.identity["name"])
             outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=roles["judge"],
                                           model=evaluated, spec=p.spec)
+            labels, source = p.labels, f"labels {cfg.evaluation.labels}" if p.labels is not None else "labels"
+            if p.second_judge is not None:
+                judge2 = SecondJudge(await pool.backend(p.second_judge), str(cfg.prompts.judge),
+                                     role_sampling(cfg, "judge"))
+                labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=p.spec.concurrency,
+                                       seed=p.spec.seed, run_id=outcome.run_id)
+                source = f"second judge {p.second_judge.kind}:{p.second_judge.model}"
         data = await load_evaluation(store, outcome.evaluation_id)
         report = await anyio.to_thread.run_sync(
-            lambda: build_report([data], n_boot=p.n_boot, seed=p.spec.seed, level=p.level, labels=p.labels))
+            lambda: build_report([data], n_boot=p.n_boot, seed=p.spec.seed, level=p.level, labels=labels,
+                                 labels_source=source))
         text = json.dumps(report, ensure_ascii=False)
         await store.write(lambda c: c.execute("UPDATE evaluations SET report = ? WHERE id = ?",
                                               (text, outcome.evaluation_id)))
@@ -254,5 +290,6 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
         "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
         "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
         "failed_cases": entry["failures"]["cases"], "seconds": round(outcome.seconds, 1),
+        **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
         "report": {k: str(v) for k, v in paths.items()},
     }

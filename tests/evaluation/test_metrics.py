@@ -6,10 +6,16 @@ import math
 
 import numpy as np
 import pytest
-
 from aloesim.environment.errors import InputError
 from aloesim.evaluation import metrics
-from aloesim.evaluation.metrics import alignment_levels, bootstrap, cohen_kappa, read_labels, reasons, summarize
+from aloesim.evaluation.metrics import (
+    alignment_levels,
+    bootstrap,
+    cohen_kappa,
+    read_labels,
+    reasons,
+    summarize,
+)
 
 # Table 1 of the paper: AL(1..10) -> (average, IR, N-IR, R², N-R²), as printed (rounded)
 TABLE1 = {

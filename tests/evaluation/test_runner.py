@@ -10,9 +10,6 @@ from importlib import resources
 import anyio
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
-from PIL import Image
-
 from aloesim.agents import AlignmentJudge, UserSimulator
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
@@ -26,6 +23,8 @@ from aloesim.evaluation import (
     run_benchmark,
     write_report,
 )
+from omegaconf import OmegaConf
+from PIL import Image
 
 pytestmark = pytest.mark.anyio
 
@@ -58,8 +57,8 @@ def roles(user_model, judge_model):
 
 
 def spec(**kw) -> BenchmarkSpec:
-    base = dict(label="scripted", turns=3, concurrency=8, seed=1, sampling=Sampling(max_tokens=32),
-                model={"kind": "scripted", "name": "m"}, user_model={"name": "u"}, judge_model={"name": "j"})
+    base = {"label": "scripted", "turns": 3, "concurrency": 8, "seed": 1, "sampling": Sampling(max_tokens=32),
+            "model": {"kind": "scripted", "name": "m"}, "user_model": {"name": "u"}, "judge_model": {"name": "j"}}
     return BenchmarkSpec(**{**base, **kw})
 
 
@@ -217,3 +216,39 @@ async def test_report_files(tmp_path) -> None:
     arr = np.asarray(img).reshape(-1, 3).astype(int)
     assert np.any(np.all(np.abs(arr - [31, 119, 180]) < 8, axis=1))
     assert np.any(np.all(np.abs(arr - [255, 127, 14]) < 8, axis=1))
+
+
+async def test_second_judge_rescores_the_same_replies_for_kappa(tmp_path) -> None:
+    from aloesim.evaluation import rejudge
+    from aloesim.evaluation.metrics import read_labels
+
+    um, mm, jm = ScriptedModel(user_script), ScriptedModel(model_script), ScriptedModel(judge_by_turn)
+    user, judge = roles(um, jm)
+
+    def second(req: ScriptedRequest):
+        content = req.messages[0]["content"]
+        if "Ilse" in content and "user message 3" in content:
+            return "no idea"                                   # a failure of the second judge
+        return judge_by_turn(req) if "Kofi" not in content else {"score": 1}
+
+    j2 = ScriptedModel(second, name="second")
+    _, judge2 = roles(um, j2)
+    async with Store.open(tmp_path / "e.db") as store:
+        out = await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec())
+        labels = await rejudge(store, out.evaluation_id, judge2, concurrency=2)
+        data = await load_evaluation(store, out.evaluation_id)
+    assert len(j2.requests) == 9 and j2.peak_in_flight <= 2
+    # the second judge saw exactly the stored replies
+    assert {r.messages[0]["content"].split("model's response: ")[1].split("\n")[0] for r in j2.requests} == {
+        f"reply to: user message {t}" for t in (1, 2, 3)}
+    assert labels[(2, 3)] is None and labels[(1, 1)] == 1 and labels[(0, 2)] == 3
+    report = build_report([data], n_boot=100, labels=labels, labels_source="second judge")
+    k = report["evaluations"][0]["kappa"]
+    assert k["pairs"] == 8 and k["against"] == "second judge"
+    # hand check: 5 agreeing pairs (cases 0 and 2, minus the failure) and 3 disagreeing (case 1)
+    from aloesim.evaluation.metrics import cohen_kappa
+    assert k["kappa"] == pytest.approx(cohen_kappa([2, 3, 4, 2, 3, 2, 3, 4], [2, 3, 4, 2, 3, 1, 1, 1]), abs=1e-4)
+    paths = write_report(report, tmp_path / "out")
+    assert "second judge" in paths["md"].read_text()
+    # scores.csv holds every first-judge score in the labels format
+    assert read_labels(paths["csv"]) == {(c, t): t + 1 for c in range(3) for t in (1, 2, 3)}

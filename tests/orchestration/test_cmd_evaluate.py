@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from aloesim.environment.errors import AloeError, ConfigError, InputError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.cli import main
 from aloesim.orchestration.commands import evaluate, report
+from PIL import Image
 
 SEEDS = resources.files("aloesim.environment.personas").joinpath("seeds")
 
@@ -49,6 +48,8 @@ def cfg_for(tmp_path: Path, files: tuple[Path, Path], *more: str):
     (["benchmark.personalities=null"], ConfigError, "benchmark.personalities"),
     (["benchmark.profiles=/nonexistent/profiles.jsonl"], InputError, "/nonexistent/profiles.jsonl"),
     (["evaluation.labels=/nonexistent/labels.csv"], InputError, "labels.csv"),
+    (["evaluation.second_judge=gpt9"], ConfigError, "backend"),
+    (["evaluation.second_judge=default", "evaluation.labels=x.csv"], ConfigError, "evaluation.second_judge"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, files, overrides, error, key) -> None:
     cfg = cfg_for(tmp_path, files, *overrides)
@@ -116,7 +117,8 @@ def test_small_real_run_then_resume_and_compare(tmp_path, files, embedded_url, c
     """2 cases x 2 turns with SmolLM2 (llama.cpp) as user, judge and evaluated model."""
     common = [f"+backend.base_url={embedded_url}", "benchmark.cases=2", "benchmark.turns=2",
               "agents.user.max_tokens=24", "model.max_tokens=16", "agents.judge.max_tokens=12"]
-    cfg = cfg_for(tmp_path, files, *common, "evaluation.label=Base", "evaluation.bootstrap=200")
+    cfg = cfg_for(tmp_path, files, *common, "evaluation.label=Base", "evaluation.bootstrap=200",
+                  "evaluation.second_judge=default", "agents.judge.temperature=0.7")
     assert evaluate.run(cfg) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["cases"] == 2 and summary["turns"] == 2 and summary["failed_cases"] == 0
@@ -126,7 +128,9 @@ def test_small_real_run_then_resume_and_compare(tmp_path, files, embedded_url, c
     assert e["label"] == "Base" and e["model"]["kind"] == "embedded" and e["judge_model"]["name"]
     scored = sum(t["n"] for t in e["al"])
     assert scored + e["failures"]["judge"] == 4                         # every reply scored or its failure kept
-    assert {"user", "judge", "evaluated"} <= set(e["tokens"])
+    assert {"user", "judge", "evaluated", "second_judge"} <= set(e["tokens"])
+    assert e["tokens"]["second_judge"]["calls"] >= 4 and e["kappa"]["against"].startswith("second judge")
+    assert (out / "scores.csv").read_text().startswith("evaluation,label,case,turn,score")
     assert e["tokens"]["evaluated"]["completion_tokens"] > 0
     assert "| Models | Type | k=1 | k=2 | Average | IR | N-IR | R2 | N-R2 |" in (out / "report.md").read_text()
     _png_ok(out / "al_curve.png")
