@@ -194,7 +194,10 @@ class Backend:
             attempt += 1
             endpoint = self._pick()
             try:
-                result = await self._attempt(endpoint, messages, params | {"max_tokens": max_tokens}, schema, role)
+                tries = params | {"max_tokens": max_tokens}
+                if attempt > 1 and "seed" in params:
+                    tries["seed"] = params["seed"] + attempt - 1  # a retry must not replay the same sample
+                result = await self._attempt(endpoint, messages, tries, schema, role)
             except _Retryable as exc:
                 reason = exc.reason
                 if attempt > self.settings.max_retries or not self.budget.take():
@@ -286,11 +289,19 @@ class Backend:
         parsed = None
         if schema is not None:
             try:
-                parsed = schema.model_validate_json(text)
-            except ValidationError as exc:
-                raise _Retryable(f"invalid structured output: {_short(str(exc).splitlines()[0])}") from None
+                # strict=False: llama.cpp's grammar lets raw newlines into strings
+                parsed = schema.model_validate(json.loads(text, strict=False))
+            except (json.JSONDecodeError, ValidationError) as exc:
+                detail = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _first_error(exc)
+                raise _Retryable(f"invalid structured output: {_short(detail)}; reply was {_short(text, 120)!r}") from None
             text = parsed.model_dump_json()
         return ChatResult(text=text, parsed=parsed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "reply"
+    return f"{where}: {err.get('msg', 'invalid')}"
 
 
 def _short(text: str, limit: int = 200) -> str:

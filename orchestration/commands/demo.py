@@ -43,7 +43,7 @@ def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
             f"personas.pairs={p.pairs}", f"personas.max_iterations={p.iterations}", "personas.parallel=1",
             "personas.eval_pairs=4"]),
         ("preference trees", "generate", common + short + [
-            f"generation.trees={cfg.trees}", f"generation.turns={cfg.turns}"]),
+            f"generation.trees={cfg.trees}", f"generation.turns={cfg.turns}", "retry_failed=true"]),
         ("export", "export", common + [f"export.dir={out / 'export'}"]),
         ("SFT then DPO", "train", common + [
             "training=tiny", "training.stage=sft+dpo", f"training.max_steps={cfg.train_steps}",
