@@ -284,7 +284,7 @@ class RunView:
     trees_by_status: dict[str, int]
     nodes: int
     failed_trees: list[tuple[int, str | None]]
-    call_stats: "CallStats | None"  # None when not loaded (the web viewer loads it on its own page)
+    call_stats: CallStats | None  # None when not loaded (the web viewer loads it on its own page)
     evaluations: list[int]
 
     @property
