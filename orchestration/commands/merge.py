@@ -1,0 +1,39 @@
+"""``aloe merge``: combine databases (e.g. one per shard) into one, without duplicates.
+
+    aloe merge db=all.db inputs=[shard_0.db,shard_1.db,shard_2.db]
+
+Every input is checked first (a bad one changes nothing); then each is
+copied in one transaction with its ids remapped. Merging an input twice
+adds nothing. Prints one JSON line per input with the rows added and
+matched per table. See ``aloesim.orchestration._merge`` for the keys.
+"""
+
+from __future__ import annotations
+
+import json
+
+from omegaconf import DictConfig, ListConfig
+
+from ...environment.errors import ConfigError
+from .._merge import MergeResult, merge_databases
+
+HELP = "merge databases (e.g. one per shard) into db without duplicates: aloe merge db=OUT inputs=[A,B]"
+
+
+def inputs_of(cfg: DictConfig) -> list[str]:
+    value = cfg.get("inputs")
+    if isinstance(value, str) and value:
+        value = [value]
+    if not isinstance(value, (list, ListConfig)) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError("inputs", value, "a non-empty list of database files, e.g. inputs=[a.db,b.db]")
+    return [str(v) for v in value]
+
+
+def run(cfg: DictConfig) -> int:
+    inputs = inputs_of(cfg)
+
+    def report(result: MergeResult) -> None:
+        print(json.dumps({"db": str(cfg.db), **result.as_dict()}))
+
+    merge_databases(str(cfg.db), inputs, on_input=report)
+    return 0
