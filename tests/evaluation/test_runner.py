@@ -252,3 +252,32 @@ async def test_second_judge_rescores_the_same_replies_for_kappa(tmp_path) -> Non
     assert "second judge" in paths["md"].read_text()
     # scores.csv holds every first-judge score in the labels format
     assert read_labels(paths["csv"]) == {(c, t): t + 1 for c in range(3) for t in (1, 2, 3)}
+
+
+async def test_interrupted_run_is_marked_and_continues_where_it_stopped(tmp_path) -> None:
+    um, mm, jm = ScriptedModel(user_script), ScriptedModel(model_script), ScriptedModel(judge_by_turn)
+    user, judge = roles(um, jm)
+    db = tmp_path / "e.db"
+    async with Store.open(db) as store:
+        with anyio.CancelScope() as scope:
+            seen = []
+
+            def stop_after_four(case: int, turn: int, score: int | None) -> None:
+                seen.append((case, turn))
+                if len(seen) == 4:
+                    scope.cancel()        # like Ctrl-C in the middle of the run
+
+            await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec(concurrency=2),
+                                on_turn=stop_after_four)
+        assert scope.cancelled_caught
+        status = await store.fetchval("SELECT status FROM runs")
+        stored = await store.fetchval("SELECT COUNT(*) FROM eval_turns")
+    assert status == "interrupted" and 4 <= stored < 9
+
+    mm2 = ScriptedModel(model_script)
+    async with Store.open(db) as store:
+        out = await run_benchmark(store, CASES, user=user, judge=judge, model=mm2, spec=spec(concurrency=2))
+        rows = await store.fetchall("SELECT case_id, turn FROM eval_turns ORDER BY case_id, turn")
+        status = await store.fetchval("SELECT status FROM runs")
+    assert out.resumed and out.complete == 3 and status == "complete"
+    assert len(mm2.requests) == 9 - stored and len(rows) == 9
