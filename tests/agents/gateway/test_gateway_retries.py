@@ -9,7 +9,7 @@ import random
 import httpx2
 import pytest
 
-from aloesim.agents.gateway import RetryBudget
+from aloesim.agents.gateway import RetryBudget, Sampling
 from aloesim.environment.errors import LLMError
 from gateway_fakes import URL, FakeServer, completion, make_backend, status
 
@@ -160,3 +160,12 @@ async def test_backoff_is_exponential_with_seeded_full_jitter() -> None:
     assert len(gaps) == 4
     for gap, want in zip(gaps, expected):
         assert gap >= want - 1e-3, (gaps, expected)
+
+
+async def test_a_retry_varies_the_seed_so_it_does_not_replay_the_same_sample() -> None:
+    server = FakeServer([status(500), completion(""), "third time"])
+    backend = make_backend(server)
+    result = await backend.chat(HELLO, role="user", sampling=Sampling(seed=10))
+    await backend.aclose()
+    assert result.attempts == 3
+    assert [s.body["seed"] for s in server.seen] == [10, 11, 12]
