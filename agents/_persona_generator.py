@@ -9,7 +9,8 @@ expects. The model is asked for plain text, one item per line; small models
 number them, bullet them, add headings or chatter, so ``split_items`` cleans
 the reply: numbering, bullets, markdown emphasis, "Profile 3:" labels,
 surrounding quotes and blank lines are stripped, and lines that are too short
-to be an item or that introduce a list (ending with ':') are dropped.
+to be an item, that introduce a list (ending with ':'), that are dialogue turns
+("A: ...") or in which the model talks about itself ("as an AI") are dropped.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ _LEAD = re.compile(
       | \(?\d{1,3}\s*[.):\]]\s*                                  # 1.  1)  (1)  1:  1]
       | \#{1,6}\s*                                               # markdown headings
     )""",
-    re.X,
+    re.VERBOSE,
 )
 _LABEL = re.compile(
     r"^\s*(?:\*\*|__)?\s*(?:user\s+)?(?:profile|personality|persona|description|person|user)"
     r"(?:\s+(?:traits|description))?\s*#?\s*\d{0,3}\s*(?:\*\*|__)?\s*[:.\-\u2013\u2014]\s*(?:\*\*|__)?\s*",
-    re.I,
+    re.IGNORECASE,
 )
 _EMPHASIS = re.compile(r"(\*\*|__)")
+# chatter, not items: dialogue turns ("A: ...", "Assistant: ...") and the model talking about itself
+_CHATTER = re.compile(r"^(?:[AB]|user|assistant|human|system)\s*:|\b(?:as an ai|i am an ai|you are an ai|language model)\b",
+                      re.IGNORECASE)
 
 
 def _clean(line: str) -> str:
@@ -66,6 +70,8 @@ def split_items(text: str, *, min_words: int = 5, limit: int | None = None) -> l
         if not line or line.endswith(":") or len(line.split()) < min_words:
             continue
         if line.lower().startswith(("here are", "here is", "sure", "certainly", "i hope", "note:", "these ")):
+            continue
+        if _CHATTER.search(line):
             continue
         if line not in seen:
             seen.add(line)

@@ -16,11 +16,37 @@ paired into personas.
 
 from ._embed import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder, embed, from_blob, normalise, to_blob
 from ._export import export_pool, pool_vectors
-from ._filter import THRESHOLD_GRID, FilterResult, calibrate_threshold, filter_candidates, greedy_keep_count, similarity_stats
-from ._grow import Generate, GenerationRequest, GrowthReport, GrowthSettings, grow_pool, iteration_seed, lone_error
+from ._filter import (
+    THRESHOLD_GRID,
+    FilterResult,
+    calibrate_threshold,
+    filter_candidates,
+    greedy_keep_count,
+    similarity_stats,
+)
+from ._grow import (
+    Generate,
+    GenerationRequest,
+    GrowthReport,
+    GrowthSettings,
+    grow_pool,
+    iteration_seed,
+    lone_error,
+)
 from ._jsonl import read_items, write_items, write_objects
 from ._pairs import PairReport, load_personas, pair_personas
-from ._pool import KINDS, SPLITS, ImportReport, Pool, add_items, ensure_seeds, import_items, load_pool, seed_items, warn_if_collapsing
+from ._pool import (
+    KINDS,
+    SPLITS,
+    ImportReport,
+    Pool,
+    add_items,
+    ensure_seeds,
+    import_items,
+    load_pool,
+    seed_items,
+    warn_if_collapsing,
+)
 
 __all__ = [
     "DEFAULT_EMBEDDER",
@@ -49,8 +75,8 @@ __all__ = [
     "import_items",
     "iteration_seed",
     "load_personas",
-    "lone_error",
     "load_pool",
+    "lone_error",
     "normalise",
     "pair_personas",
     "pool_vectors",

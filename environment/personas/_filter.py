@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "THRESHOLD_GRID",
     "FilterResult",
     "calibrate_threshold",
     "filter_candidates",
     "greedy_keep_count",
     "similarity_stats",
-    "THRESHOLD_GRID",
 ]
 
 #: thresholds tried by calibration and reported by stats: 0.00, 0.01, ..., 1.00

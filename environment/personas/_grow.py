@@ -37,7 +37,7 @@ from ._embed import Embedder, embed
 from ._filter import filter_candidates
 from ._pool import KINDS, Pool, add_items, load_pool, warn_if_collapsing
 
-__all__ = ["GenerationRequest", "Generate", "GrowthSettings", "GrowthReport", "grow_pool", "iteration_seed", "lone_error"]
+__all__ = ["Generate", "GenerationRequest", "GrowthReport", "GrowthSettings", "grow_pool", "iteration_seed", "lone_error"]
 
 log = structlog.get_logger(__name__)
 
@@ -187,7 +187,7 @@ async def grow_pool(
                                       iteration_seed(s.seed, kind, k)) for k in todo]
         results: list[tuple[list[str], np.ndarray] | None] = [None] * len(todo)
 
-        async def produce(slot: int, req: GenerationRequest) -> None:
+        async def produce(slot: int, req: GenerationRequest, results: list = results) -> None:
             texts = _dedupe(list(await generate(req)), set())
             vecs = await embed(embedder, texts, limiter) if texts else np.zeros((0, pool.vectors.shape[1]), np.float32)
             results[slot] = (texts, vecs)

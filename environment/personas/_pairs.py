@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import structlog
 
-from ..store import Store, now
 from .._types import Persona
+from ..store import Store, now
 
 __all__ = ["PairReport", "load_personas", "pair_personas"]
 

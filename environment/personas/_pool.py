@@ -24,7 +24,7 @@ from ._embed import Embedder, embed, from_blob, to_blob
 from ._filter import filter_candidates
 from ._jsonl import read_items
 
-__all__ = ["KINDS", "SPLITS", "Pool", "ImportReport", "add_items", "ensure_seeds", "import_items", "load_pool", "seed_items"]
+__all__ = ["KINDS", "SPLITS", "ImportReport", "Pool", "add_items", "ensure_seeds", "import_items", "load_pool", "seed_items"]
 
 log = structlog.get_logger(__name__)
 

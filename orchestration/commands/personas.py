@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import numpy as np
@@ -255,7 +255,7 @@ class _Run:
     def __init__(self, store: Store, config: str) -> None:
         self.store, self.config, self.id, self.stats = store, config, 0, None
 
-    async def __aenter__(self) -> "_Run":
+    async def __aenter__(self) -> Self:
         self.id = await _start_run(self.store, self.config)
         return self
 
@@ -371,8 +371,8 @@ async def _pair_only(s: Settings, config: str) -> dict:
 
 
 async def _grow(cfg: DictConfig, s: Settings, config: str) -> dict:
-    from .._models import open_models, role_sampling
     from ...agents._persona_generator import PersonaGenerator
+    from .._models import open_models, role_sampling
 
     embedder, limiter = _embedder(s), anyio.CapacityLimiter(s.embedder_threads)
     sampling = role_sampling(cfg, "generator")  # validate before anything is written

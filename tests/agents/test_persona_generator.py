@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from aloesim.agents._persona_generator import PersonaGenerator, split_items
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel
@@ -24,6 +23,8 @@ Profile #5 - A 30-year-old with a dog and a garden plot.
 ### Profile 6
 \u2022 **Personality**: Loud and warm, jokes a lot, hates silence.
 Too short.
+A: Yes, that's correct. Thank you very much!
+You are an AI designed to help you create stories, poems, and other creative works.
 1. A 40-year-old baker in Rome who loves opera and has three kids.
 I hope these profiles help with your task!
 """
@@ -98,7 +99,6 @@ async def test_real_small_model_writes_parseable_items(embedded_url: str) -> Non
     from importlib import resources
 
     import yaml
-
     from aloesim.agents.gateway import Backend, BackendSettings
     from aloesim.environment.personas import seed_items
 

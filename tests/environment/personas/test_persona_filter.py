@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from aloesim.environment.personas import (
     calibrate_threshold,
     filter_candidates,

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from persona_fakes import HashEmbedder
-from structlog.testing import capture_logs
-
 from aloesim.environment.personas import (
     GenerationRequest,
     GrowthSettings,
@@ -19,6 +16,8 @@ from aloesim.environment.personas import (
     load_pool,
 )
 from aloesim.environment.store import Store
+from persona_fakes import HashEmbedder
+from structlog.testing import capture_logs
 
 pytestmark = pytest.mark.anyio
 
@@ -103,8 +102,7 @@ async def test_same_seed_same_pool_whatever_the_timing(tmp_path: Path) -> None:
     assert other[0] != a[0]
     # iterations of one round see the pool as it was at the round's start
     by_it = {r.iteration: r for r in fast_first.requests}
-    round_start_pool = set(SEEDS) | {t for t in a[0] if t.startswith("iteration 0 ") or t.startswith("iteration 1 ")
-                                     or t.startswith("iteration 2 ")}
+    round_start_pool = set(SEEDS) | {t for t in a[0] if t.startswith(("iteration 0 ", "iteration 1 ", "iteration 2 "))}
     assert all(set(by_it[k].examples) <= round_start_pool for k in (3, 4, 5))
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-
 from aloesim.environment.personas import (
     embed,
     filter_candidates,

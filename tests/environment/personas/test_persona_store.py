@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from persona_fakes import DictEmbedder, HashEmbedder
-
 from aloesim.environment.personas import (
     ensure_seeds,
     from_blob,
@@ -19,6 +17,7 @@ from aloesim.environment.personas import (
     seed_items,
 )
 from aloesim.environment.store import Store, connect
+from persona_fakes import DictEmbedder, HashEmbedder
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +140,10 @@ async def test_import_checks_train_items_against_a_reference(tmp_path: Path) -> 
         rep = await import_items(store, "profile", ["north-ish", "east"], emb, threshold=0.6, reference=ref)
         assert rep.kept == 1
         assert (await load_pool(store, "profile", "train", emb)).texts == ["east"]
+
+
+def test_public_names_resolve() -> None:
+    from aloesim.environment import personas
+
+    assert sorted(personas.__all__) == sorted(set(personas.__all__))
+    assert all(hasattr(personas, name) for name in personas.__all__)
