@@ -208,17 +208,15 @@ class _Merger:
 
     def refresh(self, spec: TableSpec, found: Row, row: Row) -> int:
         """Bring a matched run or tree up to the input's state when the input is further along."""
-        if spec.name == "runs":
-            if row["finished_at"] is not None and (found.get("finished_at") is None
-                                                   or row["finished_at"] > found["finished_at"]):
-                self.out.execute("UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE id = ?",
-                                 (row["status"], row["finished_at"], row["stats"], found["id"]))
-                return 1
-        if spec.name == "trees":
-            if _TREE_RANK.get(row["status"], 0) > _TREE_RANK.get(found.get("status"), 0):
-                self.out.execute("UPDATE trees SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                                 (row["status"], row["error"], row["finished_at"], found["id"]))
-                return 1
+        if spec.name == "runs" and row["finished_at"] is not None and (
+                found.get("finished_at") is None or row["finished_at"] > found["finished_at"]):
+            self.out.execute("UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE id = ?",
+                             (row["status"], row["finished_at"], row["stats"], found["id"]))
+            return 1
+        if spec.name == "trees" and _TREE_RANK.get(row["status"], 0) > _TREE_RANK.get(found.get("status"), 0):
+            self.out.execute("UPDATE trees SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                             (row["status"], row["error"], row["finished_at"], found["id"]))
+            return 1
         return 0
 
 

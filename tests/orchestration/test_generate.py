@@ -17,7 +17,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.environment import Persona, continued_choice
 from aloesim.environment.errors import ConfigError
@@ -163,7 +162,7 @@ async def test_path_trees_have_one_node_per_turn_with_the_paper_fields(tmp_path:
     add_personas(db, 4)
     cfg = cfg_for(db, "generation.trees=4", "generation.turns=4")
     script = Script(db=db)
-    progress, models, run_id = await grow(db, cfg, script)
+    progress, _, _ = await grow(db, cfg, script)
     assert (progress.trees_done, progress.trees_failed, progress.nodes) == (4, 0, 16)
     assert script.parent_missing == []  # every turn was asked for after its parent was committed
     trees = tree_rows(db)
@@ -194,7 +193,7 @@ async def test_each_turn_sees_the_committed_history_of_the_previous_ones(tmp_pat
     requests = all_requests(models)
     for t in tree_rows(db):
         nodes = nodes_of(db, t["id"])
-        for branch, n in nodes.items():
+        for branch in nodes:
             if not branch:
                 continue
             parent = nodes[branch[:-1]]
