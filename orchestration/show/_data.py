@@ -943,6 +943,22 @@ def load_evaluation(conn: sqlite3.Connection, evaluation_id: int) -> EvaluationV
     )
 
 
+def al_curves(conn: sqlite3.Connection, evaluation_ids: list[int]) -> dict[int, list[Point]]:
+    """AL(k) of several evaluations in one query: {evaluation id: points by k}."""
+    out: dict[int, list[Point]] = {i: [] for i in evaluation_ids}
+    if not evaluation_ids:
+        return out
+    marks = ",".join("?" * len(evaluation_ids))
+    for ev, k, al, n in conn.execute(
+        f"""SELECT c.evaluation_id, t.turn, AVG(t.score), COUNT(t.score) FROM eval_turns t
+            JOIN eval_cases c ON c.id = t.case_id WHERE c.evaluation_id IN ({marks})
+            GROUP BY c.evaluation_id, t.turn ORDER BY c.evaluation_id, t.turn""",
+        evaluation_ids,
+    ):
+        out[ev].append(Point(k, al, n))
+    return out
+
+
 def list_cases(
     conn: sqlite3.Connection, evaluation_id: int, *, limit: int = 50, offset: int = 0
 ) -> list[CaseRow]:

@@ -47,6 +47,7 @@ CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 MAX_QUERY = 200
+MAX_CURVES = 8  # AL(k) lines drawn together on the index
 
 
 class ReadOnly:
@@ -187,6 +188,18 @@ class Pages:
             ep = self._pager(request, "epage", evals_total)
             runs, _ = show.list_runs(conn, limit=self.page_size, offset=rp["offset"])
             evals, _ = show.list_evaluations(conn, limit=self.page_size, offset=ep["offset"])
+            shown = [e["id"] for e in evals[:MAX_CURVES]]
+            curves = show.al_curves(conn, shown)
+            chart = (
+                al_chart(
+                    [
+                        (f"#{e['id']} {e['label']}", f"/evaluations/{e['id']}", curves[e["id"]])
+                        for e in evals[:MAX_CURVES]
+                    ]
+                )
+                if any(curves.values())
+                else None
+            )
             first = conn.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
             trees = conn.execute("SELECT COUNT(*) FROM trees").fetchone()[0]
             return {
@@ -196,6 +209,8 @@ class Pages:
                 "ep": ep,
                 "first_run": first[0] if first else None,
                 "trees_total": trees,
+                "chart": chart,
+                "max_curves": MAX_CURVES,
             }
 
         return self.render(request, "index.html", **await self.read(q))
@@ -299,7 +314,8 @@ class Pages:
         data = await self.read(q)
         if data is None:
             raise HTTPException(404, f"no evaluation with id {evaluation_id}")
-        return self.render(request, "evaluation.html", chart=al_chart(data["ev"].curve), **data)
+        ev = data["ev"]
+        return self.render(request, "evaluation.html", chart=al_chart([(ev.label, None, ev.curve)]), **data)
 
     async def case(self, request: Request) -> Response:
         case_id = request.path_params["case_id"]

@@ -79,7 +79,8 @@ def _call(
 def write_sample(path: str | Path) -> dict[str, int]:
     """Write the hand-built database at ``path`` (must not exist yet) and return
     the ids tests look for: run1, run2, tree (3-turn path tree), failed_tree,
-    full_tree, evaluation, case."""
+    full_tree, evaluation (2 cases), case (its first), evaluation2 (a second,
+    unfinished evaluation linked to run1, with one case: case2)."""
     path = Path(path)
     if path.exists():
         raise FileExistsError(path)
@@ -392,6 +393,45 @@ def write_sample(path: str | Path) -> dict[str, int]:
                     case_id=cid,
                     turn=k,
                 )
+        # a second evaluation (a tuned model, say) to compare against, linked to run 1
+        ids["evaluation2"] = ev2 = _insert(
+            conn,
+            "evaluations",
+            {
+                "run_id": ids["run1"],
+                "label": "dpo",
+                "model": json.dumps({"name": "dpo-checkpoint"}),
+                "user_model": json.dumps({"name": "SmolLM2"}),
+                "judge_model": json.dumps({"name": "SmolLM2"}),
+                "turns": 3,
+                "status": "running",
+                "created_at": t0 + 300,
+            },
+        )
+        cid = ids["case2"] = _insert(
+            conn,
+            "eval_cases",
+            {
+                "evaluation_id": ev2,
+                "case_index": 0,
+                "profile": "A baker in Rome.",
+                "personality": "Shy.",
+                "status": "pending",
+            },
+        )
+        for k, sc in enumerate([4, 5], start=1):
+            _insert(
+                conn,
+                "eval_turns",
+                {
+                    "case_id": cid,
+                    "turn": k,
+                    "user_message": f"Hello {k}",
+                    "reply": f"Hi {k}",
+                    "score": sc,
+                    "created_at": t0 + 300 + k,
+                },
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

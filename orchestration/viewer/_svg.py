@@ -125,6 +125,20 @@ def tree_picture(tree: TreeView, path_nodes: list | None = None) -> TreePicture:
 
 
 @dataclass(slots=True)
+class Series:
+    """One AL(k) line: its points, polyline and least-squares line."""
+
+    label: str
+    href: str | None
+    points: list[tuple[float, float, int, float, int]]  # x, y, k, AL, n
+    polyline: str
+    fit: tuple[float, float, float, float] | None  # x1, y1, x2, y2 of the regression line
+    ir: float | None
+    r2: float | None
+    color: int  # index into the stylesheet's series colours (s0..s7)
+
+
+@dataclass(slots=True)
 class Chart:
     width: int
     height: int
@@ -132,19 +146,26 @@ class Chart:
     right: int
     top: int
     bottom: int
-    points: list[tuple[float, float, int, float, int]]  # x, y, k, AL, n
-    polyline: str
-    fit: tuple[float, float, float, float] | None  # x1, y1, x2, y2 of the regression line
+    series: list[Series]
     xticks: list[tuple[float, int]]
     yticks: list[tuple[float, int]]
-    ir: float | None
-    r2: float | None
+
+    @property
+    def ir(self) -> float | None:
+        return self.series[0].ir if self.series else None
+
+    @property
+    def r2(self) -> float | None:
+        return self.series[0].r2 if self.series else None
 
 
-def al_chart(curve: list[Point], *, width: int = 640, height: int = 300) -> Chart:
-    """AL(k) on a 1..5 axis against k, with the least-squares line whose slope is the IR."""
+def al_chart(
+    curves: list[tuple[str, str | None, list[Point]]], *, width: int = 640, height: int = 300
+) -> Chart:
+    """AL(k) lines on a 1..5 axis against k, one per (label, link, curve), each
+    with the least-squares line whose slope is its improvement rate (IR)."""
     left, right, top, bottom = 48, 16, 16, 36
-    ks = [p.k for p in curve] or [1]
+    ks = [p.k for _, _, curve in curves for p in curve] or [1]
     kmin, kmax = min(ks), max(ks)
     span = max(kmax - kmin, 1)
 
@@ -154,15 +175,21 @@ def al_chart(curve: list[Point], *, width: int = 640, height: int = 300) -> Char
     def sy(v: float) -> float:
         return top + (5 - v) / 4 * (height - top - bottom)
 
-    pts = [(sx(p.k), sy(p.al), p.k, p.al, p.n) for p in curve if p.al is not None]
-    ir, r2 = fit_line([(p.k, p.al) for p in curve])
-    fit = None
-    if ir is not None:
+    series = []
+    for i, (label, href, curve) in enumerate(curves):
         vals = [(p.k, p.al) for p in curve if p.al is not None]
-        mk = sum(k for k, _ in vals) / len(vals)
-        my = sum(v for _, v in vals) / len(vals)
-        a = my - ir * mk
-        fit = (sx(kmin), sy(min(5, max(1, a + ir * kmin))), sx(kmax), sy(min(5, max(1, a + ir * kmax))))
+        pts = [(sx(p.k), sy(p.al), p.k, p.al, p.n) for p in curve if p.al is not None]
+        ir, r2 = fit_line(vals)
+        fit = None
+        if ir is not None:
+            k0, k1 = min(k for k, _ in vals), max(k for k, _ in vals)
+            mk = sum(k for k, _ in vals) / len(vals)
+            my = sum(v for _, v in vals) / len(vals)
+            a = my - ir * mk
+            fit = (sx(k0), sy(min(5, max(1, a + ir * k0))), sx(k1), sy(min(5, max(1, a + ir * k1))))
+        series.append(
+            Series(label, href, pts, " ".join(f"{x:.1f},{y:.1f}" for x, y, *_ in pts), fit, ir, r2, i % 8)
+        )
     return Chart(
         width=width,
         height=height,
@@ -170,11 +197,7 @@ def al_chart(curve: list[Point], *, width: int = 640, height: int = 300) -> Char
         right=right,
         top=top,
         bottom=bottom,
-        points=pts,
-        polyline=" ".join(f"{x:.1f},{y:.1f}" for x, y, *_ in pts),
-        fit=fit,
+        series=series,
         xticks=[(sx(k), k) for k in range(kmin, kmax + 1)],
         yticks=[(sy(v), v) for v in range(1, 6)],
-        ir=ir,
-        r2=r2,
     )

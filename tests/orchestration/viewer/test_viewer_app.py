@@ -48,6 +48,15 @@ def test_index_lists_runs_with_config_differences_and_evaluations(viewer_url, sa
     assert "backend.kind" not in diff_cell
     assert "<del>path</del> → <ins>full</ins>" in diff_cell
     assert "base &lt;i&gt;model&lt;/i&gt;" in page.body
+    # one AL(k) chart comparing the evaluations, each line linked to its page
+    chart = page.body.split('<svg class="al-chart"')[1].split("</svg>")[0]
+    assert chart.count('<g class="series') == 2
+    assert chart.count('class="al-point"') == 3 + 2
+    legend = page.body.split('<ul class="legend">')[1].split("</ul>")[0]
+    assert (
+        f'href="/evaluations/{sample.ids["evaluation2"]}"' in legend
+        and "#1 base &lt;i&gt;model&lt;/i&gt;" in legend
+    )
 
 
 def test_run_page_summary_and_trees(viewer_url, sample):
@@ -188,7 +197,8 @@ def test_every_link_from_the_index_reaches_a_page(small_pages_url, sample):
         ("case", "cases"),
     ):
         assert f"/{prefix}/{sample.ids[key]}" in seen
-    assert sum(p.startswith("/cases/") for p in seen) == 2
+    assert sum(p.startswith("/cases/") for p in seen) == 3
+    assert f"/evaluations/{sample.ids['evaluation2']}" in seen
 
 
 def test_large_database_pages(tmp_path):

@@ -51,7 +51,7 @@ def page(browser):
 def test_run_list_to_tree_with_turns_and_path(page, viewer_url, sample, tmp_path):
     page.goto(viewer_url + "/")
     assert page.title().startswith("Runs")
-    page.get_by_role("link", name=f"run #{sample.ids['run1']}", exact=True).click()
+    page.locator("a.run-link", has_text=f"run #{sample.ids['run1']}").click()
     page.wait_for_url(f"**/runs/{sample.ids['run1']}")
     assert page.locator("a.tree-link").count() == 2
     page.locator("a.tree-link", has_text=f"tree #{sample.ids['tree']}").click()
@@ -162,6 +162,7 @@ def test_evaluation_chart_renders(page, viewer_url, sample):
     assert chart.locator("circle.al-point").count() == 3
     ys = [float(chart.locator("circle.al-point").nth(i).get_attribute("cy")) for i in range(3)]
     assert ys[0] > ys[1] > ys[2]  # AL rises 2.5 -> 3.0 -> 4.5: points go up the chart
+    assert chart.locator("line.fit").count() == 1
     page.get_by_role("link", name=f"case #{sample.ids['case']}", exact=True).click()
     page.wait_for_url(f"**/cases/{sample.ids['case']}")
     assert page.locator("section.turn").count() == 3
