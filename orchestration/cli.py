@@ -64,10 +64,21 @@ def run_command(command: str, overrides: Sequence[str]) -> int:
     return int(module.run(cfg) or 0)
 
 
+def _lone_aloe_error(exc: BaseException) -> AloeError | None:
+    """The AloeError behind ``exc`` when it is one, alone in (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, AloeError) else None
+
+
 def _multirun(command: str, overrides: list[str]) -> int:
     jobs = sweep_combinations(overrides)
+    module = importlib.import_module(f"{_commands_pkg.__name__}.{command}")
+    validate = getattr(module, "validate", None)  # optional: a command's checks that need no side effects
     for job in jobs:  # validate every combination before running any
-        compose_config(command, job)
+        cfg = compose_config(command, job)
+        if validate is not None:
+            validate(cfg)
     worst = 0
     for i, job in enumerate(jobs):
         print(f"[aloe -m] job {i + 1}/{len(jobs)}: {' '.join(job)}", file=sys.stderr)
@@ -75,6 +86,11 @@ def _multirun(command: str, overrides: list[str]) -> int:
             code = run_command(command, job)
         except AloeError as exc:
             code = _err(command, exc)
+        except BaseExceptionGroup as group:
+            lone = _lone_aloe_error(group)
+            if lone is None:
+                raise
+            code = _err(command, lone)
         worst = max(worst, code)
     return worst
 
@@ -107,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(command, overrides)
     except AloeError as exc:
         return _err(command, exc)
+    except BaseExceptionGroup as group:  # an AloeError raised alone inside a task group
+        lone = _lone_aloe_error(group)
+        if lone is None:
+            raise
+        return _err(command, lone)
     except KeyboardInterrupt:
         print(f"aloe {command}: interrupted", file=sys.stderr)
         return 130

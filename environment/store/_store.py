@@ -81,6 +81,17 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         raise
 
 
+def _probe_writable(conn: sqlite3.Connection) -> None:
+    """Fail now, not at the first write, when the file cannot be written
+    (SQLite opens a read-only file without complaint)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(f"PRAGMA user_version = {version}")
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def _split_sql(script: str) -> list[str]:
     out, buf = [], []
     for line in script.splitlines():
@@ -139,6 +150,7 @@ def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -
         _configure(conn, path, readonly=readonly)
         if not readonly:
             _migrate(conn, path)
+            _probe_writable(conn)
         return conn
     except sqlite3.Error as exc:
         conn.close()
@@ -167,6 +179,7 @@ class Store:
         self._batch_max = batch_max
         self._send, self._receive = anyio.create_memory_object_stream[_Op](queue)
         self._thread = anyio.CapacityLimiter(1)
+        self._drained = anyio.Event()  # set when the writer has committed everything and stopped
         self.batches = 0
         self.ops = 0
 
@@ -192,9 +205,16 @@ class Store:
                 try:
                     yield store
                 finally:
-                    # flush everything queued, even when cancelled
+                    # flush everything queued, even on error or cancellation: wait for the
+                    # writer to drain before the task group gets to cancel it
                     with anyio.CancelScope(shield=True):
                         await store._send.aclose()
+                        await store._drained.wait()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:  # a lone failure of the body is raised as itself
+                lone = group.exceptions[0]
+                raise lone from lone.__cause__
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await reader.close()
@@ -202,6 +222,15 @@ class Store:
 
     async def _write_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        try:
+            # shielded: the writer stops only when the sending side is closed and the
+            # queue is drained (``open`` always closes it), never half-way by cancellation
+            with anyio.CancelScope(shield=True):
+                await self._drain()
+        finally:
+            self._drained.set()
+
+    async def _drain(self) -> None:
         async with self._receive:
             while True:
                 try:
@@ -214,8 +243,7 @@ class Store:
                         batch.append(self._receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._commit, batch, limiter=self._thread)
+                await anyio.to_thread.run_sync(self._commit, batch, limiter=self._thread)
                 self.batches += 1
                 self.ops += len(batch)
                 for op in batch:
