@@ -153,9 +153,27 @@ def _stage(s: Any, key: str, *, dpo: bool) -> StageSettings:
         warmup=int(warmup) if warmup >= 1 else warmup,
         epochs=_float(s.epochs, f"{key}.epochs", minimum=0.0, strict=True),
         effective_batch=_int(s.effective_batch, f"{key}.effective_batch", minimum=1),
-        per_device_batch_size=_int(s.per_device_batch_size, f"{key}.per_device_batch_size", minimum=1),
+        per_device_batch_size=_micro_batch(s, key),
         beta=_float(s.beta, f"{key}.beta", minimum=0.0, strict=True) if dpo else None,
     )
+
+
+def auto_micro_batch(per_device_share: int) -> int:
+    """Largest micro-batch that divides the per-device share of the effective
+    batch and is at most 8 on a GPU, 1 on CPU (compute-bound there anyway;
+    long multi-turn sequences stay within memory)."""
+    import torch
+
+    cap = 8 if torch.cuda.is_available() else 1
+    return max(d for d in range(1, cap + 1) if per_device_share % d == 0)
+
+
+def _micro_batch(s: Any, key: str) -> int:
+    if s.per_device_batch_size in (None, "auto"):
+        effective = _int(s.effective_batch, f"{key}.effective_batch", minimum=1)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return auto_micro_batch(max(1, effective // world))
+    return _int(s.per_device_batch_size, f"{key}.per_device_batch_size", minimum=1)
 
 
 def _int(value: Any, key: str, *, minimum: int) -> int:

@@ -36,7 +36,10 @@ def test_paper_defaults_are_explicit():
     assert (s.dpo.learning_rate, s.dpo.lr_scheduler_type, s.dpo.epochs, s.dpo.effective_batch) == (1e-5, "linear", 1, 48)
     assert s.dpo.beta == 0.9
     assert s.sft.grad_accum(1, "x") * s.sft.per_device_batch_size == 48
-    assert s.dpo.grad_accum(2, "x") * s.dpo.per_device_batch_size * 2 == 48
+    assert s.dpo.grad_accum(1, "x") * s.dpo.per_device_batch_size == 48
+    # explicit micro-batches: accumulation makes up the rest, across devices too
+    s = settings("training.sft.per_device_batch_size=8")
+    assert s.sft.grad_accum(1, "x") == 6 and s.sft.grad_accum(2, "x") == 3
     assert s.lora.enabled is False and s.max_steps is None and s.base_model is None
 
 
@@ -70,6 +73,13 @@ def test_bad_values_raise_config_error(override, key):
     assert "\n" not in str(err.value)
 
 
+def test_auto_micro_batch_divides_the_effective_batch():
+    from aloesim.training._settings import auto_micro_batch
+
+    assert 48 % auto_micro_batch(48) == 0 and 1 <= auto_micro_batch(48) <= 8
+    assert auto_micro_batch(7) in (1, 7)
+
+
 def test_batch_must_divide():
     s = settings("training.sft.effective_batch=10", "training.sft.per_device_batch_size=4")
     with pytest.raises(ConfigError, match="training.sft.effective_batch"):
@@ -90,7 +100,7 @@ def _state(db: Path) -> tuple:
         (["training.base_model=/no/such/model"], ConfigError, "training.base_model"),
         (["training.stage=sft", "training.mix.path={mix}", "training.mix.ratio=1"], InputError, "last message"),
         (["training.runs=99"], ConfigError, "training.runs"),
-        (["training.sft.effective_batch=3"], ConfigError, "effective_batch"),
+        (["training.sft.effective_batch=3", "training.sft.per_device_batch_size=2"], ConfigError, "effective_batch"),
     ],
 )
 def test_train_rejects_before_writing(tree_db, tmp_path, overrides, error, match):
@@ -101,7 +111,8 @@ def test_train_rejects_before_writing(tree_db, tmp_path, overrides, error, match
     ov = [o.format(mix=mix) for o in overrides]
     before = _state(db)
     with pytest.raises(error, match=match):
-        s = settings(f"db={db}", f"training.output_dir={out}", *ov)
+        # training=tiny: should validation ever let one through, it stays a short run
+        s = settings(f"db={db}", "training=tiny", "training.max_steps=1", f"training.output_dir={out}", *ov)
         train(s, {}, "h")
     assert _state(db) == before
     assert not out.exists()
