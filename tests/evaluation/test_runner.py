@@ -281,3 +281,34 @@ async def test_interrupted_run_is_marked_and_continues_where_it_stopped(tmp_path
         status = await store.fetchval("SELECT status FROM runs")
     assert out.resumed and out.complete == 3 and status == "complete"
     assert len(mm2.requests) == 9 - stored and len(rows) == 9
+
+
+def _data(scores, stored=None, **kw):
+    turns = len(scores[0])
+    base = {"id": 1, "run_id": None, "label": "edge", "status": "failed", "model": {"kind": "x", "name": "m"},
+            "user_model": {}, "judge_model": {}, "turns": turns, "created_at": 0.0,
+            "case_indices": list(range(len(scores))), "scores": scores,
+            "stored": stored or [[s is not None for s in row] for row in scores],
+            "judge_failures": [], "case_failures": [], "unfinished": [], "tokens": {}}
+    return {**base, **kw}
+
+
+def test_report_of_degenerate_evaluations_is_still_written(tmp_path) -> None:
+    nothing = _data([[None], [None]], stored=[[True], [True]],
+                    judge_failures=[{"case": 0, "turn": 1, "error": "x"}, {"case": 1, "turn": 1, "error": "y"}])
+    flat = _data([[3, 3, 3], [3, 3, 3]], id=2, label="flat")
+    gap = _data([[4, None, 2], [2, None, None]], id=3, label="gap",
+                case_failures=[{"case": 1, "error": "turn 2: HTTP 500", "turns_done": 1}])
+    report = build_report([nothing, flat, gap], n_boot=100)
+    e0, e1, e2 = report["evaluations"]
+    assert e0["al"][0]["al"] is None and e0["al"][0]["ci"] == [None, None] and e0["failures"]["judge"] == 2
+    assert e0["summary"] == {"average": None, "ir": None, "r2": None, "n_ir": None, "n_r2": None}
+    assert e1["summary"]["ir"] == 0.0 and e1["summary"]["n_ir"] is None and "flat" in e1["undefined"]["n_ir"]
+    assert [t["n"] for t in e2["al"]] == [2, 0, 1] and [t["missing"] for t in e2["al"]] == [0, 2, 1]
+    assert e2["summary"]["ir"] == pytest.approx(-0.5) and "2" in e2["undefined"]["turns"]
+    paths = write_report(report, tmp_path / "out")
+    md = paths["md"].read_text()
+    assert "| m | edge | n/a |  |  | n/a | n/a | n/a | n/a | n/a |" in md   # padded to the longest K
+    assert "flat: n_ir: flat curve" in md and "case 1 after 1 turn(s): turn 2: HTTP 500" in md
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    json.loads(paths["json"].read_text())
