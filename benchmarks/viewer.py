@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import write_results
-
 from aloesim.environment.store import connect
 from aloesim.orchestration.viewer import create_app, serve_in_thread, write_synthetic
 
@@ -115,7 +114,7 @@ def main() -> None:
         "requests_per_page_type": args.requests,
         "pages": {},
     }
-    with serve_in_thread(create_app(db)) as base:
+    with serve_in_thread(create_app(db, warm_runs=0)) as base:  # no warm-up: measure the cold calls page
         # per-role call totals read every call of the run once, then are cached
         cold, status, _ = fetch(f"{base}/runs/{run}/calls")
         assert status == 200

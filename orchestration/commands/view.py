@@ -52,12 +52,15 @@ def options(cfg: DictConfig) -> dict:
         "port": _int("view.port", v.get("port", 8765), 0, 65535),
         "page_size": _int("view.page_size", v.get("page_size", 50), 1, 1000),
         "threads": _int("view.threads", v.get("threads", 8), 1, 64),
+        "warm_runs": _int("view.warm_runs", v.get("warm_runs", 3), 0, 1000),
     }
 
 
 def run(cfg: DictConfig) -> int:
     opts = options(cfg)
-    app = create_app(cfg.db, page_size=opts["page_size"], threads=opts["threads"])  # StoreError if unusable
+    app = create_app(
+        cfg.db, page_size=opts["page_size"], threads=opts["threads"], warm_runs=opts["warm_runs"]
+    )  # StoreError if unusable
     host, port = opts["host"], opts["port"]
     if not is_loopback(host):
         log.warning(
@@ -76,7 +79,7 @@ def run(cfg: DictConfig) -> int:
         f"aloe view: serving {cfg.db} read-only at http://{shown}:{real_port}/ (Ctrl-C to stop)",
         file=sys.stderr,
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     try:
         server.run(sockets=[sock])
     finally:

@@ -18,13 +18,14 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import structlog
 import uvicorn
 from aloesim.environment.store import connect
 from aloesim.orchestration import show
@@ -40,6 +41,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ._svg import al_chart, tree_picture
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 CSP = (
@@ -263,6 +266,19 @@ class Pages:
                 self._call_stats.popitem(last=False)
         return stats
 
+    async def warm(self, runs: int) -> None:
+        """Fill the call-totals cache for the ``runs`` newest runs."""
+
+        def newest(conn: sqlite3.Connection) -> list[int]:
+            return [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id DESC LIMIT ?", (runs,))]
+
+        for run_id in await self.read(newest):
+            t0 = time.perf_counter()
+            stats = await self.read(partial(self.call_stats, run_id=run_id))
+            log.info(
+                "viewer.warm", run_id=run_id, calls=stats.calls, seconds=round(time.perf_counter() - t0, 3)
+            )
+
     async def run_calls(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
 
@@ -332,12 +348,25 @@ class Pages:
         return self.render(request, "error.html", status_code=status, code=status, detail=detail)
 
 
-def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8) -> Starlette:
+def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8, warm_runs: int = 3) -> Starlette:
     """The viewer for the database at ``db``. Raises StoreError (one line) when
-    the file is missing, not a database, or of another schema version."""
+    the file is missing, not a database, or of another schema version.
+
+    While the app runs (ASGI lifespan), a background task of its task group
+    computes the call totals of the ``warm_runs`` newest runs, so their calls
+    page is answered from the cache even the first time."""
     db = Path(db)
     connect(db, readonly=True).close()  # fail now, not on the first request
     pages = Pages(db, page_size, anyio.CapacityLimiter(threads))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            if warm_runs > 0:
+                tg.start_soon(pages.warm, warm_runs)
+            yield
+            tg.cancel_scope.cancel()
+
     get = ["GET", "HEAD"]
     routes = [
         Route("/", pages.index, methods=get, name="index"),
@@ -348,7 +377,11 @@ def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8) -> Star
         Route("/cases/{case_id:int}", pages.case, methods=get, name="case"),
         Mount("/static", StaticFiles(packages=[("aloesim.orchestration.viewer", "static")]), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: pages.error, Exception: pages.error})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: pages.error, Exception: pages.error},
+        lifespan=lifespan,
+    )
     app.add_middleware(ReadOnly)
     return app
 
@@ -363,7 +396,7 @@ def serve_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     real_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="aloe-viewer", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

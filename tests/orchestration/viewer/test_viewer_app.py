@@ -225,7 +225,7 @@ def test_create_app_refuses_unusable_databases(tmp_path):
 
 def test_view_options_validation(sample):
     good = view_cmd.options(compose_config("view", [f"db={sample.path}"]))
-    assert good == {"host": "127.0.0.1", "port": 8765, "page_size": 50, "threads": 8}
+    assert good == {"host": "127.0.0.1", "port": 8765, "page_size": 50, "threads": 8, "warm_runs": 3}
     for override, key in (
         ("view.port=70000", "view.port"),
         ("view.port=abc", "view.port"),
@@ -311,7 +311,8 @@ def test_run_calls_cache_follows_new_calls(tmp_path):
 
     db = tmp_path / "live.db"
     ids = write_sample(db)
-    with serve_in_thread(create_app(db)) as url:
+    app = create_app(db, warm_runs=2)
+    with serve_in_thread(app) as url:
         assert "15 calls" in fetch(f"{url}/runs/{ids['run1']}/calls").body
         assert "15 calls" in fetch(f"{url}/runs/{ids['run1']}/calls").body  # cached
         conn = connect(db)  # a writer records one more (failed) call meanwhile
@@ -356,3 +357,17 @@ def test_full_tree_path_follows_the_chosen_branch(viewer_url, sample):
     assert 'href="?branch=r#node-' in default  # nodes link to the path through them
     assert fetch(url + "?branch=x").status == 400
     assert fetch(url + "?branch=rr").status == 404
+
+
+def test_call_totals_of_newest_runs_are_computed_at_start(sample):
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs, serve_in_thread(create_app(sample.path, warm_runs=2)):
+        deadline = time.monotonic() + 20
+        while len([e for e in logs if e["event"] == "viewer.warm"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    warm = [e for e in logs if e["event"] == "viewer.warm"]
+    assert [(e["run_id"], e["calls"]) for e in warm] == [(sample.ids["run2"], 0), (sample.ids["run1"], 15)]
+    with capture_logs() as logs, serve_in_thread(create_app(sample.path, warm_runs=0)) as url:
+        assert fetch(url + "/").status == 200
+    assert not [e for e in logs if e["event"] == "viewer.warm"]
