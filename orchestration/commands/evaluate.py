@@ -13,6 +13,7 @@ JSON line: evaluation id, status, summary metrics and the report files.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Mapping
@@ -93,6 +94,9 @@ def evaluated_model(cfg: DictConfig) -> EvaluatedModel:
         raise ConfigError("model.kind", kind, " | ".join(MODEL_KINDS))
     sampling = model_sampling(m)
     if kind == "hf":
+        if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
+            raise ConfigError("model", "hf", "a backend whose packages are installed (model=hf needs "
+                                             "pip install 'aloesim[train]': torch, transformers)")
         path = m.get("path")
         if not path:
             raise ConfigError("model.path", path, "the directory of a Hugging Face checkpoint (model=hf model.path=DIR)")
