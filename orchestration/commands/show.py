@@ -127,6 +127,11 @@ def render(view: Any, extra: Any, kind: str, opts: dict[str, Any], console: Cons
         console.print(views.render_case(view, calls=opts["calls"]))
 
 
+def validate(cfg: DictConfig) -> None:
+    """The config checks that need no database (the CLI runs them before any -m job)."""
+    _options(cfg)
+
+
 def run(cfg: DictConfig) -> int:
     kind, ident, opts = _options(cfg)
     conn = connect(cfg.db, readonly=True)  # one-line StoreError when missing / not a database

@@ -56,6 +56,11 @@ def options(cfg: DictConfig) -> dict:
     }
 
 
+def validate(cfg: DictConfig) -> None:
+    """The config checks that need no database or socket (run before any -m job)."""
+    options(cfg)
+
+
 def run(cfg: DictConfig) -> int:
     opts = options(cfg)
     app = create_app(

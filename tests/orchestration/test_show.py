@@ -287,3 +287,11 @@ def test_aloe_show_cli_on_a_real_database(sample, tmp_path):
     before = sample[0].stat().st_mtime_ns
     subprocess.run([*aloe, f"run={sample[1]['run1']}"], capture_output=True, env=env, timeout=120, check=True)
     assert sample[0].stat().st_mtime_ns == before
+
+
+def test_validate_checks_config_without_the_database(tmp_path):
+    missing = tmp_path / "none.db"
+    show_cmd.validate(_cfg(missing, "tree=1"))  # fine: the database is only opened by run()
+    with pytest.raises(ConfigError):
+        show_cmd.validate(_cfg(missing, "tree=1", "run=2"))
+    assert not missing.exists()
