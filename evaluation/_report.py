@@ -253,14 +253,14 @@ def render_plot(report: Mapping[str, Any], path: str | Path, *, dpi: int = 120) 
             xs = np.array([1, K], dtype=float)
             ax.plot(xs, b * xs + a, linestyle="--", color=color, linewidth=1)
     ax.set_xlim(0.75, K + 0.25)
-    ax.set_ylim(1, 5.2)
+    ax.set_ylim(0.8, 5.2)    # scores are 1-5; a margin keeps a curve at 1 or 5 visible
     ax.set_xticks(range(1, K + 1))
     ax.set_xlabel("Conversation turn")
     ax.set_ylabel("Alignment level AL(k)")
     ax.set_title("ALOE: alignment level across turns")
     ax.grid(True, alpha=0.3)
     if report["evaluations"]:
-        ax.legend(loc="lower right", fontsize="small")
+        ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(str(path), format="png")
 
