@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-
 from aloesim.environment import InferredPersona, Message, Node, history_for
 from aloesim.environment.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect
@@ -245,10 +244,12 @@ def export_dataset(
             raise ConfigError("export.kinds", kind, f"one of {list(KINDS)}")
     conn = open_source(db)
     try:
-        n_nodes, n_trees = check_selection(conn, flt, db=db)
+        n_nodes, _ = check_selection(conn, flt, db=db)
         out.mkdir(parents=True, exist_ok=True)
         tmp = {k: out / f".{FILES[k]}.partial-{os.getpid()}" for k in kinds}
-        handles = {k: tmp[k].open("w", encoding="utf-8", newline="\n") for k in kinds}
+        handles = {k: tmp[k].open("wb") for k in kinds}
+        hashes = {k: hashlib.sha256() for k in kinds}
+        sizes = {k: 0 for k in kinds}
         counts = {k: 0 for k in kinds}
         runs: set[int] = set()
         trees: set[int] = set()
@@ -259,7 +260,10 @@ def export_dataset(
                 trees.add(ex.tree_id)
                 turns[ex.turn] = turns.get(ex.turn, 0) + 1
                 for kind in kinds:
-                    handles[kind].write(_dumps(ex.record(kind)) + "\n")
+                    line = (_dumps(ex.record(kind)) + "\n").encode("utf-8")
+                    handles[kind].write(line)
+                    hashes[kind].update(line)
+                    sizes[kind] += len(line)
                     counts[kind] += 1
         except BaseException:
             for fh in handles.values():
@@ -274,7 +278,7 @@ def export_dataset(
     finally:
         conn.close()
 
-    files = {FILES[k]: {"kind": k, "examples": counts[k], "bytes": tmp[k].stat().st_size, "sha256": _sha256(tmp[k])}
+    files = {FILES[k]: {"kind": k, "examples": counts[k], "bytes": sizes[k], "sha256": hashes[k].hexdigest()}
              for k in kinds}
     manifest = {
         "format": "aloesim-trl-export",

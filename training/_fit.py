@@ -30,6 +30,10 @@ def _count(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt:
     return len(ids)
 
 
+def _too_long(tokenizer: Any, prompt: list[dict[str, str]], answers: list[list[dict[str, str]]], max_length: int) -> bool:
+    return max(_count(tokenizer, prompt + a) for a in answers) > max_length
+
+
 def fit_rows(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, *, trim: bool = True) -> tuple[list[dict[str, Any]], FitStats]:
     """Return the rows that fit (prompts trimmed from the oldest turn), with counts.
 
@@ -42,11 +46,8 @@ def fit_rows(rows: list[dict[str, Any]], tokenizer: Any, max_length: int, *, tri
         prompt = list(row["prompt"])
         start = 1 if prompt and prompt[0]["role"] == "system" else 0
 
-        def too_long(p: list[dict[str, str]]) -> bool:
-            return max(_count(tokenizer, p + a) for a in answers) > max_length
-
         cut = False
-        while trim and len(prompt) - start > 1 and too_long(prompt):
+        while trim and len(prompt) - start > 1 and _too_long(tokenizer, prompt, answers, max_length):
             del prompt[start:start + 2]
             cut = True
         if _count(tokenizer, prompt, generation_prompt=True) >= max_length:

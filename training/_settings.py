@@ -81,7 +81,7 @@ class TrainSettings:
         return self.stage.split("+")
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "TrainSettings":
+    def from_config(cls, cfg: Any) -> TrainSettings:
         """Build from a composed ``aloe train`` config (keys ``db``, ``seed``, ``training``)."""
         t = cfg.training
         stage = str(t.stage)

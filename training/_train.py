@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-
 from aloesim.environment.errors import ConfigError, InputError
 from aloesim.environment.store import connect, create_run, finish_run, now
 
 from ._base_model import check_base_model, resolve_base_model
 from ._dataset import features, mix_rows, read_general_messages
-from ._export import FILES, ExportFilter, check_selection, export_dataset, open_source
+from ._export import FILES, ExportFilter, check_selection, export_dataset, open_source, read_manifest
 from ._fit import FitStats, fit_rows
 from ._settings import StageSettings, TrainSettings
 
@@ -110,11 +109,26 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh]
 
 
-def _save(model: Any, tokenizer: Any, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
+def _is_main() -> bool:
+    """True in the process that writes records and renames files (rank 0, or no launcher)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier(settings: TrainSettings) -> None:
+    if settings.world_size > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+def _partial(target: Path) -> Path:
+    return target.with_name(f".{target.name}.partial")
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Rename a fully saved model directory into place (main process only)."""
+    if not _is_main():
+        return
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
@@ -178,10 +192,22 @@ def _load(model_dir: Path) -> tuple[Any, Any]:
 
 
 def _finish(trainer: Any, s: TrainSettings, tokenizer: Any, target: Path, stage: str, out: Any, fit: FitStats) -> StageResult:
-    model = trainer.model
+    tmp = _partial(target)
+    if _is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
     if s.lora.enabled:
-        model = model.merge_and_unload()
-    _save(model, tokenizer, target)
+        # the merged full model (LoRA + ZeRO-3/FSDP merging is not supported: use full fine-tuning there)
+        if _is_main():
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
+    else:
+        trainer.save_model(str(tmp))  # collective under DeepSpeed/FSDP; writes model + tokenizer on rank 0
+        if _is_main():
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+    _barrier(s)
+    _publish(tmp, target)
+    _barrier(s)
     history = list(trainer.state.log_history)
     log.info("train.stage_done", stage=stage, path=str(target), steps=trainer.state.global_step,
              loss=out.metrics.get("train_loss"))
@@ -238,55 +264,70 @@ def _stats(result: TrainResult, manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _record_checkpoint(settings: TrainSettings, run_id: int, r: StageResult, manifest: dict[str, Any]) -> int:
+    data_file = FILES[settings.sft_data if r.stage == "sft" else "dpo"]
+    metrics = {**r.metrics, "data": r.data.as_dict(), "data_sha256": manifest["files"][data_file]["sha256"]}
+    return _write(settings.db, lambda c: c.execute(
+        "INSERT INTO checkpoints (run_id, path, stage, base_model, source_runs, metrics, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (run_id, str(r.path), r.stage, settings.base_model or str(check_base_model(None)),
+         json.dumps(manifest["source_runs"]), json.dumps(metrics, sort_keys=True, default=str), now())).lastrowid)
+
+
+def _write_metrics(out: Path, run_id: int, stages: list[StageResult]) -> None:
+    metrics = {"run_id": run_id, "stages": {r.stage: {"path": str(r.path), "metrics": r.metrics,
+                                                      "data": r.data.as_dict(), "log_history": r.log_history}
+                                            for r in stages}}
+    tmp = out / ".metrics.json.partial"
+    tmp.write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "metrics.json")
+    for stage_dir in [*(out / "trainer").glob("*"), out / "trainer"]:  # drop empty trainer work dirs
+        if stage_dir.is_dir() and not any(stage_dir.iterdir()):
+            stage_dir.rmdir()
+
+
 def train(settings: TrainSettings, config: dict[str, Any] | None = None, config_hash: str = "") -> TrainResult:
-    """Run the configured stages; see the module docstring. Returns where everything went."""
+    """Run the configured stages; see the module docstring. Returns where everything went.
+
+    Under ``accelerate launch`` every process runs this; only rank 0 writes
+    the database, the exported data, the GGUF conversion and the final
+    directories, the others wait for it at barriers."""
     general = check(settings)
-    config = config or {}
-    run_id = _write(settings.db, lambda c: create_run(c, "train", config, config_hash or "train"))
+    main = _is_main()
+    run_id = _write(settings.db, lambda c: create_run(c, "train", config or {}, config_hash or "train")) if main else 0
     out = settings.output_dir.resolve()
     result = TrainResult(run_id, out, Path())
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        export = export_dataset(settings.db, out / "data", ExportFilter(settings.runs, settings.include_incomplete))
-        manifest = export.manifest
-        result.base_model = resolve_base_model(settings.base_model, settings.model_cache_dir)
+        data = out / "data"
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            export_dataset(settings.db, data, ExportFilter(settings.runs, settings.include_incomplete))
+            result.base_model = resolve_base_model(settings.base_model, settings.model_cache_dir)
+        _barrier(settings)
+        manifest = read_manifest(data)
+        if not main:
+            result.base_model = resolve_base_model(settings.base_model, settings.model_cache_dir)
         current = result.base_model
         for i, stage in enumerate(settings.stages):
             target = out / "final" if i == len(settings.stages) - 1 else out / stage
             work = out / "trainer" / stage
             if stage == "sft":
-                rows = _read_rows(out / "data" / FILES[settings.sft_data])
-                res = run_sft(current, rows, settings, target, work, general)
+                res = run_sft(current, _read_rows(data / FILES[settings.sft_data]), settings, target, work, general)
             else:
-                rows = _read_rows(out / "data" / FILES["dpo"])
-                res = run_dpo(current, rows, settings, target, work)
-            res.checkpoint_id = _write(settings.db, lambda c, r=res: c.execute(
-                "INSERT INTO checkpoints (run_id, path, stage, base_model, source_runs, metrics, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, str(r.path), r.stage, settings.base_model or str(check_base_model(None)),
-                 json.dumps(manifest["source_runs"]),
-                 json.dumps({**r.metrics, "data": r.data.as_dict(),
-                             "data_sha256": manifest["files"][FILES[settings.sft_data if r.stage == "sft" else "dpo"]]["sha256"]},
-                            sort_keys=True),
-                 now())).lastrowid)
+                res = run_dpo(current, _read_rows(data / FILES["dpo"]), settings, target, work)
+            if main:
+                res.checkpoint_id = _record_checkpoint(settings, run_id, res, manifest)
             result.stages.append(res)
             current = target
-        metrics = {"run_id": run_id, "stages": {r.stage: {"path": str(r.path), "metrics": r.metrics,
-                                                          "data": r.data.as_dict(), "log_history": r.log_history}
-                                                for r in result.stages}}
-        tmp = out / f".metrics.json.partial-{os.getpid()}"
-        tmp.write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, out / "metrics.json")
-        for stage_dir in (out / "trainer").glob("*"):
-            if stage_dir.is_dir() and not any(stage_dir.iterdir()):
-                stage_dir.rmdir()
-        if (out / "trainer").is_dir() and not any((out / "trainer").iterdir()):
-            (out / "trainer").rmdir()
-        stats = _stats(result, manifest)
-        _write(settings.db, lambda c: finish_run(c, run_id, "complete", stats))
+        if main:
+            _write_metrics(out, run_id, result.stages)
+            stats = _stats(result, manifest)
+            _write(settings.db, lambda c: finish_run(c, run_id, "complete", stats))
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        _write(settings.db, lambda c: finish_run(c, run_id, status, {"error": f"{type(exc).__name__}: {exc}"[:2000]}))
+        if main:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            _write(settings.db, lambda c: finish_run(c, run_id, status, {"error": error}))
         raise
     log.info("train.done", run_id=run_id, final=str(result.final))
     return result

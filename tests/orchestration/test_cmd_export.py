@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from training_trees import build_db  # noqa: E402
-
-from aloesim.orchestration.cli import main  # noqa: E402
+from aloesim.orchestration.cli import main
+from training_trees import build_db
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from training_trees import build_db
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -8,11 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from aloesim.environment.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect
 from aloesim.training import ExportFilter, export_dataset, load_dataset, parse_runs, verify_export
-
 from training_trees import add_node, add_persona, add_run, add_tree
 
 
@@ -54,7 +52,7 @@ def test_exact_messages_for_every_format(tree_db, tmp_path):
 
 
 def test_failed_trees_only_with_include_incomplete(tree_db, tmp_path):
-    db, ids = tree_db
+    db, _ = tree_db
     export_dataset(db, tmp_path / "all", ExportFilter(include_incomplete=True))
     sft = lines(tmp_path / "all" / "sft.jsonl")
     assert len(sft) == 8

@@ -11,9 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from aloesim.training import TrainSettings, bundled_gguf, resolve_base_model, train, verify_export
-
 from test_training_settings import compose_train
 
 pytestmark = pytest.mark.integration

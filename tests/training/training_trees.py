@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aloesim.environment.store import connect
 
+
 def add_run(conn, kind: str = "generate") -> int:
     return conn.execute(
         "INSERT INTO runs (kind, config, config_hash, status, started_at) VALUES (?, ?, ?, 'complete', 0)",
