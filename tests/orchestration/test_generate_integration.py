@@ -240,6 +240,23 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_trees(tmp
     assert run["llm_calls"] >= 4 * trees * turns and run["prompt_tokens"] > 0
 
 
+def test_preference_check_agreement_rate_is_in_the_run_stats(tmp_path: Path, latency_url: str) -> None:
+    db = tmp_path / "judge.db"
+    add_personas(db, 3)
+    args = [*latency_args(db, latency_url, 3, 2), "generation.preference_check=true"]
+    stats = run_to_end(args, uuid.uuid4().hex, tmp_path / "judge.log", timeout=240)
+    assert stats["trees_complete"] == 3 and stats["nodes"] == 6
+    conn = sqlite3.connect(db)
+    verdicts = [json.loads(v) for (v,) in conn.execute("SELECT judge FROM nodes")]
+    assert len(verdicts) == 6 and all({"agrees", "disagrees", "preferred_first", "preferred_second"} <= set(v)
+                                      for v in verdicts)
+    assert stats["preference_agreement"] == round(sum(v["agrees"] for v in verdicts) / 6, 4)
+    (run_stats,) = conn.execute("SELECT stats FROM runs").fetchone()
+    assert json.loads(run_stats)["preference_agreement"] == stats["preference_agreement"]
+    judge_calls = conn.execute("SELECT COUNT(*) FROM llm_calls WHERE role = 'preference_judge'").fetchone()[0]
+    assert judge_calls == 12  # both orders for every node
+
+
 # -- against the real embedded model -------------------------------------------
 
 def test_embedded_model_grows_complete_trees_and_survives_a_sigkill(tmp_path: Path) -> None:
