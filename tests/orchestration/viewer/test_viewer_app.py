@@ -371,3 +371,45 @@ def test_call_totals_of_newest_runs_are_computed_at_start(sample):
     with capture_logs() as logs, serve_in_thread(create_app(sample.path, warm_runs=0)) as url:
         assert fetch(url + "/").status == 200
     assert not [e for e in logs if e["event"] == "viewer.warm"]
+
+
+def test_empty_database_and_a_tree_without_nodes(tmp_path):
+    from rich.console import Console
+
+    from aloesim.environment.store import connect
+    from aloesim.orchestration import show
+
+    db = tmp_path / "empty.db"
+    connect(db, create=True).close()
+    with serve_in_thread(create_app(db)) as url:
+        index = fetch(url + "/")
+        assert index.status == 200 and "No runs in this database yet." in index.body
+        conn = connect(db)
+        run = conn.execute(
+            "INSERT INTO runs (kind, config, config_hash, started_at) VALUES ('generate', '{}', 'h', 0)"
+        ).lastrowid
+        a = conn.execute(
+            "INSERT INTO persona_items (kind, text, source, created_at) VALUES ('profile', 'P', 'seed', 0)"
+        ).lastrowid
+        b = conn.execute(
+            "INSERT INTO persona_items (kind, text, source, created_at) VALUES ('personality', 'Q', 'seed', 0)"
+        ).lastrowid
+        persona = conn.execute(
+            "INSERT INTO personas (profile_id, personality_id, created_at) VALUES (?, ?, 0)", (a, b)
+        ).lastrowid
+        tree = conn.execute(
+            "INSERT INTO trees (run_id, persona_id, mode, turns, seed, created_at) VALUES (?, ?, 'path', 3, 0, 0)",
+            (run, persona),
+        ).lastrowid
+        conn.close()
+        page = fetch(f"{url}/trees/{tree}")
+        assert page.status == 200 and "No nodes yet." in page.body and "tree-path" not in page.body
+        assert fetch(f"{url}/runs/{run}").status == 200
+        assert "No LLM calls recorded" in fetch(f"{url}/runs/{run}/calls").body
+    console = Console(record=True, width=100)
+    conn = connect(db, readonly=True)
+    console.print(show.render_tree(show.load_tree(conn, tree)))
+    console.print(show.render_run(show.load_run(conn, run)))
+    conn.close()
+    out = console.export_text()
+    assert "(no nodes yet)" in out and "pending" in out
