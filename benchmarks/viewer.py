@@ -149,6 +149,12 @@ def main() -> None:
         print(f"concurrent mix           {results['concurrent_mix']}")
     worst = max([p["p95_ms"] for p in results["pages"].values()] + [results["run_calls_cold_ms"]])
     results["worst_p95_ms"] = worst
+    results["notes"] = (
+        "Response times of full HTTP responses (uvicorn in a thread, stdlib client, one connection per request). "
+        "run_calls_cold_ms is the first visit of a run's per-role call totals with the warm-up disabled: it "
+        "reads every call of the run; afterwards the page is served from a cache keyed on the run's newest "
+        "call id. The machine is shared: see machine.load_average_1_5_15."
+    )
     results["all_p95_under_1s"] = worst < 1000
     path = write_results(args.out, results)
     print(f"worst p95 {worst} ms; wrote {path}")
