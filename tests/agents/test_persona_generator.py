@@ -105,7 +105,7 @@ async def test_real_small_model_writes_parseable_items(embedded_url: str) -> Non
     paper = yaml.safe_load(resources.files("aloesim.conf").joinpath("prompts", "paper.yaml").read_text())
     backend = Backend(BackendSettings(base_url=embedded_url), [embedded_url], cache=False)
     try:
-        gen = PersonaGenerator(backend, paper, Sampling(temperature=0.8, max_tokens=160))
+        gen = PersonaGenerator(backend, paper, Sampling(temperature=0.8, max_tokens=100))
         items = await gen(GenerationRequest("profile", tuple(seed_items("profile")[:3]), 5, iteration=0, seed=11))
     finally:
         await backend.aclose()
