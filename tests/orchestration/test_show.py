@@ -295,3 +295,26 @@ def test_validate_checks_config_without_the_database(tmp_path):
     with pytest.raises(ConfigError):
         show_cmd.validate(_cfg(missing, "tree=1", "run=2"))
     assert not missing.exists()
+
+
+def test_public_names():
+    import aloesim.orchestration.viewer as viewer
+
+    assert sorted(viewer.__all__) == [
+        "SAMPLE",
+        "create_app",
+        "serve_in_thread",
+        "write_sample",
+        "write_synthetic",
+    ]
+    assert {
+        "load_tree",
+        "load_run",
+        "load_evaluation",
+        "load_case",
+        "render_tree",
+        "tree_markdown",
+        "to_json",
+    } <= set(show.__all__)
+    assert all(hasattr(show, name) for name in show.__all__)
+    assert show_cmd.HELP and show_cmd.PLAIN_KEYS == ("tree", "run", "evaluation", "case", "eval")
