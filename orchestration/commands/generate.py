@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from ...environment import stable_int
 from ...environment.errors import ConfigError
 from ...environment.store import PERSONAS_SQL, Store, finish_run, persona_from_row
-from .._generate import ROLES, GenerationSettings, Progress, TreeJob, grow_trees
+from .._generate import ROLES, GenerationSettings, Progress, TreeJob, _concurrency, grow_trees
 from .._models import make_roles, model_pool, role_backend_settings, role_sampling
 from .._progress import reporter, snapshot
 from .._runs import find_or_create_run
@@ -68,6 +68,8 @@ async def generate(cfg: DictConfig) -> dict:
     for role in roles_needed:  # every bad value fails before the database is touched
         role_backend_settings(cfg, role)
         role_sampling(cfg, role)
+        _concurrency(cfg, role)
+    _concurrency(cfg, "preference_judge")  # grow_trees reads it even when the check is off
     seed = int(cfg.seed)
     started = time.monotonic()
     async with Store.open(cfg.db) as store:

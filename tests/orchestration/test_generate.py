@@ -452,3 +452,20 @@ def test_bad_shard_is_a_config_error(shard: str) -> None:
     with pytest.raises(ConfigError) as info:
         GenerationSettings.from_config(compose_config("generate", [f"generation.shard='{shard}'"]).generation)
     assert info.value.key == "generation.shard"
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("generation.shard=5/3", "generation.shard"),
+    ("generation.mode=bushy", "generation.mode"),
+    ("generation.turns=0", "generation.turns"),
+    ("agents.rejected.concurrency=0", "agents.rejected.concurrency"),
+    ("agents.preferred.temperature=3", "agents.preferred.temperature"),
+])
+def test_bad_generate_config_fails_before_the_database_is_touched(tmp_path: Path, override: str, key: str) -> None:
+    from aloesim.orchestration.commands import generate as cmd
+
+    db = tmp_path / "never.db"
+    with pytest.raises(ConfigError) as info:
+        cmd.run(cfg_for(db, override))
+    assert info.value.key == key and "\n" not in str(info.value)
+    assert not db.exists()
