@@ -27,10 +27,9 @@ import httpx2
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
-
-from aloesim.agents.gateway import Backend, BackendSettings, Sampling, StoreRecorder  # noqa: E402
-from aloesim.environment.store import Store  # noqa: E402
+from _common import write_results
+from aloesim.agents.gateway import Backend, BackendSettings, Sampling, StoreRecorder
+from aloesim.environment.store import Store
 
 URL = "http://bench.test/v1"
 BODY = {
@@ -64,29 +63,29 @@ async def main(n: int, concurrency: int) -> dict:
     client = openai.AsyncOpenAI(base_url=URL, api_key="x", max_retries=0,
                                 http_client=openai.DefaultAsyncHttpxClient(transport=transport))
     settings = BackendSettings(kind="openai", model="bench", base_url=URL, concurrency=max(concurrency, 1))
-    msgs = lambda tag, i: [{"role": "user", "content": f"{tag} {i}"}]  # noqa: E731
+    msgs = lambda tag, i: [{"role": "user", "content": f"{tag} {i}"}]
     sampling = Sampling(max_tokens=16, seed=0)
     results: dict[str, dict[str, float]] = {}
 
     async def bare(tag: str):
         return lambda i: client.chat.completions.create(model="bench", messages=msgs(tag, i), max_tokens=16)
 
+    def via(backend: Backend, tag: str):
+        return lambda i: backend.chat(msgs(tag, i), role="b", sampling=sampling)
+
     for c in (1, concurrency):
         row = results.setdefault(f"concurrency_{c}", {})
         await timed(20, c, await bare("warm"))
         row["bare_us"] = round(await timed(n, c, await bare(f"bare{c}")), 1)
         backend = Backend(settings, [URL], transport=transport)
-        row["gateway_us"] = round(await timed(n, c, lambda i: backend.chat(msgs(f"gw{c}", i), role="b",
-                                                                            sampling=sampling)), 1)
+        row["gateway_us"] = round(await timed(n, c, via(backend, f"gw{c}")), 1)
         await backend.aclose()
         with tempfile.TemporaryDirectory() as tmp:
             async with Store.open(Path(tmp) / "bench.db") as store:
                 backend = Backend(settings, [URL], transport=transport, recorder=StoreRecorder(store))
-                call = lambda i: backend.chat(msgs(f"rec{c}", i), role="b", sampling=sampling)  # noqa: E731
-                row["recorded_us"] = round(await timed(n, c, call), 1)
+                row["recorded_us"] = round(await timed(n, c, via(backend, f"rec{c}")), 1)
                 fresh = Backend(settings, [URL], transport=transport, recorder=StoreRecorder(store))
-                row["cached_us"] = round(await timed(n, c, lambda i: fresh.chat(msgs(f"rec{c}", i), role="b",
-                                                                                  sampling=sampling)), 1)
+                row["cached_us"] = round(await timed(n, c, via(fresh, f"rec{c}")), 1)  # same requests again
                 assert fresh.stats["cached"] == n, fresh.stats
                 await backend.aclose()
                 await fresh.aclose()

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from aloesim.orchestration.cli import available_commands
 
 ALOE = str(Path(sys.executable).with_name("aloe"))
@@ -18,7 +17,7 @@ ALOE = str(Path(sys.executable).with_name("aloe"))
 
 def aloe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([ALOE, *args], cwd=cwd, capture_output=True, text=True, timeout=180, env=env)
+    return subprocess.run([ALOE, *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=180, env=env)
 
 
 def one_line_error(out: subprocess.CompletedProcess[str]) -> str:

@@ -5,13 +5,26 @@ allowed, ``-m`` sweeps expand in Hydra's order, and the CLI turns a lone
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 
 import pytest
-
+import structlog
 from aloesim.environment.errors import AloeError, ConfigError, StoreError
 from aloesim.orchestration._config import compose_config, group_options, sweep_combinations
 from aloesim.orchestration.cli import _lone_aloe_error, available_commands, main
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``main`` configures logging onto capsys's stream; undo that for later tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
 
 COMMANDS = sorted(p.name[:-5] for p in resources.files("aloesim.conf").iterdir()
                   if p.name.endswith(".yaml") and p.name != "base.yaml")

@@ -8,8 +8,7 @@ from functools import partial
 
 import anyio
 import pytest
-
-from aloesim.agents.gateway import PeakLimiter, Sampling, TokenBucket
+from aloesim.agents.gateway import Endpoint, PeakLimiter, Sampling, TokenBucket
 from gateway_fakes import FakeServer, completion, make_backend
 
 pytestmark = pytest.mark.anyio
@@ -162,3 +161,11 @@ async def test_tpm_charges_the_tokens_actually_used(usage: int, min_wait: float)
     assert wait >= min_wait, wait
     if min_wait == 0.0:
         assert wait < 0.5, wait
+
+
+def test_connection_pool_is_sized_to_the_concurrency_limit() -> None:
+    # a custom http client would otherwise fall back to httpx2's defaults (100 connections)
+    ep = Endpoint("http://pool.test/v1", "key", 3, 30.0)
+    pool = ep.client._client._transport._pool  # the real httpx2 transport's connection pool
+    assert (pool._max_connections, pool._max_keepalive_connections) == (3, 3)
+    assert ep.limit.total == 3 and ep.client.max_retries == 0  # the gateway does the retrying

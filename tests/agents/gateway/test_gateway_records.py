@@ -14,12 +14,11 @@ from pathlib import Path
 import httpx2
 import pytest
 import structlog
-from pydantic import BaseModel
-
 from aloesim.agents.gateway import Backend, BackendSettings, CallContext, Sampling, StoreRecorder
 from aloesim.environment.errors import ConfigError, LLMError
 from aloesim.environment.store import Store, connect
 from gateway_fakes import URL, FakeServer, completion, make_backend, status
+from pydantic import BaseModel
 
 pytestmark = pytest.mark.anyio
 
@@ -199,7 +198,7 @@ async def test_api_key_is_sent_but_never_logged_stored_or_raised(
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     dumped = 0
     for table in tables:
-        for row in conn.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 (names from sqlite_master)
+        for row in conn.execute(f'SELECT * FROM "{table}"'):
             assert key not in repr(row), table
             dumped += 1
     conn.close()

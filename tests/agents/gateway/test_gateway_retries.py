@@ -8,7 +8,6 @@ import random
 
 import httpx2
 import pytest
-
 from aloesim.agents.gateway import RetryBudget, Sampling
 from aloesim.environment.errors import LLMError
 from gateway_fakes import URL, FakeServer, completion, make_backend, status

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from aloesim.environment.errors import StoreError
 from aloesim.environment.store import SCHEMA_VERSION, Store, connect
 
@@ -154,7 +153,7 @@ def test_read_only_file_and_folder_are_store_errors(tmp_path: Path) -> None:
     if os.geteuid() == 0:  # root ignores permissions: drop the capabilities that let it
         cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", *cmd]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     finally:
         ro_dir.chmod(0o755)
     lines = out.stdout.splitlines()
