@@ -298,7 +298,7 @@ def test_validate_checks_config_without_the_database(tmp_path):
 
 
 def test_public_names():
-    import aloesim.orchestration.viewer as viewer
+    from aloesim.orchestration import viewer
 
     assert sorted(viewer.__all__) == [
         "SAMPLE",
@@ -318,3 +318,54 @@ def test_public_names():
     } <= set(show.__all__)
     assert all(hasattr(show, name) for name in show.__all__)
     assert show_cmd.HELP and show_cmd.PLAIN_KEYS == ("tree", "run", "evaluation", "case", "eval")
+
+
+def test_calls_recorded_by_the_gateway_recorder_render(tmp_path):
+    """A call written by the gateway's own recorder through the real Store lands
+    on its node, with its messages and parameters readable."""
+    import anyio
+    from aloesim.agents.gateway import CallContext, CallRecord, StoreRecorder
+    from aloesim.environment.store import Store
+
+    db = tmp_path / "recorded.db"
+    ids = write_sample(db)
+    request = {
+        "model": "SmolLM2-135M-Instruct",
+        "messages": [
+            {"role": "system", "content": "Recorded system prompt"},
+            {"role": "user", "content": "Hi"},
+        ],
+        "temperature": 0.0,
+        "max_tokens": 16,
+    }
+
+    async def record() -> None:
+        async with Store.open(db) as store:
+            await StoreRecorder(store, run_id=ids["run1"]).record(
+                CallRecord(
+                    role="inducer",
+                    endpoint="http://127.0.0.1:1/v1",
+                    model="SmolLM2-135M-Instruct",
+                    context=CallContext(run_id=ids["run1"], tree_id=ids["tree"], turn=1, branch=""),
+                    request=request,
+                    response='{"profile": null}',
+                    prompt_tokens=30,
+                    completion_tokens=5,
+                    latency_s=0.125,
+                    attempts=2,
+                    cached=False,
+                    error=None,
+                    cache_key="k",
+                ),
+                None,
+            )
+
+    anyio.run(record)
+    conn = connect(db, readonly=True)
+    tree = show.load_tree(conn, ids["tree"])
+    conn.close()
+    call = tree.nodes[0].calls[-1]
+    assert call.messages[0] == {"role": "system", "content": "Recorded system prompt"}
+    assert call.params == {"model": "SmolLM2-135M-Instruct", "temperature": 0.0, "max_tokens": 16}
+    out = _text(show.render_tree(tree, calls=True))
+    assert "Recorded system prompt" in out and "0.12s" in out and '"max_tokens": 16' in out
