@@ -4,7 +4,9 @@ typed error every final failure becomes."""
 
 from __future__ import annotations
 
+import email.utils
 import random
+from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
@@ -168,3 +170,21 @@ async def test_a_retry_varies_the_seed_so_it_does_not_replay_the_same_sample() -
     await backend.aclose()
     assert result.attempts == 3
     assert [s.body["seed"] for s in server.seen] == [10, 11, 12]
+
+
+async def test_retry_after_as_http_date_is_honoured() -> None:
+    when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    server = FakeServer([status(429, {"retry-after": when}), "fine"])
+    backend = make_backend(server)
+    await backend.chat(HELLO, role="user")
+    await backend.aclose()
+    assert server.seen[1].at - server.seen[0].at >= 1.0  # the date has one-second resolution
+
+
+@pytest.mark.parametrize("value", ["soon", "", "-5", "Wed, 99 Foo 2015"])
+async def test_unusable_retry_after_falls_back_to_backoff(value: str) -> None:
+    server = FakeServer([status(429, {"retry-after": value, "retry-after-ms": "x"}), "fine"])
+    backend = make_backend(server)
+    result = await backend.chat(HELLO, role="user")
+    await backend.aclose()
+    assert result.attempts == 2 and server.seen[1].at - server.seen[0].at < 1.0
