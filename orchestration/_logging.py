@@ -3,7 +3,8 @@
 Console rendering on a TTY, JSON lines otherwise; ``merge_contextvars``
 first so ``bound_contextvars(run_id=..., actor=..., tree_id=...)`` shows on
 every line. Library loggers that could echo request headers (openai,
-httpx2) are held at WARNING.
+httpx2) are held at WARNING; what stdlib loggers do emit goes through the
+same renderer (a JSON stream stays JSON lines).
 """
 
 from __future__ import annotations
@@ -41,7 +42,24 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> No
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=logging.WARNING, stream=stream)
+    # stdlib records (libraries) go through the same renderer: JSON lines stay JSON lines
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_aloe", False)]
+    if not root.handlers:  # like basicConfig: leave handlers someone else installed (pytest) alone
+        handler = logging.StreamHandler(stream)
+        handler._aloe = True  # type: ignore[attr-defined]
+        handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+            ],
+        ))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
     for name in ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "sentence_transformers",
                  "transformers", "datasets"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -110,3 +110,40 @@ def test_auto_is_json_on_a_real_pipe() -> None:
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stderr.strip().splitlines()[-1])
     assert (record["event"], record["run_id"], record["tree_id"], record["ok"]) == ("piped", 1, 2, True)
+
+
+def test_library_warnings_are_json_lines_too() -> None:
+    code = textwrap.dedent("""
+        import logging
+        import structlog
+        from aloesim.orchestration._logging import configure_logging
+        configure_logging("INFO", "auto")
+        with structlog.contextvars.bound_contextvars(run_id=5):
+            logging.getLogger("openai").warning("library says %s", "careful")
+            logging.getLogger("openai").info("held back")
+            structlog.get_logger("x").info("ours")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stderr.strip().splitlines()]  # every line is JSON
+    assert [r["event"] for r in records] == ["library says careful", "ours"]
+    assert records[0]["level"] == "warning" and records[0]["logger"] == "openai" and records[0]["run_id"] == 5
+
+
+def test_library_exceptions_are_one_json_record() -> None:
+    code = textwrap.dedent("""
+        import logging
+        from aloesim.orchestration._logging import configure_logging
+        configure_logging("INFO", "json")
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            logging.getLogger("somelib").exception("it broke")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    record = json.loads(lines[0])
+    assert record["event"] == "it broke" and record["level"] == "error" and "ZeroDivisionError" in record["exception"]
