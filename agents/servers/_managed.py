@@ -44,6 +44,8 @@ async def managed_servers(backend: Mapping[str, Any]) -> AsyncIterator[list[Mana
             get("port"),
             get("n_ctx", 4096),
             get("n_threads"),
+            n_batch=get("n_batch", 128),
+            prompt_cache_mb=get("prompt_cache_mb", 256),
             model_alias=get("model"),
             log_dir=get("log_dir"),
         )

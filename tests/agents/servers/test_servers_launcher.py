@@ -73,11 +73,23 @@ def test_fixed_port_in_use_is_a_server_error(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        with pytest.raises(ServerError, match=f"127.0.0.1:{port}.*not available"):
+        with pytest.raises(ServerError, match=f"127.0.0.1:{port}: port is not available"):
             embedded_specs(None, 1, port, log_dir=tmp_path)
-        # the second of n servers is checked too
-        with pytest.raises(ServerError, match=f"127.0.0.1:{port}"):
-            embedded_specs(None, 2, port - 1, log_dir=tmp_path)
+
+
+def test_every_port_of_several_servers_is_checked(tmp_path: Path) -> None:
+    for _ in range(20):  # find a free port whose successor we can occupy
+        first = free_ports(1)[0]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", first + 1))
+            except OSError:
+                continue
+            sock.listen()
+            with pytest.raises(ServerError, match=f"127.0.0.1:{first + 1}: port is not available"):
+                embedded_specs(None, 2, first, log_dir=tmp_path)
+            return
+    pytest.fail("no free pair of ports found")
 
 
 # ---- launcher --------------------------------------------------------------
@@ -234,7 +246,7 @@ def test_missing_or_foreign_gguf_is_a_config_error(tmp_path: Path) -> None:
 def test_llama_server_command_flags(tmp_path: Path) -> None:
     argv = llama_server_command(Path("/m/x.gguf"), 1234, n_ctx=2048, n_threads=2, model_alias="tiny")
     assert argv[:3] == [sys.executable, "-m", "llama_cpp.server"]
-    opts = dict(zip(argv[3::2], argv[4::2]))
+    opts = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert opts == {
         "--model": "/m/x.gguf",
         "--model_alias": "tiny",
@@ -243,10 +255,18 @@ def test_llama_server_command_flags(tmp_path: Path) -> None:
         "--n_ctx": "2048",
         "--n_threads": "2",
         "--n_threads_batch": "2",
+        "--n_batch": "128",
+        "--n_ubatch": "128",
+        "--logits_all": "False",
         "--interrupt_requests": "False",
         "--verbose": "False",
+        "--cache": "True",
+        "--cache_type": "ram",
+        "--cache_size": str(256 * 2**20),
     }
     assert "--chat_format" not in argv  # the chat template comes from the GGUF
+    no_cache = llama_server_command(Path("/m/x.gguf"), 1, prompt_cache_mb=0, extra_args=["--seed", "7"])
+    assert "--cache" not in no_cache and no_cache[-2:] == ["--seed", "7"]
 
 
 def test_embedded_specs_ports_threads_and_validation(tmp_path: Path) -> None:
@@ -265,6 +285,8 @@ def test_embedded_specs_ports_threads_and_validation(tmp_path: Path) -> None:
     free = embedded_specs(None, 2, None, log_dir=tmp_path)
     assert not any(s.port_fixed for s in free) and free[0].port != free[1].port
     for kwargs, key in [
+        ({"prompt_cache_mb": -1}, "backend.prompt_cache_mb"),
+        ({"n_batch": 0}, "backend.n_batch"),
         ({"n": 0}, "backend.servers"),
         ({"n_ctx": -5}, "backend.n_ctx"),
         ({"n_threads": 0}, "backend.n_threads"),
