@@ -3,10 +3,12 @@ complaints into one line that names the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Sequence
 from importlib import resources
 
+import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
@@ -48,6 +50,11 @@ def one_line(exc: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
 
 def compose_config(command: str, overrides: Sequence[str]) -> DictConfig:
     """Compose ``conf/<command>.yaml`` with the overrides (struct mode: unknown keys fail)."""
+    # Keys a command declares plain (e.g. `aloe show evaluation=3`) would read as a
+    # choice of the config group of the same name: set them after composing.
+    plain = set(_plain_keys(command))
+    late = [o for o in overrides if o.split("=", 1)[0] in plain]
+    overrides = [o for o in overrides if o not in late]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
@@ -57,10 +64,21 @@ def compose_config(command: str, overrides: Sequence[str]) -> DictConfig:
     finally:
         GlobalHydra.instance().clear()
     try:
+        for item in late:
+            key, raw = item.split("=", 1)
+            cfg[key] = yaml.safe_load(raw) if raw else None
         OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as exc:
-        raise one_line(exc, overrides) from None
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:
+        raise one_line(exc, [*overrides, *late]) from None
     return cfg
+
+
+def _plain_keys(command: str) -> tuple[str, ...]:
+    try:
+        module = importlib.import_module(f"aloesim.orchestration.commands.{command}")
+    except ImportError:
+        return ()
+    return tuple(getattr(module, "PLAIN_KEYS", ()))
 
 
 def sweep_combinations(overrides: Sequence[str]) -> list[list[str]]:

@@ -166,6 +166,10 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
+    # 1 -> 2: a covering index for per-run call summaries (viewer, aloe runs).
+    """
+    CREATE INDEX llm_calls_run_role ON llm_calls(run_id, role, attempts, prompt_tokens, completion_tokens, latency_s, error);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
