@@ -469,3 +469,53 @@ def test_bad_generate_config_fails_before_the_database_is_touched(tmp_path: Path
         cmd.run(cfg_for(db, override))
     assert info.value.key == key and "\n" not in str(info.value)
     assert not db.exists()
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("path", 4), ("full", 7)])
+async def test_an_interrupted_run_resumes_from_the_committed_nodes(tmp_path: Path, mode: str, expected: int) -> None:
+    """Cancel grow_trees in the middle (as Ctrl-C would), several times, then let it finish:
+    no node is asked for twice once committed, none is lost, none is duplicated."""
+    db = tmp_path / "g.db"
+    add_personas(db, 5)
+    turns = 4 if mode == "path" else 3
+    cfg = cfg_for(db, "generation.trees=5", f"generation.turns={turns}", f"generation.mode={mode}")
+    settings = GenerationSettings.from_config(cfg.generation)
+    committed_before: list[int] = []
+    asked_again: list[str] = []
+    for attempt in range(4):
+        conn = connect(db)
+        done = {f"{r[0]}:{r[1]}" for r in conn.execute("SELECT tree_id, branch FROM nodes")}
+        conn.close()
+        committed_before.append(len(done))
+
+        scope = anyio.CancelScope()
+        calls: list[str] = []
+
+        def script(req: ScriptedRequest, done=done, scope=scope, calls=calls, attempt=attempt) -> Any:
+            if tag(req) in done:
+                asked_again.append(tag(req))
+            calls.append(tag(req))
+            if attempt < 3 and len(calls) == 25:
+                scope.cancel()  # interrupted in the middle of some turns
+            return echo_reply(req)
+
+        async with Store.open(db) as store:
+            run_id, _ = await find_or_create_run(store, "generate", cfg)
+            jobs, _ = await _select_trees(store, run_id, settings, int(cfg.seed), False)
+            roles, _ = scripted_roles(cfg, script, delay=0.01)
+            with anyio.fail_after(60), scope:
+                await grow_trees(store, run_id, jobs, roles, settings, cfg)
+    assert committed_before == sorted(committed_before)
+    assert 0 < committed_before[1] < committed_before[3] < 5 * expected, committed_before  # cut mid-growth
+    assert asked_again == []
+    trees = tree_rows(db)
+    assert [t["status"] for t in trees] == ["complete"] * 5
+    assert all(len(nodes_of(db, t["id"])) == expected for t in trees)
+    conn = connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+
+
+def echo_reply(req: ScriptedRequest) -> Any:
+    if req.role == "inducer":
+        return {"profile": f"p {tag(req)}", "personalities": None}
+    return f"{req.role} {tag(req)}"
