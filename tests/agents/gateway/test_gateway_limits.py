@@ -7,9 +7,10 @@ import time
 from functools import partial
 
 import anyio
+import httpx2
 import pytest
 from aloesim.agents.gateway import Endpoint, PeakLimiter, Sampling, TokenBucket
-from gateway_fakes import FakeServer, completion, make_backend
+from gateway_fakes import FakeServer, completion, make_backend, status
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +170,44 @@ def test_connection_pool_is_sized_to_the_concurrency_limit() -> None:
     pool = ep.client._client._transport._pool  # the real httpx2 transport's connection pool
     assert (pool._max_connections, pool._max_keepalive_connections) == (3, 3)
     assert ep.limit.total == 3 and ep.client.max_retries == 0  # the gateway does the retrying
+
+
+def _dead_replica(seen):
+    if seen.host == "dead.test":
+        raise httpx2.ConnectError("connection refused")
+    return completion(f"from {seen.host}")
+
+
+async def test_a_dead_replica_is_avoided_after_it_fails() -> None:
+    urls = ["http://dead.test/v1", "http://alive.test/v1"]  # the dead one first: ties would pick it
+    server = FakeServer(default=_dead_replica)
+    backend = make_backend(server, urls=urls, max_retries=2)
+    results = [await backend.chat([{"role": "user", "content": str(i)}], role="user") for i in range(5)]
+    await backend.aclose()
+    assert all(r.text == "from alive.test" for r in results)
+    assert results[0].attempts == 2  # the first call found out, the retry went to the other replica
+    assert all(r.attempts == 1 for r in results[1:])  # later calls skip the dead one while it cools down
+    assert [s.host for s in server.seen].count("dead.test") == 1
+
+
+async def test_a_cooled_down_replica_is_tried_again() -> None:
+    urls = ["http://flaky.test/v1", "http://steady.test/v1"]
+    script = [httpx2.ConnectError("refused")]
+    server = FakeServer(default=lambda seen: script.pop() if (script and seen.host == "flaky.test")
+                        else completion(seen.host))
+    backend = make_backend(server, urls=urls, backoff_max=0.2)
+    await backend.chat([{"role": "user", "content": "a"}], role="user")
+    await anyio.sleep(0.3)  # longer than the cool-down (backoff_max)
+    result = await backend.chat([{"role": "user", "content": "b"}], role="user")
+    await backend.aclose()
+    assert result.text == "flaky.test"  # back in rotation
+
+
+async def test_when_every_replica_failed_they_are_all_still_tried() -> None:
+    urls = ["http://a.test/v1", "http://b.test/v1"]
+    server = FakeServer([status(503), status(503), "third"])
+    backend = make_backend(server, urls=urls, max_retries=3)
+    result = await backend.chat([{"role": "user", "content": "x"}], role="user")
+    await backend.aclose()
+    assert result.text == "third" and result.attempts == 3
+    assert [s.host for s in server.seen][:2] == ["a.test", "b.test"]
