@@ -101,7 +101,7 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     if parsed.tzinfo is None:  # an HTTP date is GMT
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        parsed = parsed.replace(tzinfo=datetime.UTC)
     return max(0.0, parsed.timestamp() - time.time())
 
 
