@@ -278,3 +278,29 @@ async def test_reads_see_committed_writes(tmp_path: Path) -> None:
         assert await store.fetchone("SELECT * FROM events WHERE kind = ?", ("nope",)) is None
         row = (await store.fetchall("SELECT kind FROM events"))[0]
         assert row["kind"] == "x"
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
+    import threading
+
+    db = tmp_path / "race.db"
+    conns: list[sqlite3.Connection] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            conns.append(connect(db, create=True))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(conns) == 6
+    assert {c.execute("PRAGMA user_version").fetchone()[0] for c in conns} == {SCHEMA_VERSION}
+    tables = [r[0] for r in conns[0].execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    assert len(tables) == len(set(tables)) and TABLES <= set(tables)
+    for c in conns:
+        c.close()
