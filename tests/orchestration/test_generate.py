@@ -495,7 +495,7 @@ async def test_an_interrupted_run_resumes_from_the_committed_nodes(tmp_path: Pat
             if tag(req) in done:
                 asked_again.append(tag(req))
             calls.append(tag(req))
-            if attempt < 3 and len(calls) == 25:
+            if attempt < 3 and len(calls) == (25 if attempt == 0 else 45):
                 scope.cancel()  # interrupted in the middle of some turns
             return echo_reply(req)
 
@@ -506,7 +506,7 @@ async def test_an_interrupted_run_resumes_from_the_committed_nodes(tmp_path: Pat
             with anyio.fail_after(60), scope:
                 await grow_trees(store, run_id, jobs, roles, settings, cfg)
     assert committed_before == sorted(committed_before)
-    assert 0 < committed_before[1] < committed_before[3] < 5 * expected, committed_before  # cut mid-growth
+    assert 0 < committed_before[1] < committed_before[2] < 5 * expected, committed_before  # cut mid-growth twice
     assert asked_again == []
     trees = tree_rows(db)
     assert [t["status"] for t in trees] == ["complete"] * 5
