@@ -3,10 +3,10 @@
 Real files are not always clean, so the reader accepts a byte-order mark (at
 the start of the file or of any line), blank lines, and several JSON values
 back to back on one line. Anything else it cannot read (invalid JSON, a
-value that is not a string, an empty string, bytes that are not UTF-8, an
-empty file) raises ``InputError`` naming the file, the line and the column,
-and nothing of the file is returned: callers parse every file fully before
-they touch the database.
+value that is not a string, an empty string, bytes that are not UTF-8, a
+line longer than ``MAX_LINE_CHARS``, an empty file) raises ``InputError``
+naming the file, the line and the column, and nothing of the file is
+returned: callers parse every file fully before they touch the database.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = ["read_items", "write_items", "write_objects"]
 _BOM = "\ufeff"
 _DECODER = json.JSONDecoder()
 _SPACE = " \t\r\f\v" + _BOM
+MAX_LINE_CHARS = 100_000  # one persona item is a sentence or a paragraph; a longer line is a broken file
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -50,6 +51,9 @@ def read_items(path: str | os.PathLike[str]) -> list[str]:
     text = _decode(path, raw)
     items: list[str] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise InputError(str(path), f"line is {len(line):,} characters long; at most {MAX_LINE_CHARS:,}"
+                             " allowed (one item per line)", lineno)
         pos = 0
         while True:
             while pos < len(line) and line[pos] in _SPACE:
