@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
@@ -104,19 +105,13 @@ class ModelPool:
     async def urls(self, s: BackendSettings) -> list[str]:
         if not s.managed:
             return list(s.urls)
-        key = json.dumps([s.kind, s.model, s.gguf, s.servers, s.port, s.n_ctx, s.n_threads, s.parallel])
+        spec = {**{k: v for k, v in asdict(s).items() if k != "extra"}, **s.extra}
+        key = json.dumps(spec, sort_keys=True, default=str)
         if key not in self._servers:
-            if s.kind == "embedded":
-                from ..agents.servers import embedded_servers
+            from ..agents.servers import managed_servers
 
-                cm = embedded_servers(gguf=s.gguf, n=s.servers, port=s.port, n_ctx=s.n_ctx,
-                                      n_threads=s.n_threads, parallel=s.parallel, startup_timeout=s.startup_timeout)
-            else:
-                from ..agents.servers import vllm_server
-
-                cm = vllm_server(s.model, port=s.port, extra_args=s.extra.get("args") or [],
-                                 startup_timeout=s.startup_timeout)
-            self._servers[key] = list(await self._stack.enter_async_context(cm))
+            servers = await self._stack.enter_async_context(managed_servers(spec))
+            self._servers[key] = [server.url for server in servers]
         return self._servers[key]
 
     async def backend(self, s: BackendSettings, *, name: str | None = None) -> Backend:

@@ -35,7 +35,6 @@ class BackendSettings:
     port: int | None = None
     n_ctx: int = 4096
     n_threads: int | None = None
-    parallel: int = 4
     startup_timeout: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)   # anything else (e.g. vLLM server args)
 
@@ -64,7 +63,7 @@ class BackendSettings:
             raise bad("kind", self.kind, " | ".join(KINDS))
         if self.dialect not in DIALECTS:
             raise bad("dialect", self.dialect, " | ".join(DIALECTS))
-        for key in ("concurrency", "servers", "parallel", "n_ctx"):
+        for key in ("concurrency", "servers", "n_ctx"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise bad(key, value, "an integer >= 1")
