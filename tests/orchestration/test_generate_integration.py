@@ -271,6 +271,61 @@ def test_preference_check_agreement_rate_is_in_the_run_stats(tmp_path: Path, lat
     assert judge_calls == 12  # both orders for every node
 
 
+def test_a_sweep_gives_one_run_per_combination_and_aloe_runs_shows_their_differences(tmp_path: Path,
+                                                                                   latency_url: str) -> None:
+    db = tmp_path / "sweep.db"
+    add_personas(db, 2)
+    args = [a for a in latency_args(db, latency_url, 2, 1) if not a.startswith("generation.turns")]
+    proc = subprocess.run([*ALOE, "generate", "-m", *args, "agents.preferred.temperature=0.2,0.8",
+                           "generation.turns=1,2"], env=env_for(uuid.uuid4().hex), cwd=ROOT, capture_output=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    listed = subprocess.run([*ALOE, "runs", f"db={db}", "format=json"], env=env_for("x"), cwd=ROOT, check=True,
+                            capture_output=True, timeout=60)
+    runs = json.loads(listed.stdout)
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"complete"}
+    combos = {(r["differences"]["agents.preferred.temperature"], r["differences"]["generation.turns"]) for r in runs}
+    assert combos == {(0.2, 1), (0.2, 2), (0.8, 1), (0.8, 2)}
+    assert all(set(r["differences"]) == {"agents.preferred.temperature", "generation.turns"} for r in runs)
+    assert sorted(r["nodes"] for r in runs) == [2, 2, 4, 4]
+    assert all(r["llm_calls"] > 0 and r["wall_s"] is not None for r in runs)
+    text = subprocess.run([*ALOE, "runs", f"db={db}"], env=env_for("x"), cwd=ROOT, check=True, capture_output=True,
+                          timeout=60).stdout.decode()
+    assert "agents.preferred.temperature=0.8 generation.turns=2" in text
+
+
+def test_shards_in_parallel_then_aloe_merge_equal_one_unsharded_run(tmp_path: Path, latency_url: str) -> None:
+    """The documented recipe: N processes with generation.shard=I/N, then aloe merge."""
+    dbs = [tmp_path / f"shard_{i}.db" for i in range(3)]
+    whole, out = tmp_path / "whole.db", tmp_path / "all.db"
+    for db in (*dbs, whole):
+        add_personas(db, 9)
+    marker = uuid.uuid4().hex
+    procs = [start([*latency_args(db, latency_url, 1000, 2), f"generation.shard={i}/3"], marker, tmp_path / f"{i}.log")
+             for i, db in enumerate(dbs)]
+    procs.append(start(latency_args(whole, latency_url, 1000, 2), marker, tmp_path / "whole.log"))
+    for p in procs:
+        assert p.wait(timeout=240) == 0
+    merged = subprocess.run([*ALOE, "merge", f"db={out}", f"inputs=[{','.join(map(str, dbs))}]"], env=env_for("x"),
+                            cwd=ROOT, capture_output=True, timeout=120, check=False)
+    assert merged.returncode == 0, merged.stderr.decode()
+    lines = [json.loads(line) for line in merged.stdout.decode().splitlines()]
+    assert [line["input"] for line in lines] == [str(db) for db in dbs]
+    assert sum(line["added"]["trees"] for line in lines) == 9
+    assert tree_content(out) == tree_content(whole) and len(tree_content(whole)) == 18
+    conn = sqlite3.connect(out)
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 3
+    assert conn.execute("SELECT COUNT(*) FROM personas").fetchone()[0] == 9
+    # again: nothing added
+    again = subprocess.run([*ALOE, "merge", f"db={out}", f"inputs=[{dbs[0]}]"], env=env_for("x"), cwd=ROOT,
+                           capture_output=True, timeout=120, check=True)
+    assert sum(json.loads(again.stdout)["added"].values()) == 0
+    bad = subprocess.run([*ALOE, "merge", f"db={out}", f"inputs=[{dbs[0]},{tmp_path / 'nope.db'}]"],
+                         env=env_for("x"), cwd=ROOT, capture_output=True, timeout=120, check=False)
+    assert bad.returncode != 0 and bad.stdout == b""
+    assert bad.stderr.decode().count("\n") == 1 and "nope.db" in bad.stderr.decode()
+
+
 # -- against the real embedded model -------------------------------------------
 
 def test_embedded_model_grows_complete_trees_and_survives_a_sigkill(tmp_path: Path) -> None:
