@@ -163,6 +163,9 @@ class Backend:
         self.tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._rng = random.Random(seed)
         self.stats = {"calls": 0, "cached": 0, "retries": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        # a server may echo the key in an error body: such text is scrubbed before it is
+        # logged, recorded or raised (the key itself lives only in the SDK clients)
+        self._redact = _redactor(api_key if api_key != NO_KEY else None)
         del api_key
 
     async def aclose(self) -> None:
@@ -179,6 +182,10 @@ class Backend:
         now = time.monotonic()
         healthy = [ep for ep in self.endpoints if ep.cool_until <= now] or self.endpoints
         return min(healthy, key=lambda ep: ep.outstanding)
+
+    def _clip(self, text: str, limit: int = 200) -> str:
+        """Server or model text made fit for a reason: key scrubbed first, then shortened."""
+        return _short(self._redact(str(text)), limit)
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.settings.backoff_max, self.settings.backoff_base * (2 ** (attempt - 1)))
@@ -232,7 +239,7 @@ class Backend:
                     tries["seed"] = params["seed"] + attempt - 1  # a retry must not replay the same sample
                 result = await self._attempt(endpoint, messages, tries, schema, role)
             except _Retryable as exc:
-                reason = exc.reason
+                reason = self._redact(exc.reason)
                 if exc.endpoint_fault and len(self.endpoints) > 1:
                     cool = exc.retry_after if exc.retry_after is not None else self.settings.backoff_max
                     endpoint.cool_until = time.monotonic() + min(cool, 120.0)
@@ -250,8 +257,9 @@ class Backend:
                 await anyio.sleep(min(delay, 120.0))
                 continue
             except LLMError as exc:
-                await self._fail(role, endpoint, context, request, key, start, attempt, exc.reason)
-                raise LLMError(role, endpoint.base_url, exc.reason, attempt) from None
+                reason = self._redact(exc.reason)
+                await self._fail(role, endpoint, context, request, key, start, attempt, reason)
+                raise LLMError(role, endpoint.base_url, reason, attempt) from None
             latency = time.monotonic() - start
             result = ChatResult(
                 text=result.text, parsed=result.parsed, prompt_tokens=result.prompt_tokens,
@@ -310,11 +318,11 @@ class Backend:
             status = exc.status_code
             if status in RETRY_STATUS:
                 raise _Retryable(f"HTTP {status}", _retry_after(exc.response.headers), endpoint_fault=True) from None
-            raise LLMError(role, ep.base_url, f"HTTP {status}: {_short(exc.message)}") from None
+            raise LLMError(role, ep.base_url, f"HTTP {status}: {self._clip(exc.message)}") from None
         except openai.APIConnectionError as exc:
-            raise _Retryable(f"connection error: {_short(str(exc.__cause__ or exc))}", endpoint_fault=True) from None
+            raise _Retryable(f"connection error: {self._clip(str(exc.__cause__ or exc))}", endpoint_fault=True) from None
         except (json.JSONDecodeError, openai.APIResponseValidationError, ValueError) as exc:
-            raise _Retryable(f"malformed response: {_short(str(exc))}") from None
+            raise _Retryable(f"malformed response: {self._clip(str(exc))}") from None
         finally:
             ep.outstanding -= 1
         usage = getattr(resp, "usage", None)
@@ -333,7 +341,7 @@ class Backend:
                 parsed = schema.model_validate(json.loads(text, strict=False))
             except (json.JSONDecodeError, ValidationError) as exc:
                 detail = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _first_error(exc)
-                raise _Retryable(f"invalid structured output: {_short(detail)}; reply was {_short(text, 120)!r}") from None
+                raise _Retryable(f"invalid structured output: {self._clip(detail)}; reply was {self._clip(text, 120)!r}") from None
             text = parsed.model_dump_json()
         return ChatResult(text=text, parsed=parsed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
@@ -342,6 +350,13 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ())) or "reply"
     return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def _redactor(secret: str | None):
+    """A function that replaces ``secret`` in a text with a mask."""
+    if not secret:
+        return lambda text: text
+    return lambda text: text.replace(secret, "[redacted]")
 
 
 def _short(text: str, limit: int = 200) -> str:
