@@ -170,8 +170,9 @@ async def test_api_key_is_sent_but_never_logged_stored_or_raised(
     db = tmp_path / "secret.db"
     server = FakeServer([
         "ok",                                               # a success
-        status(401, message="invalid api key"),             # refused: not retried
-        status(503), httpx2.ConnectError("refused"),        # retried, then exhausted
+        lambda seen: status(401, message=f"Incorrect API key provided: {seen.headers['authorization'][7:]}"),
+        lambda seen: status(503, message=f"overloaded ({seen.headers['authorization']})"),  # echoes the key
+        httpx2.ConnectError("refused"),                     # retried, then exhausted
         '{"nope": 1}', '{"nope": 2}',                       # never valid structured output
     ])
     errors: list[BaseException] = []
