@@ -81,3 +81,12 @@ def test_command_help_shows_its_config(tmp_path: Path) -> None:
 def test_version(tmp_path: Path, flag: str) -> None:
     out = aloe(flag, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.startswith("aloesim ")
+
+
+def test_multirun_runs_the_commands_own_checks_on_every_job_first(tmp_path: Path) -> None:
+    # job 1 alone would run (and fail on the missing database); job 2's format is refused
+    # by the command's validate(), so no job may start
+    out = aloe("show", "-m", "db=x.db", "tree=1", "show.format=json,bogus", cwd=tmp_path)
+    line = one_line_error(out)
+    assert "show.format='bogus'" in line and "[aloe -m] job" not in out.stderr
+    assert not list(tmp_path.iterdir())
