@@ -35,3 +35,16 @@ def test_wheel_installs_rooms_under_one_namespace(tmp_path: Path) -> None:
         for init in (ROOT / room).rglob("__init__.py"):
             assert f"aloesim/{init.relative_to(ROOT).as_posix()}" in names, init
 
+
+
+def test_pyproject_lists_every_package_of_the_tree() -> None:
+    import tomllib
+
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "aloesim." + init.parent.relative_to(ROOT).as_posix().replace("/", ".")
+        for room in ROOMS
+        for init in (ROOT / room).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert declared == found
