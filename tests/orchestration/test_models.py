@@ -17,7 +17,8 @@ def test_roles_default_to_the_top_level_backend() -> None:
     assert s.kind == "embedded" and s.managed and s.model == "SmolLM2-135M-Instruct"
 
 
-def test_a_role_can_use_a_preset_and_its_own_model() -> None:
+def test_a_role_can_use_a_preset_and_its_own_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     cfg = compose_config("generate", ["agents.judge.backend=openai", "agents.judge.model=gpt-4o-mini"])
     judge = role_backend_settings(cfg, "judge")
     assert (judge.kind, judge.model, judge.api_key_env, judge.dialect) == ("openai", "gpt-4o-mini", "OPENAI_API_KEY", "openai")
