@@ -165,10 +165,17 @@ def iter_examples(conn: sqlite3.Connection, flt: ExportFilter = ExportFilter(), 
 
 
 def open_source(db: str | Path) -> sqlite3.Connection:
-    """Open the database read-only (export never writes it)."""
+    """Open the database read-only (export never writes its data). A database
+    of an older schema version is first migrated, as every command does."""
     path = Path(db)
     if not path.exists():
         raise StoreError(str(path), "no such database (check db=)")
+    try:
+        return connect(path, readonly=True)
+    except StoreError as exc:
+        if "is older" not in exc.reason:
+            raise
+    connect(path).close()  # migrate once
     return connect(path, readonly=True)
 
 

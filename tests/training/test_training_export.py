@@ -165,3 +165,27 @@ def test_load_dataset_from_dir_and_db(tree_db, tmp_path):
         assert load_dataset(source, "sft_rejected")[0]["completion"] == [A("r[root]")]
     with pytest.raises(ConfigError, match="kind"):
         load_dataset(db, "ppo")
+
+
+
+def test_older_schema_is_migrated_then_read(tmp_path):
+    import sqlite3
+
+    from aloesim.environment.store import SCHEMA_VERSION
+    from aloesim.environment.store._schema import MIGRATIONS
+
+    if SCHEMA_VERSION < 2:
+        pytest.skip("only one schema version so far")
+    db = tmp_path / "old.db"
+    raw = sqlite3.connect(db)
+    raw.executescript(MIGRATIONS[0])  # a database written by the first aloesim release
+    raw.execute("PRAGMA user_version = 1")
+    t = add_tree(raw, add_run(raw), add_persona(raw, 1))
+    add_node(raw, t, "", "preferred", parent=None)
+    raw.commit()
+    raw.close()
+    res = export_dataset(db, tmp_path / "out")
+    assert res.counts["sft"] == 1
+    raw = sqlite3.connect(db)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    raw.close()
