@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from .._runs import identity, plain_config
 from ...training import TrainSettings, train
+from .._runs import identity, plain_config
 
 HELP = "fine-tune a model on the trees of db: TRL SFT then DPO (training.stage=sft|dpo|sft+dpo)"
 

@@ -66,6 +66,7 @@ def test_help_lists_the_training_config(capsys):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(1200)
 def test_aloe_train_acceptance_interface(db, tmp_path, tmp_path_factory):
     """`aloe train db=PATH training.stage=sft+dpo training.max_steps=N training.output_dir=DIR`
     in a subprocess, as the acceptance check runs it (tiny sequences to stay quick)."""

@@ -14,12 +14,12 @@ import pytest
 from aloesim.training import TrainSettings, bundled_gguf, resolve_base_model, train, verify_export
 from test_training_settings import compose_train
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # minutes on 2 busy CPU cores
 
 
 def model_cache(tmp_path_factory) -> Path:
     """One conversion cache for the whole test session (the GGUF converts once)."""
-    return tmp_path_factory.getbasetemp() / "aloesim-models"
+    return tmp_path_factory.getbasetemp() / "aloesim-cache" / "models"  # = $ALOESIM_CACHE/models of test_cmd_train
 
 
 @pytest.fixture(scope="module")
