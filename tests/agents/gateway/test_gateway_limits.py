@@ -181,7 +181,7 @@ def _dead_replica(seen):
 async def test_a_dead_replica_is_avoided_after_it_fails() -> None:
     urls = ["http://dead.test/v1", "http://alive.test/v1"]  # the dead one first: ties would pick it
     server = FakeServer(default=_dead_replica)
-    backend = make_backend(server, urls=urls, max_retries=2)
+    backend = make_backend(server, urls=urls, max_retries=2, backoff_max=5.0)  # cool-down: 5 s
     results = [await backend.chat([{"role": "user", "content": str(i)}], role="user") for i in range(5)]
     await backend.aclose()
     assert all(r.text == "from alive.test" for r in results)
