@@ -206,7 +206,7 @@ async def test_a_cooled_down_replica_is_tried_again() -> None:
 async def test_when_every_replica_failed_they_are_all_still_tried() -> None:
     urls = ["http://a.test/v1", "http://b.test/v1"]
     server = FakeServer([status(503), status(503), "third"])
-    backend = make_backend(server, urls=urls, max_retries=3)
+    backend = make_backend(server, urls=urls, max_retries=3, backoff_max=5.0)  # both cool down: both still tried
     result = await backend.chat([{"role": "user", "content": "x"}], role="user")
     await backend.aclose()
     assert result.text == "third" and result.attempts == 3
