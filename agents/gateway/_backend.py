@@ -48,6 +48,7 @@ from ._types import CallContext, ChatResult, Sampling
 log = structlog.get_logger(__name__)
 
 _POST_OPTIONS: Any = {"security": {"bearer_auth": True}}  # what create() passes: send the API key
+POOL_PER_CLIENT = 32  # connections per AsyncOpenAI client of an endpoint (see Endpoint)
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 NO_KEY = "sk-no-key-required"
 
@@ -65,21 +66,47 @@ class Endpoint:
     def __init__(self, base_url: str, api_key: str, concurrency: int, timeout: float,
                  transport: httpx2.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        # Size the pool to the limit: a custom client otherwise drops the SDK's pool limits.
-        http_client = openai.DefaultAsyncHttpxClient(
-            limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
-            **({"transport": transport} if transport is not None else {}),
-        )
-        self.client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout, http_client=http_client
-        )
+        # Several clients when the limit is high: httpx2's pool scans (and probes the socket
+        # of) every idle connection on each request, so one pool of thousands costs more CPU
+        # per call than many small ones. The pools together hold exactly the limit.
+        n = -(-concurrency // POOL_PER_CLIENT)
+        sizes = [concurrency // n + (i < concurrency % n) for i in range(n)]
+        self.clients = [self._client(api_key, size, timeout, transport) for size in sizes]
+        self.client = self.clients[0]
+        self._in_flight = [0] * n  # requests in flight per client
         self.limit = PeakLimiter(concurrency)
         self.outstanding = 0  # waiting for or holding the limit
         self.cool_until = 0.0  # after a timeout / connection error / HTTP error: avoided until then
 
+    def _client(self, api_key: str, pool: int, timeout: float,
+                transport: httpx2.AsyncBaseTransport | None) -> openai.AsyncOpenAI:
+        # Size the pool to the limit: a custom client otherwise drops the SDK's pool limits.
+        http_client = openai.DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
+            timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
+            **({"transport": transport} if transport is not None else {}),
+        )
+        return openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout, http_client=http_client
+        )
+
+    async def post(self, body: dict[str, Any]) -> ChatCompletion:
+        """POST a chat completion through the least busy client (call it holding ``limit``:
+        then that client's pool always has a free connection)."""
+        i = min(range(len(self.clients)), key=self._in_flight.__getitem__) if len(self.clients) > 1 else 0
+        self._in_flight[i] += 1
+        try:
+            # the SDK's own POST, without ``chat.completions.create``'s walk of every
+            # message against the TypedDict params (about 0.1 ms of CPU per message:
+            # the largest client cost of long conversations); same request body
+            return await self.clients[i].post("/chat/completions", body=body, cast_to=ChatCompletion,
+                                              options=_POST_OPTIONS)
+        finally:
+            self._in_flight[i] -= 1
+
     async def aclose(self) -> None:
-        await self.client.close()
+        for client in self.clients:
+            await client.close()
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -305,11 +332,7 @@ class Backend:
         try:
             async with ep.limit:
                 with anyio.fail_after(self.settings.timeout + 10):
-                    # the SDK's own POST, without ``chat.completions.create``'s walk of every
-                    # message against the TypedDict params (about 0.1 ms of CPU per message:
-                    # the largest client cost of long conversations); same request body
-                    resp = await ep.client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion,
-                                                options=_POST_OPTIONS)
+                    resp = await ep.post(kwargs)
         except TimeoutError:
             raise _Retryable("timeout", endpoint_fault=True) from None
         except openai.APITimeoutError:
