@@ -11,6 +11,7 @@ stopped, shielded, when the block exits, whatever happened inside.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
@@ -70,7 +71,12 @@ def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
         base, prefix = _plain(choice), f"agents.{role}.backend"
     if role_cfg.get("model"):
         base["model"] = role_cfg.get("model")
-    return BackendSettings.from_config(base, prefix=prefix)
+    settings = BackendSettings.from_config(base, prefix=prefix)
+    # a missing key is a config mistake: found here, before any command opens its database
+    if settings.api_key_env and not os.environ.get(settings.api_key_env):
+        raise ConfigError(f"{prefix}.api_key_env", settings.api_key_env,
+                          "the name of a set environment variable holding the API key")
+    return settings
 
 
 def role_sampling(cfg: DictConfig, role: str) -> Sampling:
