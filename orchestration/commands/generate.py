@@ -10,7 +10,6 @@ import structlog
 from omegaconf import DictConfig
 
 from ...environment import stable_int
-from ...environment.errors import ConfigError
 from ...environment.store import PERSONAS_SQL, Store, finish_run, persona_from_row
 from .._generate import ROLES, GenerationSettings, Progress, TreeJob, _concurrency, grow_trees
 from .._models import make_roles, model_pool, role_backend_settings, role_sampling
