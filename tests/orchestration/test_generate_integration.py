@@ -225,6 +225,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_trees(tmp
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+    print(f"\nkill test: seed {seed}, {kills} kills, nodes committed after each: {progress}, "
+          f"final invocation: {stats.get('this_invocation', stats)}")
     assert kills >= 3, f"seed {seed}: only {kills} kills landed before completion ({progress})"
     assert progress == sorted(progress), (seed, progress)
     assert reference.returncode == 0
