@@ -281,6 +281,9 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
                                        seed=p.spec.seed, run_id=outcome.run_id)
                 source = f"second judge {p.second_judge.kind}:{p.second_judge.model}"
         data = await load_evaluation(store, outcome.evaluation_id)
+        faults = await store.fetchone(  # the run's totals, over every invocation (as `aloe runs` shows them)
+            "SELECT COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls WHERE run_id = ?", (outcome.run_id,))
         report = await anyio.to_thread.run_sync(
             lambda: build_report([data], n_boot=p.n_boot, seed=p.spec.seed, level=p.level, labels=labels,
                                  labels_source=source))
@@ -293,7 +296,8 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
         "evaluation_id": outcome.evaluation_id, "status": entry["status"], "resumed": outcome.resumed,
         "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
         "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
-        "failed_cases": entry["failures"]["cases"], "seconds": round(outcome.seconds, 1),
+        "failed_cases": entry["failures"]["cases"], "retries": faults[0], "call_failures": faults[1],
+        "seconds": round(outcome.seconds, 1),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
         "report": {k: str(v) for k, v in paths.items()},
     }
