@@ -1,7 +1,9 @@
 """Merging aloesim databases (e.g. one per shard) into one, without duplicates.
 
 Every input is checked before the output is touched (it exists, is an
-aloesim database of this schema version, is not the output). Then each
+aloesim database of this or an older schema version, which is then
+migrated as every command does, passes SQLite's quick check, is not the
+output). Then each
 input is copied in ONE transaction on the output: rows are matched to rows
 already there by a natural key, new rows get new ids, and every reference
 (run, persona item, persona, tree, parent node, evaluation, case) is
@@ -111,11 +113,13 @@ def check_input(path: str | Path, out: Path) -> None:
     missing = {t.name for t in TABLES} - tables
     if version == 0 or missing:
         raise InputError(str(p), "is not an aloesim database (no aloesim tables)")
-    if version != SCHEMA_VERSION:
-        raise InputError(str(p), f"schema version {version}, this aloesim writes {SCHEMA_VERSION}; "
-                                 "open it once with this aloesim (e.g. aloe runs) to migrate, or upgrade")
+    if version > SCHEMA_VERSION:
+        raise InputError(str(p), f"schema version {version} is newer than this aloesim understands "
+                                 f"({SCHEMA_VERSION}); upgrade aloesim")
     if ok != "ok":
         raise InputError(str(p), f"fails the SQLite integrity check: {ok}")
+    if version < SCHEMA_VERSION:
+        connect(p).close()  # an older aloesim database: migrated, as every command does
 
 
 class _Merger:

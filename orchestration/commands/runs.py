@@ -15,6 +15,7 @@ is opened read-only.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 from collections import defaultdict
@@ -22,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ...environment.errors import ConfigError
+from ...environment.errors import ConfigError, StoreError
 from ...environment.store import connect
 from .._runs import config_differences
 
@@ -44,9 +45,20 @@ def _json(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _open(db: str) -> sqlite3.Connection:
+    """Read-only; a database of an older schema version is migrated first, as every command does."""
+    try:
+        return connect(db, readonly=True)
+    except StoreError as exc:
+        if "is older" not in exc.reason:
+            raise
+    connect(db).close()
+    return connect(db, readonly=True)
+
+
 def list_runs(db: str, kind: str | None = None) -> list[dict[str, Any]]:
     """One dict per run (oldest first) with its counts and config differences."""
-    conn = connect(db, readonly=True)
+    conn = _open(db)
     try:
         where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
         runs = conn.execute(f"SELECT * FROM runs {where} ORDER BY id", params).fetchall()

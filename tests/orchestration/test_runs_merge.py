@@ -170,7 +170,7 @@ async def test_bad_inputs_change_nothing(tmp_path: Path) -> None:
     with sqlite3.connect(newer) as c:
         c.execute("PRAGMA user_version = 999")
     cases = [(tmp_path / "missing.db", "no such database"), (junk, "not an SQLite database"),
-             (plain, "not an aloesim database"), (newer, "schema version 999"), (tmp_path, "is a directory")]
+             (plain, "not an aloesim database"), (newer, "schema version 999 is newer"), (tmp_path, "is a directory")]
     # a fresh output is not even created
     for bad, reason in cases:
         with pytest.raises(InputError) as info:
@@ -274,3 +274,37 @@ def test_runs_rejects_bad_values_and_missing_databases(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         runs_cmd.run(compose(tmp_path / "x.db"))
     assert not (tmp_path / "x.db").exists()
+
+
+def old_database(path: Path) -> Path:
+    """A database as the first aloesim release wrote it (schema version 1), with one run and tree."""
+    from aloesim.environment.store._schema import MIGRATIONS
+
+    raw = sqlite3.connect(path)
+    raw.executescript(MIGRATIONS[0])
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute("INSERT INTO runs (kind, config, config_hash, status, started_at) VALUES ('generate', '{}', 'h',"
+                " 'complete', 1.0)")
+    for kind, text in (("profile", "old profile"), ("personality", "old personality")):
+        raw.execute("INSERT INTO persona_items (kind, text, source, created_at) VALUES (?, ?, 'seed', 0)", (kind, text))
+    raw.execute("INSERT INTO personas (profile_id, personality_id, created_at) VALUES (1, 2, 0)")
+    raw.execute("INSERT INTO trees (run_id, persona_id, mode, turns, seed, status, created_at)"
+                " VALUES (1, 1, 'path', 1, 5, 'complete', 0)")
+    raw.execute("INSERT INTO nodes (tree_id, turn, branch, user_message, preferred, rejected, continued, created_at)"
+                " VALUES (1, 1, '', 'hi', 'p', 'r', 'preferred', 0)")
+    raw.commit()
+    raw.close()
+    return path
+
+
+def test_older_databases_are_migrated_then_listed_and_merged(tmp_path: Path) -> None:
+    from aloesim.environment.store import SCHEMA_VERSION
+
+    if SCHEMA_VERSION < 2:
+        pytest.skip("only one schema version so far")
+    old = old_database(tmp_path / "old.db")
+    (run,) = runs_cmd.list_runs(str(old))
+    assert run["nodes"] == 1 and run["trees"] == {"complete": 1}
+    old2 = old_database(tmp_path / "old2.db")
+    (result,) = merge_databases(tmp_path / "out.db", [old2])
+    assert result.added["nodes"] == 1
