@@ -187,3 +187,19 @@ async def test_empty_pool_is_refused(tmp_path: Path) -> None:
     async with Store.open(tmp_path / "a.db") as store:
         with pytest.raises(ValueError, match="empty"):
             await grow_pool(store, "profile", FakeGenerator(), HashEmbedder(), GrowthSettings(target=5))
+
+
+def test_lone_error_unwraps_groups() -> None:
+    from aloesim.environment.errors import LLMError
+    from aloesim.environment.personas import lone_error
+
+    one = LLMError("generator", "x", "down")
+    with pytest.raises(LLMError) as info, lone_error():
+        raise ExceptionGroup("g", [ExceptionGroup("inner", [one])])
+    assert info.value is one
+    two = LLMError("generator", "y", "down too")
+    with pytest.raises(LLMError) as info, lone_error():
+        raise ExceptionGroup("g", [one, two])
+    assert info.value is one                      # all deliberate errors: the first one
+    with pytest.raises(ExceptionGroup), lone_error():
+        raise ExceptionGroup("g", [one, KeyError("bug")])  # a bug among them keeps the group
