@@ -61,14 +61,21 @@ async def _select_trees(store: Store, run_id: int, settings: GenerationSettings,
     return jobs, len(chosen)
 
 
-async def generate(cfg: DictConfig) -> dict:
+def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
+    """Check every value before anything is opened or started (also run by ``-m``
+    for every job of a sweep before the first one runs)."""
     settings = GenerationSettings.from_config(cfg.generation)
     roles_needed = list(ROLES) + (["preference_judge"] if settings.preference_check else [])
-    for role in roles_needed:  # every bad value fails before the database is touched
+    for role in roles_needed:
         role_backend_settings(cfg, role)
         role_sampling(cfg, role)
         _concurrency(cfg, role)
     _concurrency(cfg, "preference_judge")  # grow_trees reads it even when the check is off
+    return settings, roles_needed
+
+
+async def generate(cfg: DictConfig) -> dict:
+    settings, roles_needed = validate(cfg)  # every bad value fails before the database is touched
     seed = int(cfg.seed)
     started = time.monotonic()
     async with Store.open(cfg.db) as store:
