@@ -4,24 +4,28 @@
 
 Each command composes the Hydra config ``conf/<command>.yaml`` with the
 overrides and calls ``aloesim.orchestration.commands.<command>.run(cfg)``.
-``-m`` runs one job per combination of comma-separated values through
-Hydra's multirun (its launcher plugins included). Deliberate errors
+``-m`` runs one job per combination of comma-separated values, one after
+another in this process; with ``hydra/launcher=NAME`` (or any ``hydra.*``
+override) the sweep goes to Hydra's own multirun and its launcher plugins
+(joblib on one host, submitit on Slurm, ray). Every combination is validated
+before the first job runs. Deliberate errors
 (``AloeError``) print one line and exit non-zero; only bugs keep their
 traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..environment.errors import AloeError
 from . import commands as _commands_pkg
-from ._config import compose_config, sweep_combinations
+from ._config import CONFIG_MODULE, compose_config, sweep_combinations
 from ._logging import configure_logging
 
 ORDER = ["demo", "serve", "personas", "generate", "runs", "merge", "export", "train", "evaluate", "report",
@@ -71,7 +75,39 @@ def _lone_aloe_error(exc: BaseException) -> AloeError | None:
     return exc if isinstance(exc, AloeError) else None
 
 
+def _hydra_job(command: str, cfg: DictConfig) -> int:
+    """One job of a Hydra-launched sweep (module level, so launchers can pickle it)."""
+    log_cfg = cfg.get("log") or {}
+    configure_logging(log_cfg.get("level", "INFO"), log_cfg.get("format", "auto"))
+    module = importlib.import_module(f"{_commands_pkg.__name__}.{command}")
+    try:
+        code = int(module.run(cfg) or 0)
+    except AloeError as exc:
+        code = _err(command, exc)
+    if code:
+        raise SystemExit(code)  # stop the sweep with this job's exit code
+    return code
+
+
+def _hydra_multirun(command: str, app: list[str], hydra_overrides: list[str]) -> int:
+    """Hand the sweep to Hydra itself, so its launcher plugins (joblib, submitit,
+    ray) run the jobs; chosen with ``hydra/launcher=NAME`` or any ``hydra.*`` key."""
+    from hydra import version
+    from hydra._internal.utils import _run_hydra, get_args_parser
+
+    version.setbase("1.3")
+    defaults = ["hydra.sweep.dir=aloe-multirun/${now:%Y-%m-%d_%H-%M-%S}", "hydra.job.chdir=false",
+                f"hydra.job.name=aloe-{command}"]
+    parser = get_args_parser()
+    args = parser.parse_args(["--multirun", *defaults, *hydra_overrides, *app])
+    _run_hydra(args=args, args_parser=parser, task_function=functools.partial(_hydra_job, command),
+               config_path=f"pkg://{CONFIG_MODULE}", config_name=command)
+    return 0
+
+
 def _multirun(command: str, overrides: list[str]) -> int:
+    hydra_overrides = [o for o in overrides if o.startswith(("hydra/", "hydra.", "+hydra"))]
+    overrides = [o for o in overrides if o not in hydra_overrides]
     jobs = sweep_combinations(overrides)
     module = importlib.import_module(f"{_commands_pkg.__name__}.{command}")
     validate = getattr(module, "validate", None)  # optional: a command's checks that need no side effects
@@ -79,6 +115,8 @@ def _multirun(command: str, overrides: list[str]) -> int:
         cfg = compose_config(command, job)
         if validate is not None:
             validate(cfg)
+    if hydra_overrides:
+        return _hydra_multirun(command, overrides, hydra_overrides)
     worst = 0
     for i, job in enumerate(jobs):
         print(f"[aloe -m] job {i + 1}/{len(jobs)}: {' '.join(job)}", file=sys.stderr)
