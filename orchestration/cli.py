@@ -68,11 +68,23 @@ def run_command(command: str, overrides: Sequence[str]) -> int:
     return int(module.run(cfg) or 0)
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 def _lone_aloe_error(exc: BaseException) -> AloeError | None:
-    """The AloeError behind ``exc`` when it is one, alone in (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, AloeError) else None
+    """The AloeError behind ``exc`` when (nested) exception groups hold only
+    AloeErrors, besides the broken or closed streams of tasks whose peer died
+    of them (a full disk fails several writers at once): the first of them."""
+    import anyio
+
+    leaves = [leaf for leaf in _leaves(exc)
+              if not isinstance(leaf, (anyio.BrokenResourceError, anyio.ClosedResourceError))]
+    if leaves and all(isinstance(leaf, AloeError) for leaf in leaves):
+        return leaves[0]  # type: ignore[return-value]
+    return None
 
 
 def _hydra_job(command: str, cfg: DictConfig) -> int:

@@ -111,12 +111,14 @@ def write_benchmark(folder: Path, profiles: int = 2, personalities: int = 2) -> 
 
 
 def file_state(path: Path) -> str | None:
-    """SHA-256 of a file and its -wal/-journal side files (None when absent)."""
+    """SHA-256 of a database file and of its -wal/-journal side files when they
+    hold anything (None when the database is absent). An empty -wal (and the
+    -shm index) is what a read-only SQLite connection leaves behind."""
     if not path.exists():
         return None
     h = hashlib.sha256()
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")):
-        if p.exists():
+        if p.exists() and p.stat().st_size:
             h.update(p.name.encode() + p.read_bytes())
     return h.hexdigest()
 

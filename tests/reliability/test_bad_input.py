@@ -1,0 +1,227 @@
+"""Bad input (issue 7): every mistake below gets a one-line error naming the
+problem (file and line where there is one), a non-zero exit, no traceback,
+and leaves the database exactly as it was (or not created).
+
+An unreachable server is not knowable before the run starts (and a server
+that goes away mid-run must not lose the run), so it is handled like any
+other fault: each call is retried with backoff, then the trees fail with
+the connection error as their reason, the command prints its summary and
+exits 3; the run can be resumed with ``retry_failed=true`` once the server
+is back. Nothing is half-written: every tree is either complete or failed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import add_personas, aloe, backend_args, file_state, write_benchmark
+
+pytestmark = pytest.mark.integration
+
+GEN = ["generation.trees=2", "generation.turns=2", "generation.progress=off"]
+
+
+def one_line_error(done, *needles: str) -> str:
+    assert done.code != 0, done.out
+    assert "Traceback" not in done.err and "Traceback" not in done.out, done.err
+    lines = [line for line in done.err.splitlines() if line.strip()]
+    assert len(lines) == 1, done.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Path:
+    """A database with two personas (an existing run's state to protect)."""
+    db = tmp_path / "seeded.db"
+    add_personas(db, 2)
+    return db
+
+
+def jsonl(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+BAD_FILES = {
+    "malformed": (b'"a fine profile with enough words in it"\n{"broken": \n', ":2:", "invalid JSON"),
+    "empty": (b"", "", "file is empty"),
+    "not_utf8": (b'"a fine profile with enough words in it"\n"caf\xe9 owner who walks"\n', ":2:", "not UTF-8"),
+    "huge_line": (b'"' + b"a" * 10_000_000 + b'"\n', ":1:", "characters long"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+@pytest.mark.parametrize("command", ["personas", "evaluate"])
+def test_bad_jsonl_files(tmp_path: Path, seeded: Path, server, kind: str, command: str) -> None:
+    data, where, what = BAD_FILES[kind]
+    bad = jsonl(tmp_path, f"{kind}.jsonl", data)
+    before = file_state(seeded)
+    if command == "personas":
+        done = aloe("personas", f"db={seeded}", f"import.profiles={bad}")
+    else:
+        good = write_benchmark(tmp_path)
+        done = aloe("evaluate", f"db={seeded}", f"benchmark.profiles={bad}", good[1],
+                    *backend_args(server.base_url), f"model.base_url={server.base_url}", "model=openai",
+                    f"evaluation.out_dir={tmp_path / 'out'}")
+    one_line_error(done, f"{bad}{where}", what)
+    assert file_state(seeded) == before
+    assert not (tmp_path / "out").exists()
+
+
+CONFIG_MISTAKES = [
+    (["generation.nonsense=1"], "generation.nonsense"),
+    (["nonsense=1"], "nonsense"),
+    (["backend=nonsense"], "backend"),
+    (["generation=nonsense"], "generation"),
+    (["generation.turns=-1"], "generation.turns"),
+    (["generation.trees=-3"], "generation.trees"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), CONFIG_MISTAKES)
+def test_config_mistakes_change_nothing(seeded: Path, server, overrides: list[str], key: str) -> None:
+    before = file_state(seeded)
+    done = aloe("generate", f"db={seeded}", *GEN, *backend_args(server.base_url), *overrides)
+    one_line_error(done, key)
+    assert file_state(seeded) == before
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_threshold_outside_0_1(tmp_path: Path, seeded: Path, value: str) -> None:
+    before = file_state(seeded)
+    good = write_benchmark(tmp_path)[0].split("=", 1)[1]
+    done = aloe("personas", f"db={seeded}", f"personas.threshold={value}", f"import.profiles={good}")
+    one_line_error(done, "personas.threshold", "[0, 1]")
+    assert file_state(seeded) == before
+
+
+def test_negative_turns_in_evaluate(tmp_path: Path, server) -> None:
+    db = tmp_path / "never.db"
+    done = aloe("evaluate", f"db={db}", *write_benchmark(tmp_path), "benchmark.turns=-2",
+                *backend_args(server.base_url))
+    one_line_error(done, "benchmark.turns")
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "evaluate", "personas"])
+def test_missing_api_key(tmp_path: Path, seeded: Path, server, command: str) -> None:
+    before = file_state(seeded)
+    args = [*backend_args(server.base_url), "backend.api_key_env=ALOE_NO_SUCH_KEY_VAR"]
+    if command == "generate":
+        args += GEN
+    elif command == "evaluate":
+        args += write_benchmark(tmp_path)
+    else:
+        args += ["personas.target_profiles=25"]
+    done = aloe(command, f"db={seeded}", *args)
+    one_line_error(done, "backend.api_key_env", "ALOE_NO_SUCH_KEY_VAR")
+    assert file_state(seeded) == before
+
+
+def test_unreachable_server_fails_the_trees_with_the_reason(tmp_path: Path, seeded: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = aloe("generate", f"db={seeded}", *GEN, "log.format=json", "log.level=ERROR",
+                *backend_args(f"http://127.0.0.1:{port}/v1"), "backend.max_retries=1")
+    assert done.code == 3 and "Traceback" not in done.err, done.err
+    summary = done.summary()
+    assert (summary["trees_failed"], summary["trees_complete"], summary["nodes"]) == (2, 0, 0)
+    conn = sqlite3.connect(seeded)
+    errors = conn.execute("SELECT status, error FROM trees").fetchall()
+    conn.close()
+    assert len(errors) == 2 and all(s == "failed" and "connection error" in e for s, e in errors), errors
+
+
+def test_database_that_is_not_sqlite(tmp_path: Path, server) -> None:
+    db = tmp_path / "notes.db"
+    db.write_bytes(b"these are my notes, not a database\n" * 200)
+    before = file_state(db)
+    done = aloe("generate", f"db={db}", *GEN, *backend_args(server.base_url))
+    one_line_error(done, str(db), "not an SQLite database")
+    assert file_state(db) == before
+
+
+def test_database_from_a_newer_schema(seeded: Path, server) -> None:
+    conn = sqlite3.connect(seeded)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    before = file_state(seeded)
+    for args in (["generate", *GEN, *backend_args(server.base_url)], ["runs"], ["export", "export.dir=x"]):
+        done = aloe(args[0], f"db={seeded}", *args[1:])
+        one_line_error(done, str(seeded), "999")
+        assert file_state(seeded) == before
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A tiny tmpfs of our own (needs root; skipped otherwise)."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_read_only_database(tmpfs: Path, seeded: Path, server) -> None:
+    """Read-only through the file system (a root user ignores file modes, a
+    read-only mount it cannot)."""
+    db = tmpfs / "ro.db"
+    shutil.copy(seeded, db)
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    before = file_state(db)
+    done = aloe("generate", f"db={db}", *GEN, *backend_args(server.base_url))
+    one_line_error(done, str(db))
+    assert file_state(db) == before
+    done = aloe("generate", f"db={tmpfs / 'new.db'}", *GEN, *backend_args(server.base_url))
+    one_line_error(done, str(tmpfs / "new.db"))
+    assert not (tmpfs / "new.db").exists()
+
+
+def test_full_disk(tmpfs: Path, seeded: Path, server) -> None:
+    """A disk already full: one line, database unchanged. A disk that fills up
+    mid-run: one line, and the database is intact and resumable."""
+    db = tmpfs / "full.db"
+    shutil.copy(seeded, db)
+    filler = tmpfs / "filler"
+    with filler.open("wb", buffering=0) as fh:  # fill every byte left
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        except OSError:
+            pass
+    before = file_state(db)
+    done = aloe("generate", f"db={db}", *GEN, *backend_args(server.base_url))
+    one_line_error(done, str(db))
+    assert file_state(db) == before
+    # room for the start of a run, not for all of it
+    filler.unlink()
+    many = tmpfs / "many.db"
+    add_personas(many, 20)
+    room = shutil.disk_usage(tmpfs).free - 96 * 1024
+    filler.write_bytes(b"\0" * max(room, 0))
+    done = aloe("generate", f"db={many}", "generation.trees=20", "generation.turns=2", "generation.progress=off",
+                "log.level=ERROR", *backend_args(server.base_url))  # (the run's own log lines off)
+    one_line_error(done, str(many), "disk is full")
+    conn = sqlite3.connect(many)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    filler.unlink()
+    done = aloe("generate", f"db={many}", "generation.trees=20", "generation.turns=2", "generation.progress=off",
+                *backend_args(server.base_url))
+    assert done.code == 0 and done.summary()["trees_complete"] == 20, done.err[-2000:]
