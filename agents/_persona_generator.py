@@ -69,7 +69,8 @@ def split_items(text: str, *, min_words: int = 5, limit: int | None = None) -> l
         line = _clean(raw)
         if not line or line.endswith(":") or len(line.split()) < min_words:
             continue
-        if line.lower().startswith(("here are", "here is", "sure", "certainly", "i hope", "note:", "these ")):
+        if line.lower().startswith(("here are", "here is", "sure", "certainly", "i hope", "note:", "these ",
+                                    "you should", "your task", "important")):  # chatter or the prompt echoed
             continue
         if _CHATTER.search(line):
             continue

@@ -10,13 +10,16 @@
 exports when ``export.dir`` is set, and otherwise grows both pools with the
 ``generator`` role and pairs them. Every action prints one line of JSON.
 Growing is resumable: each iteration is committed with its items, and a
-new run continues from the stored pools.
+new run continues from the stored pools. SIGINT/SIGTERM stop growing cleanly
+(the run is marked interrupted, exit code 130); even a SIGKILL loses at most
+the iterations in flight.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -220,9 +223,31 @@ def run(cfg: DictConfig) -> int:
         elif action == "pair":
             summary = anyio.run(_pair_only, s, _config_json(cfg))
         else:
-            summary = anyio.run(_grow, cfg, s, _config_json(cfg))
+            summary = anyio.run(_interruptible, _grow, cfg, s, _config_json(cfg))
+    if summary is None:  # SIGINT / SIGTERM: what was committed stays, the run is marked interrupted
+        print(json.dumps({"action": action, "interrupted": True}))
+        return 130
     print(json.dumps(summary, ensure_ascii=False))
     return 0
+
+
+async def _interruptible(fn, *args) -> Any:
+    """``await fn(*args)``, cancelled cleanly on SIGINT or SIGTERM (returns None then)."""
+    result = None
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    log.warning("interrupted: committed iterations are kept; run the command again to continue",
+                                signal=signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+            tg.start_soon(watch)
+            result = await fn(*args)
+            tg.cancel_scope.cancel()
+    return result
 
 
 def _config_json(cfg: DictConfig) -> str:
@@ -266,7 +291,13 @@ class _Run:
             status = "interrupted"
         else:
             status = "failed"
-        await _finish_run(self.store, self.id, status, self.stats if et is None else {"error": str(exc)[:500]})
+        if status == "complete":
+            stats = self.stats
+        elif status == "interrupted":
+            stats = {"interrupted": True}
+        else:
+            stats = {"error": str(exc)[:500]}
+        await _finish_run(self.store, self.id, status, stats)
 
 
 # -- actions ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ Profile #5 - A 30-year-old with a dog and a garden plot.
 ### Profile 6
 \u2022 **Personality**: Loud and warm, jokes a lot, hates silence.
 Too short.
+You should not include any other content beyond personality traits such as these.
 A: Yes, that's correct. Thank you very much!
 You are an AI designed to help you create stories, poems, and other creative works.
 1. A 40-year-old baker in Rome who loves opera and has three kids.

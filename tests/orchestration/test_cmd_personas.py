@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -183,20 +184,33 @@ def test_grow_with_the_embedded_model_kill_and_resume(tmp_path: Path, embedded_u
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "grow.db"
     overrides = _grow_overrides(db, embedded_url, 40, 40)
-    # 1. start `aloe personas` in a process of its own and kill it once an iteration is committed
-    proc = subprocess.Popen([sys.executable, "-m", "aloesim.orchestration.cli", "personas", *overrides],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 400
-        while not _events(db, "profile") and not _events(db, "personality"):
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "no iteration committed in time"
-            time.sleep(0.5)
-    finally:
-        proc.kill()
-        proc.wait()
+
+    def start_and_stop(sig: int) -> int:
+        """Run `aloe personas` in a process of its own; send ``sig`` once it has
+        committed one more iteration than before. Returns its exit code."""
+        seen = len(_events(db, "profile")) + len(_events(db, "personality"))
+        proc = subprocess.Popen([sys.executable, "-m", "aloesim.orchestration.cli", "personas", *overrides],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 400
+            while len(_events(db, "profile")) + len(_events(db, "personality")) <= seen:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "no iteration committed in time"
+                time.sleep(0.3)
+            proc.send_signal(sig)
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
+            proc.wait()
+        return proc.returncode
+
+    # 1. SIGTERM: a clean stop, the run is marked interrupted
+    assert start_and_stop(signal.SIGTERM) == 130
+    assert sqlite3.connect(db).execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    # 2. SIGKILL: no cleanup at all
+    start_and_stop(signal.SIGKILL)
     before = {k: _events(db, k) for k in ("profile", "personality")}
-    # 2. run again (in process): it continues after the committed iterations
+    # 3. run again (in process): it continues after the committed iterations
     assert aloe(*overrides) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for kind in ("profile", "personality"):
