@@ -58,8 +58,8 @@ BAD_FILES = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_FILES))
-@pytest.mark.parametrize("command", ["personas", "evaluate"])
+@pytest.mark.parametrize(("command", "kind"), [("personas", k) for k in sorted(BAD_FILES)]
+                         + [("evaluate", "malformed"), ("evaluate", "huge_line")])  # (the same reader)
 def test_bad_jsonl_files(tmp_path: Path, seeded: Path, server, kind: str, command: str) -> None:
     data, where, what = BAD_FILES[kind]
     bad = jsonl(tmp_path, f"{kind}.jsonl", data)
