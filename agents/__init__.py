@@ -4,6 +4,7 @@ Roles are small async callables built from a ``ChatModel``, a prompt and
 sampling settings; the gateway (``aloesim.agents.gateway``) is the only way
 they reach a model; managed servers live in ``aloesim.agents.servers``."""
 
+from ._persona_generator import PersonaGenerator, split_items
 from ._roles import (
     AlignmentJudge,
     Inducer,
@@ -23,11 +24,13 @@ __all__ = [
     "Inducer",
     "InducerOutput",
     "JudgeScore",
+    "PersonaGenerator",
     "PreferenceJudge",
     "PreferenceVerdict",
     "PreferredResponder",
     "RejectedResponder",
     "UserSimulator",
     "render_history",
+    "split_items",
     "strip_stage_directions",
 ]
