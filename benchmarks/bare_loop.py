@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -190,18 +191,20 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     with latency_server(args.latency) as server:
         for concurrency in args.concurrency:
-            cpu0 = server.cpu_s()
-            stats0 = server.stats()
-            result = await bare_loop(server.base_url, args.calls, concurrency, clients=args.clients, http=args.http)
-            served = server.stats()["requests"] - stats0["requests"]
-            result["server_cpu_ms_per_request"] = round(1000 * (server.cpu_s() - cpu0) / max(served, 1), 3)
-            runs.append(result)
-            print(
-                f"bare loop  latency {args.latency * 1000:.0f} ms  concurrency {concurrency:5d}: "
-                f"{result['calls_per_s']:8.1f} calls/s  {result['cpu_ms_per_call']:.2f} ms client CPU/call  "
-                f"p50 {result['latency_p50_s'] * 1000:.0f} ms  errors {result['errors'] or 0}",
-                flush=True,
-            )
+            for _ in range(args.repeat):
+                cpu0 = server.cpu_s()
+                stats0 = server.stats()
+                result = await bare_loop(server.base_url, args.calls, concurrency, clients=args.clients, http=args.http)
+                served = server.stats()["requests"] - stats0["requests"]
+                result["server_cpu_ms_per_request"] = round(1000 * (server.cpu_s() - cpu0) / max(served, 1), 3)
+                result["load_average_1min"] = round(os.getloadavg()[0], 2)
+                runs.append(result)
+                print(
+                    f"bare loop  latency {args.latency * 1000:.0f} ms  concurrency {concurrency:5d}: "
+                    f"{result['calls_per_s']:8.1f} calls/s  {result['cpu_ms_per_call']:.2f} ms client CPU/call  "
+                    f"p50 {result['latency_p50_s'] * 1000:.0f} ms  errors {result['errors'] or 0}",
+                    flush=True,
+                )
         capacity = None
         if not args.no_capacity:
             server.configure(latency=0.0)
@@ -212,9 +215,21 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 f"ms/request (= {capacity['server_max_requests_per_s_one_core']:.0f}/s on one core)",
                 flush=True,
             )
+    summary = {}
+    for concurrency in args.concurrency:
+        mine = [r for r in runs if r["concurrency"] == concurrency]
+        summary[str(concurrency)] = {
+            "calls_per_s_median": statistics.median(r["calls_per_s"] for r in mine),
+            "calls_per_s_best": max(r["calls_per_s"] for r in mine),
+            "cpu_ms_per_call_median": statistics.median(r["cpu_ms_per_call"] for r in mine),
+            "cpu_ms_per_call_best": min(r["cpu_ms_per_call"] for r in mine),
+        }
     return {
         "latency_s": args.latency,
         "calls_per_run": args.calls,
+        "http": args.http,
+        "clients": args.clients,
+        "summary_by_concurrency": summary,
         "runs": runs,
         "server_capacity": capacity,
         "client_peak_rss_mb": round(peak_rss_mb(), 1),
@@ -227,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=4000, help="timed calls per concurrency level")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256],
                         help="comma list of concurrency levels (default 64,256)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per concurrency level (median and best kept)")
     parser.add_argument("--clients", type=int, default=1, help="AsyncOpenAI clients sharing the calls (default 1)")
     parser.add_argument("--http", choices=["httpx2", "aiohttp"], default="httpx2",
                         help="HTTP transport of the openai client (default httpx2, the SDK's default)")
