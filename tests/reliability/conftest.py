@@ -21,7 +21,7 @@ from aloesim.environment.store import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import ServerProcess, latency_server  # noqa: E402
+from _common import ServerProcess, latency_server
 
 ALOE = [sys.executable, "-m", "aloesim.orchestration.cli"]
 KEY_VAR = "ALOE_RELIABILITY_KEY"
@@ -49,7 +49,7 @@ class Done:
 def aloe(*args: str, timeout: float = 180, **extra_env: str) -> Done:
     """Run ``aloe ARGS`` to its end."""
     proc = subprocess.run([*ALOE, *args], env=env(**extra_env), cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     return Done(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -61,8 +61,7 @@ def start(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    with_suppressed = proc.poll() is None
-    if with_suppressed:
+    if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:

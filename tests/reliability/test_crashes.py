@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _common import ServerProcess, latency_server
 from conftest import (
     ALOE,
     ROOT,
@@ -34,7 +35,6 @@ from conftest import (
     start,
     write_benchmark,
 )
-from _common import ServerProcess, latency_server
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def kill_repeatedly(args: list[str], log: Path, rng: random.Random, window: tupl
 def finish(args: list[str], log: Path, timeout: float = 240) -> dict:
     with log.open("ab") as err:
         proc = subprocess.run([*ALOE, *args], env=env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=err,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
     assert proc.returncode == 0, log.read_text()[-3000:]
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 

@@ -135,3 +135,24 @@ def test_evaluate_past_the_retry_budget_records_the_reason_per_case(tmp_path: Pa
     totals = call_totals(db)
     assert clean_server.stats()["faults_total"] == totals["retries"] + totals["failures"] == totals["failures"]
     assert summary["call_failures"] == totals["failures"] and listed_run(db)["call_failures"] == totals["failures"]
+
+
+def test_schema_violations_empty_replies_and_hangs_are_retried(tmp_path: Path, clean_server) -> None:
+    """The kinds a 20% mix may draw rarely, each made common here."""
+    clean_server.configure(fault_rate=0.4, fault_mix="bad_schema=3,empty,hang", reset=True)
+    db = tmp_path / "g.db"
+    add_personas(db, 4)
+    done = aloe("generate", f"db={db}", "generation.trees=4", "generation.turns=2", "generation.progress=off",
+                "log.format=json", *backend_args(clean_server.base_url, timeout=1))
+    assert done.code == 0, done.err[-3000:]
+    assert done.summary()["trees_complete"] == 4
+    stats = clean_server.stats()
+    assert all(stats["faults"][kind] > 0 for kind in ("bad_schema", "empty", "hang")), stats["faults"]
+    totals = call_totals(db)
+    assert stats["requests"] == totals["attempts"] and stats["faults_total"] == totals["retries"]
+    conn = sqlite3.connect(db)
+    for (response,) in conn.execute("SELECT response FROM llm_calls WHERE role = 'inducer'"):
+        assert set(json.loads(response)) >= {"profile", "personalities"}  # what was kept matches the schema
+    for (text,) in conn.execute("SELECT user_message FROM nodes"):
+        assert text.strip()  # no empty message was kept
+    conn.close()

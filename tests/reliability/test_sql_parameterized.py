@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agents", "environment", "orchestration", "evaluation", "training")
 CALLS = {"execute", "executemany", "executescript", "fetchall", "fetchone", "fetchval"}
-SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|REPLACE|PRAGMA|CREATE|DROP|ALTER|WITH|ATTACH)\b", re.I)
+SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|REPLACE|PRAGMA|CREATE|DROP|ALTER|WITH|ATTACH)\b", re.IGNORECASE)
 SQL_WORDS = re.compile(r"\b(SELECT .+ FROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|PRAGMA|WHERE \w+ (=|IN|LIKE))",
-                       re.I | re.S)
+                       re.IGNORECASE | re.DOTALL)
 
 # (file, interpolated expression) -> why it is not a value
 REVIEWED = {
@@ -118,9 +118,9 @@ def violations(source: str, rel: str) -> list[str]:
                               or (rel, ast.unparse(part)) in REVIEWED)
                         if not ok:
                             found.append(f"{where}: SQL concatenated with {ast.unparse(part)!r}")
-                elif not isinstance(sql, ast.Constant | ast.JoinedStr | ast.Name | ast.Attribute | ast.Lambda):
-                    if not (isinstance(sql, ast.Subscript) or (rel, ast.unparse(sql)) in REVIEWED):
-                        found.append(f"{where}: SQL argument is {ast.unparse(sql)[:60]!r}")
+                elif not isinstance(sql, ast.Constant | ast.JoinedStr | ast.Name | ast.Attribute | ast.Lambda
+                                    | ast.Subscript) and (rel, ast.unparse(sql)) not in REVIEWED:
+                    found.append(f"{where}: SQL argument is {ast.unparse(sql)[:60]!r}")
     return found
 
 
