@@ -14,7 +14,9 @@ and node) against the latency server (``benchmarks/latency_server.py``):
   loop (``bare_loop.py``) is measured in the same run, on the same server
   and at the same concurrency, before and after the pipeline; reported:
   pipeline calls/s / bare calls/s (target >= 0.9) and client CPU ms per
-  call for both.
+  call for both. The bare loop uses one client, as the issue's baseline;
+  a last bare run with the gateway's layout (one client per 8 connections)
+  is reported beside it.
 
     python benchmarks/pipeline_overhead.py                      # both regimes, the sizes
     python benchmarks/pipeline_overhead.py --regime latency --trees 20 --turns 3
@@ -38,6 +40,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Meter, current_rss_mb, latency_server, peak_rss_mb, raise_fd_limit, write_results
+from aloesim.agents.gateway._backend import POOL_PER_CLIENT
 from bare_loop import bare_loop
 
 __all__ = ["HOPS_PER_TURN", "add_personas", "generate_config", "load", "run_pipeline"]
@@ -132,6 +135,9 @@ async def run_pipeline(base_urls: str | list[str], trees: int, turns: int, concu
         conn = sqlite3.connect(path)
         events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         by_role = dict(conn.execute("SELECT role, COUNT(*) FROM llm_calls GROUP BY role").fetchall())
+        # from the first call's start to the last tree's completion: the growing, without start-up and summary
+        first, last = conn.execute("SELECT (SELECT MIN(created_at - latency_s) FROM llm_calls),"
+                                   " (SELECT MAX(finished_at) FROM trees)").fetchone()
         conn.close()
     calls = stats["llm_calls"]
     out = {
@@ -140,7 +146,8 @@ async def run_pipeline(base_urls: str | list[str], trees: int, turns: int, concu
         "trees_complete": stats["trees_complete"], "trees_failed": stats["trees_failed"], "nodes": stats["nodes"],
         "llm_calls": calls, "calls_by_role": by_role, "events": events, "retries": stats["retries"],
         "call_failures": stats["call_failures"], "completion_tokens": stats["completion_tokens"],
-        "wall_s": round(meter.wall_s, 3), "calls_per_s": round(calls / meter.wall_s, 1),
+        "wall_s": round(meter.wall_s, 3), "growing_s": round(last - first, 3) if first and last else None,
+        "calls_per_s": round(calls / meter.wall_s, 1),
         "trees_per_min": round(60 * stats["trees_complete"] / meter.wall_s, 1),
         "cpu_s": round(meter.cpu_s, 3), "cpu_ms_per_call": round(1000 * meter.cpu_s / max(calls, 1), 3),
         "load_average": load(),
@@ -162,10 +169,12 @@ async def latency_regime(trees: int, turns: int, latency: float, concurrency: in
     result = {
         **run, "latency_s": latency, "hops_per_turn": HOPS_PER_TURN, "ideal_s": ideal,
         "wall_over_ideal": round(run["wall_s"] / ideal, 4), "target_wall_over_ideal": 1.05,
+        "growing_over_ideal": round(run["growing_s"] / ideal, 4) if run["growing_s"] else None,
         "server_peak_in_flight": served.get("peak_in_flight"),
     }
     print(f"latency-bound  {trees} trees x {turns} turns at {latency} s: wall {run['wall_s']:.2f} s, ideal "
-          f"{ideal:.1f} s, wall/ideal {result['wall_over_ideal']:.3f} (target <= 1.05); {run['llm_calls']} calls, "
+          f"{ideal:.1f} s, wall/ideal {result['wall_over_ideal']:.3f} (target <= 1.05; first call to last tree "
+          f"{result['growing_over_ideal']:.3f}); {run['llm_calls']} calls, "
           f"{run['trees_complete']} trees complete; load {run['load_average']}", flush=True)
     return result
 
@@ -189,6 +198,11 @@ async def throughput_regime(trees: int, turns: int, latency: float, concurrency:
         bares[-1]["load_average"] = load()
         print(f"  bare loop     C={concurrency}: {bares[-1]['calls_per_s']:7.1f} calls/s "
               f"{bares[-1]['cpu_ms_per_call']:.2f} ms CPU/call  load {bares[-1]['load_average']}", flush=True)
+        # the bare loop again with the gateway's client layout (one client per POOL_PER_CLIENT connections)
+        layout = await bare_loop(server.base_url, bare_calls, concurrency, clients=-(-concurrency // POOL_PER_CLIENT))
+        layout["load_average"] = load()
+        print(f"  bare loop, {layout['clients']} clients: {layout['calls_per_s']:7.1f} calls/s "
+              f"{layout['cpu_ms_per_call']:.2f} ms CPU/call  load {layout['load_average']}", flush=True)
     # each pipeline run against the mean of the bare runs just before and after it
     ratios = [p["calls_per_s"] / ((bares[i]["calls_per_s"] + bares[i + 1]["calls_per_s"]) / 2)
               for i, p in enumerate(pipes)]
@@ -206,6 +220,8 @@ async def throughput_regime(trees: int, turns: int, latency: float, concurrency:
         "pipeline_cpu_ms_per_call": round(sum(p["cpu_ms_per_call"] for p in pipes) / len(pipes), 3),
         "cpu_per_call_ratio_pipeline_over_bare": round(sum(cpu_ratios) / len(cpu_ratios), 3),
         "bare_runs": bares, "pipeline_runs": pipes,
+        "bare_gateway_layout": layout,
+        "ratio_pipeline_over_bare_gateway_layout": round(pipe_cps / layout["calls_per_s"], 3),
     }
     print(f"throughput-bound {trees} trees x {turns} turns at {latency * 1000:.0f} ms, C={concurrency}: pipeline "
           f"{pipe_cps:.1f} calls/s vs bare {bare_cps:.1f} calls/s = {result['ratio_pipeline_over_bare']:.3f} "

@@ -4,7 +4,7 @@ For each concurrency C (requests in flight allowed: ``backend.concurrency`` and
 every ``agents.<role>.concurrency``) the full ``aloe generate`` pipeline grows
 max(8, C) trees against the latency server (50 ms), and the bare
 ``AsyncOpenAI`` loop makes calls at the same C with the gateway's client layout
-(one client per 32 connections) right after it, on the same server: LLM calls
+(one client per 8 connections) right after it, on the same server: LLM calls
 per second and trees per minute of the pipeline beside the bare loop's calls
 per second, which is what the client can do at all at that C on this machine.
 
@@ -28,10 +28,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import latency_server, peak_rss_mb, raise_fd_limit, write_results
+from aloesim.agents.gateway._backend import POOL_PER_CLIENT  # the gateway's client layout
 from bare_loop import bare_loop
 from pipeline_overhead import load, run_pipeline
-
-POOL_PER_CLIENT = 32  # the gateway's layout (agents/gateway/_backend.py)
 
 
 async def curve(levels: list[int], turns: int, latency: float, trees_min: int) -> list[dict[str, Any]]:
