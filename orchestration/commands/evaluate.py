@@ -251,7 +251,8 @@ def run(cfg: DictConfig) -> int:
     p = plan(cfg)
     summary = anyio.run(_evaluate, cfg, p)
     print(json.dumps(summary, ensure_ascii=False))
-    return 0
+    # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
+    return 3 if summary["failed_cases"] else 0
 
 
 async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:

@@ -129,6 +129,7 @@ def test_evaluate_past_the_retry_budget_records_the_reason_per_case(tmp_path: Pa
     conn.close()
     assert failed or judge_errors  # at a 50% fault rate without retries something failed for good
     assert len(failed) == summary["failed_cases"] and len(judge_errors) == summary["judge_failures"]
+    assert done.code == (3 if failed else 0)  # like generate: 3 = some cases failed
     reasons = ("HTTP 500", "HTTP 503", "malformed response", "connection error")
     for (error,) in failed + judge_errors:
         assert error and any(r in error for r in reasons), error
