@@ -155,7 +155,9 @@ class TreeEnvironment:
                                      self.settings.node_budget), [node_from_row(r) for r in rows])
             self.plans[job.tree_id] = plan
             self.personas[job.tree_id] = job.persona
-            await self.store.write(lambda c, t=job.tree_id: c.execute(
+            # queued, not awaited: the writer applies it before this tree's first node, and a
+            # commit round trip per tree would hold back every later tree's start
+            await self.store.submit(lambda c, t=job.tree_id: c.execute(
                 "UPDATE trees SET status = 'running', error = NULL WHERE id = ?", (t,)))
             await self._advance(job.tree_id)
 
