@@ -69,7 +69,13 @@ def run(cfg: DictConfig) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     timings = []
+    final = out / "train" / "final"
     for i, (name, command, overrides) in enumerate(plan, 1):
+        if command == "train" and (final / "config.json").is_file():
+            # the other stages resume by themselves; a finished training run is kept as it is
+            print(f"[demo {i}/{len(plan)}] {name}: already done ({final})", file=sys.stderr, flush=True)
+            timings.append({"stage": name, "command": command, "seconds": 0.0, "exit": 0, "skipped": True})
+            continue
         print(f"[demo {i}/{len(plan)}] {name}: aloe {command} {' '.join(overrides)}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         try:
