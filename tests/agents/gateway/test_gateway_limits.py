@@ -211,3 +211,26 @@ async def test_when_every_replica_failed_they_are_all_still_tried() -> None:
     await backend.aclose()
     assert result.text == "third" and result.attempts == 3
     assert [s.host for s in server.seen][:2] == ["a.test", "b.test"]
+
+
+async def test_a_large_limit_is_split_over_several_clients_whose_pools_add_up() -> None:
+    from aloesim.agents.gateway._backend import POOL_PER_CLIENT
+
+    gate = anyio.Event()
+    server = FakeServer(gate=gate)
+    limit = 2 * POOL_PER_CLIENT + POOL_PER_CLIENT // 2  # not a multiple: uneven pools
+    backend = make_backend(server, concurrency=limit)
+    ep = backend.endpoints[0]
+    assert len(ep.clients) == 3 and sum(ep._sizes) == limit and max(ep._sizes) - min(ep._sizes) <= 1
+    async with anyio.create_task_group() as tg:
+        for i in range(limit + 5):
+            tg.start_soon(partial(backend.chat, [{"role": "user", "content": f"q{i}"}], role="user"))
+        await _wait_for(lambda: server.in_flight == limit)
+        await anyio.sleep(0.2)
+        # every request holds a connection of its own client: no client over its pool
+        assert server.in_flight == limit
+        assert all(used <= size for used, size in zip(ep._in_flight, ep._sizes))
+        assert ep._in_flight == ep._sizes
+        gate.set()
+    await backend.aclose()
+    assert server.peak == limit
