@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator
@@ -92,7 +92,7 @@ class PreferenceVerdict(BaseModel):
 class _Role:
     model: ChatModel
     prompt: str
-    sampling: Sampling = Sampling()
+    sampling: Sampling = field(default_factory=Sampling)
 
     def _sampling(self, seed: int | None) -> Sampling:
         return self.sampling if seed is None else replace(self.sampling, seed=seed)

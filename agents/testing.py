@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ..environment.errors import LLMError, StructuredOutputError
 from .gateway._types import CallContext, ChatResult, Sampling
@@ -77,7 +77,7 @@ class ScriptedModel:
                 answer = answer.model_dump()
             try:
                 parsed = schema.model_validate(answer if isinstance(answer, dict) else json.loads(answer))
-            except Exception as exc:
+            except (ValueError, ValidationError) as exc:
                 raise StructuredOutputError(role, "scripted", f"reply does not match schema: {exc}") from None
             text = parsed.model_dump_json()
         else:

@@ -28,6 +28,7 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results
+
 from aloesim.agents.gateway import Backend, BackendSettings, Sampling, StoreRecorder
 from aloesim.environment.store import Store
 

@@ -40,8 +40,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Meter, current_rss_mb, latency_server, peak_rss_mb, raise_fd_limit, write_results
-from aloesim.agents.gateway._backend import POOL_PER_CLIENT
 from bare_loop import bare_loop
+
+from aloesim.agents.gateway._backend import POOL_PER_CLIENT
 
 __all__ = ["HOPS_PER_TURN", "add_personas", "generate_config", "load", "run_pipeline"]
 

@@ -28,9 +28,10 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import latency_server, peak_rss_mb, raise_fd_limit, write_results
-from aloesim.agents.gateway._backend import POOL_PER_CLIENT  # the gateway's client layout
 from bare_loop import bare_loop
 from pipeline_overhead import load, run_pipeline
+
+from aloesim.agents.gateway._backend import POOL_PER_CLIENT  # the gateway's client layout
 
 
 async def curve(levels: list[int], turns: int, latency: float, trees_min: int) -> list[dict[str, Any]]:

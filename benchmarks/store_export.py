@@ -30,6 +30,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Meter, current_rss_mb, peak_rss_mb, write_results
+
 from aloesim.environment import InferredPersona, Node
 from aloesim.environment.store import Store, insert_node
 from aloesim.training import ExportFilter, export_dataset, load_dataset

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import write_results
+
 from aloesim.environment.store import connect
 from aloesim.orchestration.viewer import create_app, serve_in_thread, write_synthetic
 

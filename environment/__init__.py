@@ -6,4 +6,18 @@ from ._tree import MODES, TreePlan, TreeSpec, call_seed, continued_choice, stabl
 from ._types import CHOICE_LETTER, Choice, Conversation, InferredPersona, Message, Node, Persona, history_for
 
 __all__ = [
-    "MODES", "TreePlan", "TreeSpec", "call_seed", "continued_choice", "stable_int","CHOICE_LETTER", "Choice", "Conversation", "InferredPersona", "Message", "Node", "Persona", "history_for"]
+    "CHOICE_LETTER",
+    "MODES",
+    "Choice",
+    "Conversation",
+    "InferredPersona",
+    "Message",
+    "Node",
+    "Persona",
+    "TreePlan",
+    "TreeSpec",
+    "call_seed",
+    "continued_choice",
+    "history_for",
+    "stable_int",
+]

@@ -86,7 +86,7 @@ class Conversation:
 
     messages: tuple[Message, ...] = field(default_factory=tuple)
 
-    def then(self, *more: Message) -> "Conversation":
+    def then(self, *more: Message) -> Conversation:
         return Conversation(self.messages + tuple(more))
 
     def as_dicts(self) -> list[dict[str, str]]:

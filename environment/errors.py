@@ -23,9 +23,9 @@ __all__ = [
     "AloeError",
     "ConfigError",
     "InputError",
-    "StoreError",
-    "ServerError",
     "LLMError",
+    "ServerError",
+    "StoreError",
     "StructuredOutputError",
 ]
 

@@ -130,12 +130,12 @@ class Bus:
         self._run_id = run_id
         self.published: dict[str, int] = defaultdict(int)
 
-    def subscribe(self, kind: type, buffer: int | float) -> MemoryObjectReceiveStream:
+    def subscribe(self, kind: type, buffer: float) -> MemoryObjectReceiveStream:
         send, receive = anyio.create_memory_object_stream[Any](buffer)
         self._routes[kind].append(send)
         return receive
 
-    def subscribe_many(self, kinds: tuple[type, ...], buffer: int | float) -> MemoryObjectReceiveStream:
+    def subscribe_many(self, kinds: tuple[type, ...], buffer: float) -> MemoryObjectReceiveStream:
         """One inbox receiving several message types."""
         send, receive = anyio.create_memory_object_stream[Any](buffer)
         for kind in kinds:

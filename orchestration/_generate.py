@@ -29,10 +29,10 @@ from typing import Any
 import anyio
 import structlog
 
+from ..agents.gateway import CallContext
 from ..environment import InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
 from ..environment.errors import ConfigError, LLMError
 from ..environment.store import Store, insert_node, node_from_row
-from ..agents.gateway import CallContext
 from ._bus import (
     Actor,
     Bus,
@@ -65,7 +65,7 @@ class GenerationSettings:
     progress_interval: float = 5.0
 
     @classmethod
-    def from_config(cls, g: Any) -> "GenerationSettings":
+    def from_config(cls, g: Any) -> GenerationSettings:
         def intval(key: str, low: int) -> int:
             v = g.get(key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -305,7 +305,7 @@ async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], role
 
     def failer(role: str):
         async def on_error(msg: Any, exc: LLMError) -> None:
-            req = msg if isinstance(msg, TurnRequested) else getattr(msg, "spoke", None) or getattr(msg, "request")
+            req = msg if isinstance(msg, TurnRequested) else getattr(msg, "spoke", None) or msg.request
             if isinstance(req, UserSpoke):
                 req = req.request
             await bus.publish(TreeFailed(req.tree_id, req.branch, role, exc.reason))

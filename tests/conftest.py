@@ -20,8 +20,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hugging Face Hub
 @pytest.fixture(scope="session")
 def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the session's real embedded llama.cpp server."""
-    from aloesim.agents.servers import embedded_servers
     from anyio.from_thread import start_blocking_portal
+
+    from aloesim.agents.servers import embedded_servers
 
     log_dir = tmp_path_factory.mktemp("embedded-server")
     # the portal thread lives for the whole session: the server's

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import structlog
+
 from aloesim.environment.errors import ConfigError
 
 log = structlog.get_logger(__name__)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
+
 from aloesim.environment import InferredPersona, Message, Node, history_for
 from aloesim.environment.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
 from aloesim.environment.errors import ConfigError, InputError
 from aloesim.environment.store import connect, create_run, finish_run, now
 

@@ -4,6 +4,7 @@ requests/tokens-per-minute token bucket, and the run-wide retry budget."""
 from __future__ import annotations
 
 import time
+from typing import Self
 
 import anyio
 
@@ -20,7 +21,7 @@ class PeakLimiter:
     def total(self) -> int:
         return int(self._limiter.total_tokens)
 
-    async def __aenter__(self) -> "PeakLimiter":
+    async def __aenter__(self) -> Self:
         await self._limiter.acquire()
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)

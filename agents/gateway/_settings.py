@@ -4,8 +4,9 @@ endpoints). Built from the ``backend`` config group; every bad value is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from ...environment.errors import ConfigError
 
@@ -39,7 +40,7 @@ class BackendSettings:
     extra: dict[str, Any] = field(default_factory=dict)   # anything else (e.g. vLLM server args)
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], prefix: str = "backend") -> "BackendSettings":
+    def from_config(cls, cfg: Mapping[str, Any], prefix: str = "backend") -> BackendSettings:
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}

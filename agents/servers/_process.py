@@ -35,6 +35,7 @@ from pathlib import Path
 
 import anyio
 import structlog
+
 from aloesim.environment.errors import ServerError
 
 from ._ports import HOST, free_ports

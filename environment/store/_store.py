@@ -188,7 +188,7 @@ class Store:
     @asynccontextmanager
     async def open(
         cls, path: str | Path, *, create: bool = True, batch_max: int = 512, queue: int = 4096
-    ) -> AsyncIterator["Store"]:
+    ) -> AsyncIterator[Store]:
         path = Path(path)
         writer = await anyio.to_thread.run_sync(lambda: connect(path, create=create))
         try:
@@ -257,7 +257,7 @@ class Store:
                 conn.execute("SAVEPOINT op")
                 try:
                     op.result = op.fn(conn)
-                except Exception as exc:  # isolate: the rest of the batch still commits
+                except Exception as exc:  # noqa: BLE001 -- isolate: one bad op must not spoil the batch
                     conn.execute("ROLLBACK TO op")
                     op.error = exc
                 conn.execute("RELEASE op")

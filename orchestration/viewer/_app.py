@@ -27,8 +27,6 @@ from typing import Any, TypeVar
 import anyio
 import structlog
 import uvicorn
-from aloesim.environment.store import connect
-from aloesim.orchestration import show
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,6 +35,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aloesim.environment.store import connect
+from aloesim.orchestration import show
 
 from ._svg import al_chart, tree_picture
 

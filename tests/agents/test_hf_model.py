@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from aloesim.agents import JudgeScore
 from aloesim.agents.gateway import CallContext, CallRecord, Sampling
 from aloesim.agents.hf import HFChatModel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aloesim.agents._persona_generator import PersonaGenerator, split_items
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel
@@ -100,6 +101,7 @@ async def test_real_small_model_writes_parseable_items(embedded_url: str) -> Non
     from importlib import resources
 
     import yaml
+
     from aloesim.agents.gateway import Backend, BackendSettings
     from aloesim.environment.personas import seed_items
 

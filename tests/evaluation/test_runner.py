@@ -10,6 +10,9 @@ from importlib import resources
 import anyio
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
 from aloesim.agents import AlignmentJudge, UserSimulator
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
@@ -23,8 +26,6 @@ from aloesim.evaluation import (
     run_benchmark,
     write_report,
 )
-from omegaconf import OmegaConf
-from PIL import Image
 
 pytestmark = pytest.mark.anyio
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from aloesim.environment import InferredPersona, Persona
 from aloesim.environment.errors import LLMError
 from aloesim.environment.store import Store, connect

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from aloesim.orchestration.cli import available_commands
 
 ALOE = str(Path(sys.executable).with_name("aloe"))

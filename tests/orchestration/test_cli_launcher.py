@@ -23,7 +23,7 @@ def test_joblib_launcher_runs_every_job(tmp_path: Path) -> None:
         connect(tmp_path / name, create=True).close()
     proc = subprocess.run([ALOE, "runs", "-m", "db=a.db,b.db", "format=json", "hydra/launcher=joblib"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
     assert proc.returncode == 0, proc.stderr
     outputs = []
     for line in proc.stdout.splitlines():
@@ -42,7 +42,7 @@ def test_joblib_launcher_runs_every_job(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_a_failing_job_stops_the_sweep_with_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([ALOE, "runs", "-m", "db=missing.db", "hydra/launcher=basic"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode != 0
     assert "aloe runs: database error: missing.db: no such database" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from aloesim.environment.errors import AloeError, ConfigError, InputError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.cli import main
 from aloesim.orchestration.commands import evaluate, report
-from PIL import Image
 
 SEEDS = resources.files("aloesim.environment.personas").joinpath("seeds")
 

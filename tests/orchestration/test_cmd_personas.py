@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+
 from aloesim.environment.errors import ConfigError, InputError
 from aloesim.environment.personas import read_items, seed_items
 from aloesim.orchestration._config import compose_config

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from aloesim.orchestration.cli import main
 from training_trees import build_db
+
+from aloesim.orchestration.cli import main
 
 
 @pytest.fixture

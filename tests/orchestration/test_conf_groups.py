@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
@@ -44,7 +45,7 @@ KEY = re.compile(r"^\s*([A-Za-z_][\w./@-]*):(.*)$")
 def test_every_key_has_a_comment(path: str) -> None:
     if path.endswith("paper.yaml"):  # block-string prompts, one comment per prompt
         return
-    lines = open(path, encoding="utf-8").read().splitlines()
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
     missing = []
     for i, line in enumerate(lines):
         m = KEY.match(line)

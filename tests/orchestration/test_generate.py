@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.environment import Persona, continued_choice
 from aloesim.environment.errors import ConfigError

@@ -26,8 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aloesim.agents._roles import strip_stage_directions
 from test_generate import add_personas  # sibling test module
+
+from aloesim.agents._roles import strip_stage_directions
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 import structlog
+
 from aloesim.environment.errors import ConfigError
 from aloesim.orchestration._logging import configure_logging
 

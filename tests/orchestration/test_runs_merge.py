@@ -11,17 +11,18 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_generate import (  # sibling test module (pytest puts its folder on sys.path)
+    add_personas,
+    cfg_for,
+    grow,
+)
+
 from aloesim.agents.testing import ScriptedRequest
 from aloesim.environment.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect, finish_run
 from aloesim.orchestration._merge import merge_databases
 from aloesim.orchestration.commands import merge as merge_cmd
 from aloesim.orchestration.commands import runs as runs_cmd
-from test_generate import (  # sibling test module (pytest puts its folder on sys.path)
-    add_personas,
-    cfg_for,
-    grow,
-)
 
 pytestmark = pytest.mark.anyio
 

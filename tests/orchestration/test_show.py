@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+
 from aloesim.environment.errors import ConfigError, StoreError
 from aloesim.environment.store import connect
 from aloesim.orchestration import show
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.commands import show as show_cmd
 from aloesim.orchestration.viewer import SAMPLE, write_sample
-from rich.console import Console
 
 
 @pytest.fixture(scope="module")
@@ -324,6 +325,7 @@ def test_calls_recorded_by_the_gateway_recorder_render(tmp_path):
     """A call written by the gateway's own recorder through the real Store lands
     on its node, with its messages and parameters readable."""
     import anyio
+
     from aloesim.agents.gateway import CallContext, CallRecord, StoreRecorder
     from aloesim.environment.store import Store
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from aloesim.environment.store import connect
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from aloesim.training import TrainSettings, bundled_gguf, resolve_base_model, train, verify_export
 from test_training_settings import compose_train
+
+from aloesim.training import TrainSettings, bundled_gguf, resolve_base_model, train, verify_export
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # minutes on 2 busy CPU cores
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import httpx2
+
 from aloesim.agents.gateway import Backend, BackendSettings
 
 URL = "http://fake.test/v1"

@@ -9,8 +9,9 @@ from functools import partial
 import anyio
 import httpx2
 import pytest
-from aloesim.agents.gateway import Endpoint, PeakLimiter, Sampling, TokenBucket
 from gateway_fakes import FakeServer, completion, make_backend, status
+
+from aloesim.agents.gateway import Endpoint, PeakLimiter, Sampling, TokenBucket
 
 pytestmark = pytest.mark.anyio
 

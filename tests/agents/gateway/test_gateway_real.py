@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+
 from aloesim.agents import InducerOutput
 from aloesim.agents.gateway import Backend, BackendSettings, CallContext, Sampling, StoreRecorder
 from aloesim.environment.store import Store, connect

@@ -14,11 +14,12 @@ from pathlib import Path
 import httpx2
 import pytest
 import structlog
+from gateway_fakes import URL, FakeServer, completion, make_backend, status
+from pydantic import BaseModel
+
 from aloesim.agents.gateway import Backend, BackendSettings, CallContext, Sampling, StoreRecorder
 from aloesim.environment.errors import ConfigError, LLMError
 from aloesim.environment.store import Store, connect
-from gateway_fakes import URL, FakeServer, completion, make_backend, status
-from pydantic import BaseModel
 
 pytestmark = pytest.mark.anyio
 

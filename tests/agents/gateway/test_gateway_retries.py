@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
+from gateway_fakes import URL, FakeServer, completion, make_backend, status
+
 from aloesim.agents.gateway import RetryBudget, Sampling
 from aloesim.environment.errors import LLMError
-from gateway_fakes import URL, FakeServer, completion, make_backend, status
 
 pytestmark = pytest.mark.anyio
 

@@ -9,10 +9,11 @@ import json
 from typing import Literal
 
 import pytest
-from aloesim.agents.gateway import Sampling, response_format
-from aloesim.environment.errors import LLMError, StructuredOutputError
 from gateway_fakes import URL, FakeServer, make_backend
 from pydantic import BaseModel, Field
+
+from aloesim.agents.gateway import Sampling, response_format
+from aloesim.environment.errors import LLMError, StructuredOutputError
 
 pytestmark = pytest.mark.anyio
 

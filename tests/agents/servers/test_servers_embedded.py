@@ -17,8 +17,9 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
-from aloesim.agents.servers import bundled_gguf, embedded_servers, free_ports
 from openai import AsyncOpenAI
+
+from aloesim.agents.servers import bundled_gguf, embedded_servers, free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from aloesim.agents.servers import (
     ServerSpec,
     bundled_gguf,

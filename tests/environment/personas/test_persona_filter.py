@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from aloesim.environment.personas import (
     calibrate_threshold,
     filter_candidates,

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+from persona_fakes import HashEmbedder
+from structlog.testing import capture_logs
+
 from aloesim.environment.personas import (
     GenerationRequest,
     GrowthSettings,
@@ -16,8 +19,6 @@ from aloesim.environment.personas import (
     load_pool,
 )
 from aloesim.environment.store import Store
-from persona_fakes import HashEmbedder
-from structlog.testing import capture_logs
 
 pytestmark = pytest.mark.anyio
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from aloesim.environment.errors import InputError
 from aloesim.environment.personas import read_items, write_items, write_objects
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
+
 from aloesim.environment.personas import (
     embed,
     filter_candidates,

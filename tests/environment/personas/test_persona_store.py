@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from persona_fakes import DictEmbedder, HashEmbedder
+
 from aloesim.environment.personas import (
     ensure_seeds,
     from_blob,
@@ -17,7 +19,6 @@ from aloesim.environment.personas import (
     seed_items,
 )
 from aloesim.environment.store import Store, connect
-from persona_fakes import DictEmbedder, HashEmbedder
 
 pytestmark = pytest.mark.anyio
 

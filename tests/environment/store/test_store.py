@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from aloesim.environment.errors import StoreError
 from aloesim.environment.store import SCHEMA_VERSION, Store, connect
 

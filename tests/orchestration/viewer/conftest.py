@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from aloesim.orchestration.viewer import create_app, serve_in_thread, write_sample
 
 

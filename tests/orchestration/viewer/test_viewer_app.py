@@ -12,11 +12,12 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+from viewer_helpers import fetch
+
 from aloesim.environment.errors import ConfigError, StoreError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.commands import view as view_cmd
 from aloesim.orchestration.viewer import create_app, serve_in_thread, write_sample, write_synthetic
-from viewer_helpers import fetch
 
 
 class Links(HTMLParser):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+
 from aloesim.orchestration.viewer import SAMPLE
 
 CHROMIUM = os.environ.get("ALOE_CHROMIUM", "/usr/bin/chromium")
