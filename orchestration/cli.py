@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..environment.errors import AloeError
+from ..environment.errors import AloeError, the_lone_error
 from . import commands as _commands_pkg
 from ._config import CONFIG_MODULE, compose_config, sweep_combinations
 from ._logging import configure_logging
@@ -68,23 +68,10 @@ def run_command(command: str, overrides: Sequence[str]) -> int:
     return int(module.run(cfg) or 0)
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
-def _lone_aloe_error(exc: BaseException) -> AloeError | None:
-    """The AloeError behind ``exc`` when (nested) exception groups hold only
-    AloeErrors, besides the broken or closed streams of tasks whose peer died
-    of them (a full disk fails several writers at once): the first of them."""
-    import anyio
-
-    leaves = [leaf for leaf in _leaves(exc)
-              if not isinstance(leaf, (anyio.BrokenResourceError, anyio.ClosedResourceError))]
-    if leaves and all(isinstance(leaf, AloeError) for leaf in leaves):
-        return leaves[0]  # type: ignore[return-value]
-    return None
+def _lone_aloe_error(group: BaseExceptionGroup) -> AloeError | None:
+    """The AloeError behind a task group's failure, if that is all there is."""
+    lone = the_lone_error(group)
+    return lone if isinstance(lone, AloeError) else None
 
 
 def _hydra_job(command: str, cfg: DictConfig) -> int:

@@ -36,7 +36,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from aloesim.environment.errors import ServerError
+from aloesim.environment.errors import ServerError, lone_error
 
 from ._ports import HOST, free_ports
 
@@ -248,15 +248,10 @@ async def launch_servers(
     ready: list[ManagedServer | None] = [None] * len(specs)
     spawned: list[ManagedServer] = []
     try:
-        try:
+        with lone_error():  # a lone failure as itself, so the user sees one ServerError
             async with anyio.create_task_group() as tg:
                 for slot, spec in enumerate(specs):
                     tg.start_soon(_start_one, spec, slot, ready, spawned, startup_timeout, ready_path)
-        except BaseExceptionGroup as group:
-            # re-raise a lone failure as itself, so the user sees one ServerError
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
         yield [s for s in ready if s is not None]
     finally:
         with anyio.CancelScope(shield=True):

@@ -31,7 +31,6 @@ from ._grow import (
     GrowthSettings,
     grow_pool,
     iteration_seed,
-    lone_error,
 )
 from ._jsonl import read_items, write_items, write_objects
 from ._pairs import PairReport, load_personas, pair_personas
@@ -76,7 +75,6 @@ __all__ = [
     "iteration_seed",
     "load_personas",
     "load_pool",
-    "lone_error",
     "normalise",
     "pair_personas",
     "pool_vectors",

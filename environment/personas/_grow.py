@@ -23,21 +23,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 import anyio
 import numpy as np
 import structlog
 
-from ..errors import AloeError
+from ..errors import lone_error
 from ..store import Store, now
 from ._embed import Embedder, embed
 from ._filter import filter_candidates
 from ._pool import KINDS, Pool, add_items, load_pool, warn_if_collapsing
 
-__all__ = ["Generate", "GenerationRequest", "GrowthReport", "GrowthSettings", "grow_pool", "iteration_seed", "lone_error"]
+__all__ = ["Generate", "GenerationRequest", "GrowthReport", "GrowthSettings", "grow_pool", "iteration_seed"]
 
 log = structlog.get_logger(__name__)
 
@@ -97,26 +96,6 @@ def iteration_seed(seed: int, kind: str, iteration: int) -> int:
     """A stable 31-bit seed for (run seed, pool kind, iteration)."""
     rng = np.random.default_rng([seed, KINDS.index(kind), iteration])
     return int(rng.integers(0, 2**31 - 1))
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
-    return out
-
-
-@contextmanager
-def lone_error() -> Iterator[None]:
-    """Re-raise a task group's failure as itself when it is one error, or when
-    every error is an ``AloeError`` (the first one), so the user sees one line."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        if len(leaves) == 1 or all(isinstance(e, AloeError) for e in leaves):
-            raise leaves[0] from None
-        raise
 
 
 def _event_kind(kind: str) -> str:

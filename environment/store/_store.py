@@ -29,7 +29,7 @@ import aiosqlite
 import anyio
 from anyio.abc import TaskStatus
 
-from ..errors import StoreError
+from ..errors import StoreError, lone_error
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
@@ -200,21 +200,17 @@ class Store:
         await reader.execute("PRAGMA busy_timeout = 10000")
         store = cls(path, writer, reader, batch_max, queue)
         try:
-            async with anyio.create_task_group() as tg:
-                await tg.start(store._write_loop)
-                try:
-                    yield store
-                finally:
-                    # flush everything queued, even on error or cancellation: wait for the
-                    # writer to drain before the task group gets to cancel it
-                    with anyio.CancelScope(shield=True):
-                        await store._send.aclose()
-                        await store._drained.wait()
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:  # a lone failure of the body is raised as itself
-                lone = group.exceptions[0]
-                raise lone from lone.__cause__
-            raise
+            with lone_error():  # a lone failure of the body is raised as itself
+                async with anyio.create_task_group() as tg:
+                    await tg.start(store._write_loop)
+                    try:
+                        yield store
+                    finally:
+                        # flush everything queued, even on error or cancellation: wait for the
+                        # writer to drain before the task group gets to cancel it
+                        with anyio.CancelScope(shield=True):
+                            await store._send.aclose()
+                            await store._drained.wait()
         finally:
             with anyio.CancelScope(shield=True):
                 await reader.close()

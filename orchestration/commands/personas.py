@@ -29,7 +29,7 @@ import numpy as np
 import structlog
 from omegaconf import DictConfig, OmegaConf
 
-from ...environment.errors import ConfigError
+from ...environment.errors import ConfigError, lone_error
 from ...environment.personas import (
     KINDS,
     GrowthSettings,
@@ -41,7 +41,6 @@ from ...environment.personas import (
     grow_pool,
     import_items,
     load_pool,
-    lone_error,
     pair_personas,
     pool_vectors,
     read_items,

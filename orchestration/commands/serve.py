@@ -22,7 +22,7 @@ import structlog
 from omegaconf import DictConfig, OmegaConf
 
 from ...agents.servers import ManagedServer, is_managed, managed_servers
-from ...environment.errors import ConfigError
+from ...environment.errors import ConfigError, lone_error
 
 HELP = "serve the local model (llama.cpp; vLLM with backend=vllm) on 127.0.0.1 until interrupted"
 
@@ -46,15 +46,11 @@ def run(cfg: DictConfig) -> int:
 async def _serve(backend: Mapping[str, Any]) -> int:
     # the signal handlers are installed first, so a signal during startup
     # also stops the servers that are already up
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_stop_on_signal, signals, tg.cancel_scope)
-                await _run_servers(backend)
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:  # a lone failure is raised as itself (one-line CLI error)
-                raise group.exceptions[0] from None
-            raise
+    # (a lone failure is raised as itself: a one-line CLI error)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, lone_error():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, signals, tg.cancel_scope)
+            await _run_servers(backend)
     return 0
 
 
