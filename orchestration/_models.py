@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,7 +31,7 @@ from ..agents import (
     UserSimulator,
 )
 from ..agents.gateway import Backend, BackendSettings, ChatModel, RetryBudget, Sampling, StoreRecorder
-from ..environment.errors import ConfigError
+from ..environment.errors import ConfigError, ServerError
 from ..environment.store import Store
 
 ROLE_CLASSES = {
@@ -93,6 +95,29 @@ def role_sampling(cfg: DictConfig, role: str) -> Sampling:
     if not 0 < s.top_p <= 1:
         raise ConfigError(f"agents.{role}.top_p", s.top_p, "a number in (0, 1]")
     return s
+
+
+def check_reachable(settings: Iterable[BackendSettings], *, timeout: float = 5.0) -> None:
+    """Open a TCP connection to every endpoint aloesim does not start itself, so
+    a server that is down at the start is one line before anything is written.
+    (A server that goes away mid-run is a fault like any other: retried, then
+    recorded against its tree or case.)"""
+    seen: set[tuple[str, int]] = set()
+    for s in settings:
+        if s.managed:
+            continue
+        for url in s.urls:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if (host, port) in seen:
+                continue
+            seen.add((host, port))
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise ServerError(url, f"cannot connect ({reason}); is the server running?") from None
 
 
 class ModelPool:

@@ -41,7 +41,14 @@ from ...evaluation import (
     run_benchmark,
     write_report,
 )
-from .._models import backend_preset, make_roles, model_pool, role_backend_settings, role_sampling
+from .._models import (
+    backend_preset,
+    check_reachable,
+    make_roles,
+    model_pool,
+    role_backend_settings,
+    role_sampling,
+)
 
 HELP = "run the ALOE benchmark (role-play user x evaluated model, LLM judge) and write its report"
 
@@ -249,6 +256,9 @@ def plan(cfg: DictConfig) -> Plan:
 
 def run(cfg: DictConfig) -> int:
     p = plan(cfg)
+    endpoints = [role_backend_settings(cfg, "user"), role_backend_settings(cfg, "judge")]
+    endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
+    check_reachable(endpoints)  # a server down now: one line, nothing written
     summary = anyio.run(_evaluate, cfg, p)
     print(json.dumps(summary, ensure_ascii=False))
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)

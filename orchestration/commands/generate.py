@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from ...environment import stable_int
 from ...environment.store import PERSONAS_SQL, Store, finish_run, persona_from_row
 from .._generate import ROLES, GenerationSettings, Progress, TreeJob, _concurrency, grow_trees
-from .._models import make_roles, model_pool, role_backend_settings, role_sampling
+from .._models import check_reachable, make_roles, model_pool, role_backend_settings, role_sampling
 from .._progress import reporter, snapshot
 from .._runs import find_or_create_run
 
@@ -76,6 +76,8 @@ def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
 
 async def generate(cfg: DictConfig) -> dict:
     settings, roles_needed = validate(cfg)  # every bad value fails before the database is touched
+    endpoints = [role_backend_settings(cfg, role) for role in roles_needed]
+    await anyio.to_thread.run_sync(check_reachable, endpoints)  # a server down now: one line, nothing written
     seed = int(cfg.seed)
     started = time.monotonic()
     async with Store.open(cfg.db) as store:

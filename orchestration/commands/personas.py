@@ -402,11 +402,12 @@ async def _pair_only(s: Settings, config: str) -> dict:
 
 async def _grow(cfg: DictConfig, s: Settings, config: str) -> dict:
     from ...agents._persona_generator import PersonaGenerator
-    from .._models import open_models, role_backend_settings, role_sampling
+    from .._models import check_reachable, open_models, role_backend_settings, role_sampling
 
     embedder, limiter = _embedder(s), anyio.CapacityLimiter(s.embedder_threads)
     sampling = role_sampling(cfg, "generator")  # validate before anything is written
-    role_backend_settings(cfg, "generator")  # (a bad backend value or a missing API key too)
+    generator = role_backend_settings(cfg, "generator")  # (a bad backend value or a missing API key too)
+    await anyio.to_thread.run_sync(check_reachable, [generator])  # a server down now: nothing written
     prompts = OmegaConf.to_container(cfg.prompts, resolve=True) if cfg.get("prompts") else {}
     async with Store.open(s.db) as store, _Run(store, config) as run:
         summary: dict[str, Any] = {"action": "grow", "run_id": run.id, "seeded": await _seed(store, s, embedder,

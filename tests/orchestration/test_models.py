@@ -71,3 +71,23 @@ async def test_roles_with_equal_settings_share_one_backend(monkeypatch: pytest.M
     async with open_models(cfg, None, ["user", "inducer", "judge"]) as models:
         assert models["user"] is models["inducer"]
         assert models["judge"] is not models["user"] and models["judge"].model == "other"
+
+
+def test_check_reachable_names_the_endpoint_that_is_down() -> None:
+    import socket
+
+    from aloesim.agents.gateway import BackendSettings
+    from aloesim.environment.errors import ServerError
+    from aloesim.orchestration._models import check_reachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = f"http://127.0.0.1:{listening.getsockname()[1]}/v1"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            down = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+        check_reachable([BackendSettings(kind="openai", base_url=up), BackendSettings()])  # embedded: not probed
+        with pytest.raises(ServerError) as err:
+            check_reachable([BackendSettings(kind="openai", base_urls=(up, down))])
+    assert err.value.what == down and "cannot connect" in str(err.value)

@@ -2,12 +2,12 @@
 problem (file and line where there is one), a non-zero exit, no traceback,
 and leaves the database exactly as it was (or not created).
 
-An unreachable server is not knowable before the run starts (and a server
-that goes away mid-run must not lose the run), so it is handled like any
-other fault: each call is retried with backoff, then the trees fail with
-the connection error as their reason, the command prints its summary and
-exits 3; the run can be resumed with ``retry_failed=true`` once the server
-is back. Nothing is half-written: every tree is either complete or failed.
+A server that is unreachable when the command starts is found by a TCP
+connect before the database is opened: one line, nothing written. A server
+that goes away mid-run must not lose the run, so that is handled like any
+other fault: each call is retried with backoff, then the trees fail with the
+connection error as their reason, the command prints its summary and exits 3;
+the run can be resumed with ``retry_failed=true`` once the server is back.
 """
 
 from __future__ import annotations
@@ -126,14 +126,36 @@ def test_missing_api_key(tmp_path: Path, seeded: Path, server, command: str) -> 
     assert file_state(seeded) == before
 
 
-def test_unreachable_server_fails_the_trees_with_the_reason(tmp_path: Path, seeded: Path) -> None:
+def _closed_port() -> int:
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    done = aloe("generate", f"db={seeded}", *GEN, "log.format=json", "log.level=ERROR",
-                *backend_args(f"http://127.0.0.1:{port}/v1"), "backend.max_retries=1")
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_is_one_line_and_writes_nothing(tmp_path: Path, seeded: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    before = file_state(seeded)
+    done = aloe("generate", f"db={seeded}", *GEN, *backend_args(url))
+    one_line_error(done, url, "cannot connect")
+    assert file_state(seeded) == before
+    fresh = tmp_path / "fresh.db"
+    done = aloe("evaluate", f"db={fresh}", *write_benchmark(tmp_path), "benchmark.turns=1",
+                f"evaluation.out_dir={tmp_path / 'out'}", *backend_args(url))
+    one_line_error(done, url, "cannot connect")
+    assert not fresh.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_server_that_goes_away_mid_run_fails_the_trees_with_the_reason(tmp_path: Path, seeded: Path,
+                                                                          clean_server) -> None:
+    """Reachable at the start, cutting every call: a fault like any other."""
+    clean_server.configure(fault_rate=1.0, fault_mix="disconnect", reset=True)
+    try:
+        done = aloe("generate", f"db={seeded}", *GEN, "log.format=json", "log.level=ERROR",
+                    *backend_args(clean_server.base_url), "backend.max_retries=1")
+    finally:
+        clean_server.configure(fault_rate=0.0, reset=True)
     assert done.code == 3 and "Traceback" not in done.err, done.err
     summary = done.summary()
     assert (summary["trees_failed"], summary["trees_complete"], summary["nodes"]) == (2, 0, 0)
