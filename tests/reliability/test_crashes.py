@@ -171,11 +171,11 @@ def test_evaluate_killed_five_times_gives_the_uninterrupted_transcripts(tmp_path
                                                                        slow_server: ServerProcess) -> None:
     seed = int(time.time())
     rng = random.Random(seed)
-    bench = write_benchmark(tmp_path, 2, 2)
+    bench = write_benchmark(tmp_path, 3, 2)  # 6 cases: long enough for five kills after replays
     url = slow_server.base_url
 
     def args(name: str) -> list[str]:
-        return ["evaluate", f"db={tmp_path / name}.db", *bench, "benchmark.turns=10", "log.format=json",
+        return ["evaluate", f"db={tmp_path / name}.db", *bench, "benchmark.turns=24", "log.format=json",
                 f"evaluation.out_dir={tmp_path / name}", "evaluation.bootstrap=100", *backend_args(url, 10),
                 *model_args(url, 10)]
 
@@ -191,8 +191,8 @@ def test_evaluate_killed_five_times_gives_the_uninterrupted_transcripts(tmp_path
     assert progress == sorted(progress), (seed, progress)
     assert any(0 < n < 40 for n in progress), (seed, progress)  # kills landed mid-evaluation
     assert summary["status"] == "complete" and summary["resumed"] is True
-    check_evaluation(killed, cases=4, turns=10)
-    check_evaluation(tmp_path / "whole.db", cases=4, turns=10)
+    check_evaluation(killed, cases=6, turns=24)
+    check_evaluation(tmp_path / "whole.db", cases=6, turns=24)
     assert transcript(killed) == transcript(tmp_path / "whole.db"), f"seed {seed}"
     assert (tmp_path / "killed" / "scores.csv").read_bytes() == (tmp_path / "whole" / "scores.csv").read_bytes()
 
