@@ -69,7 +69,10 @@ def compose_config(command: str, overrides: Sequence[str]) -> DictConfig:
             cfg[key] = yaml.safe_load(raw) if raw else None
         OmegaConf.resolve(cfg)
     except (OmegaConfBaseException, yaml.YAMLError) as exc:
-        raise one_line(exc, [*overrides, *late]) from None
+        if "HydraConfig was not set" not in str(exc):
+            raise one_line(exc, [*overrides, *late]) from None
+        # ${hydra:...} values (e.g. db=run_${hydra:job.num}.db in a launcher sweep)
+        # resolve inside the Hydra job; everything else has been checked
     return cfg
 
 

@@ -46,3 +46,14 @@ def test_a_failing_job_stops_the_sweep_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "aloe runs: database error: missing.db: no such database" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+def test_hydra_interpolations_resolve_inside_launcher_jobs(tmp_path: Path) -> None:
+    for name in ("s_0.db", "s_1.db"):
+        connect(tmp_path / name, create=True).close()
+    proc = subprocess.run([ALOE, "runs", "-m", "db=s_${hydra:job.num}.db", "kind=generate,personas", "format=json",
+                           "hydra/launcher=basic"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "s_${hydra:job.num}.db").exists()  # each job opened its own existing file
