@@ -263,6 +263,9 @@ def test_persona_growth_killed_five_times_gives_the_uninterrupted_pool(tmp_path:
                 *backend_args(slow_server.base_url, 10)]
 
     killed, whole = tmp_path / "killed.db", tmp_path / "whole.db"
+    # growth ends at its bottleneck after ~30 iterations: slow each one down so that
+    # five kills (each after fresh progress) always land before the end
+    slow_server.configure(latency=0.6)
     reference = start(args(whole), tmp_path / "whole.log")
     try:
         progress = kill_repeatedly(args(killed), tmp_path / "killed.log", rng, (0.0, 1.5),
@@ -271,6 +274,7 @@ def test_persona_growth_killed_five_times_gives_the_uninterrupted_pool(tmp_path:
         assert reference.wait(timeout=300) == 0, (tmp_path / "whole.log").read_text()[-3000:]
     finally:
         kill_group(reference)
+        slow_server.configure(latency=0.25)
     assert progress == sorted(progress) and progress[0] > 0, (seed, progress)  # kills landed mid-growth
     check_pool(killed)
     check_pool(whole)
