@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ..environment.errors import ConfigError
+from ..core.errors import ConfigError
 from ..environment.personas import GenerationRequest
 from .gateway._types import CallContext, ChatModel, Sampling
 

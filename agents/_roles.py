@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from ..environment import InferredPersona, Persona
-from ..environment.errors import LLMError
+from ..core.errors import LLMError
 from .gateway import CallContext, ChatModel, Sampling
 
 Messages = Sequence[dict[str, str]]

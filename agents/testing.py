@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from ..environment.errors import LLMError, StructuredOutputError
+from ..core.errors import LLMError, StructuredOutputError
 from .gateway._types import CallContext, ChatResult, Sampling
 
 __all__ = ["ScriptedModel", "ScriptedRequest"]

@@ -17,6 +17,7 @@ import argparse
 import random
 import statistics
 import tempfile
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -25,8 +26,11 @@ from pathlib import Path
 
 from _common import write_results
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support holds the synthetic database
+from tests.support.sample_db import write_synthetic  # noqa: E402
+
 from aloesim.environment.store import connect
-from aloesim.orchestration.viewer import create_app, serve_in_thread, write_synthetic
+from aloesim.inspection.viewer import create_app, serve_in_thread
 
 
 def fetch(url: str) -> tuple[float, int, int]:

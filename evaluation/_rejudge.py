@@ -12,7 +12,7 @@ import structlog
 
 from ..agents.gateway import CallContext
 from ..environment import Persona
-from ..environment.errors import LLMError
+from ..core.errors import LLMError
 from ..environment.store import Store
 from ._runner import JudgeRole, _seed
 

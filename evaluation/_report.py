@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..environment.errors import ConfigError
+from ..core.errors import ConfigError
 from ..environment.store import Store
 from . import metrics
 

@@ -32,7 +32,7 @@ import structlog
 
 from ..agents.gateway import CallContext, ChatModel, Sampling
 from ..environment import Persona
-from ..environment.errors import ConfigError, LLMError
+from ..core.errors import ConfigError, LLMError
 from ..environment.store import Store
 from ._cases import Case, fingerprint
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..environment.errors import InputError
+from ..core.errors import InputError
 
 __all__ = [
     "SUMMARY_KEYS",

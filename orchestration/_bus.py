@@ -25,7 +25,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..environment import InferredPersona, Persona
-from ..environment.errors import LLMError
+from ..core.errors import LLMError
 from ..environment.store import Store
 
 log = structlog.get_logger(__name__)

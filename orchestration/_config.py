@@ -15,7 +15,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..environment.errors import ConfigError
+from ..core.errors import ConfigError
 
 CONFIG_MODULE = "aloesim.conf"
 

@@ -31,7 +31,7 @@ import structlog
 
 from ..agents.gateway import CallContext
 from ..environment import InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
-from ..environment.errors import ConfigError, LLMError
+from ..core.errors import ConfigError, LLMError
 from ..environment.store import Store, insert_node, node_from_row
 from ._bus import (
     Actor,

@@ -18,7 +18,7 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> None:
-    from ..environment.errors import ConfigError
+    from ..core.errors import ConfigError
 
     level = str(level).upper()
     if level not in LEVELS:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..environment.errors import ConfigError, InputError, StoreError
+from ..core.errors import ConfigError, InputError, StoreError
 from ..environment.store import SCHEMA_VERSION, connect
 
 Row = dict[str, Any]

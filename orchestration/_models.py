@@ -31,7 +31,7 @@ from ..agents import (
     UserSimulator,
 )
 from ..agents.gateway import Backend, BackendSettings, ChatModel, RetryBudget, Sampling, StoreRecorder
-from ..environment.errors import ConfigError, ServerError
+from ..core.errors import ConfigError, ServerError
 from ..environment.store import Store
 
 ROLE_CLASSES = {

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..environment.errors import AloeError, the_lone_error
+from ..core import AloeError, the_lone_error
 from . import commands as _commands_pkg
 from ._config import CONFIG_MODULE, compose_config, sweep_combinations
 from ._logging import configure_logging

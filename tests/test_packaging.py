@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("agents", "environment", "orchestration", "training", "evaluation", "conf")
+ROOMS = ("core", "agents", "environment", "orchestration", "training", "evaluation", "inspection", "conf")
 
 
 @pytest.mark.integration
@@ -41,10 +41,10 @@ def test_pyproject_lists_every_package_of_the_tree() -> None:
     import tomllib
 
     declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {
-        "aloesim." + init.parent.relative_to(ROOT).as_posix().replace("/", ".")
+    found = {  # every folder of a room: packages and data folders (conf groups, templates, seeds)
+        "aloesim." + folder.relative_to(ROOT).as_posix().replace("/", ".")
         for room in ROOMS
-        for init in (ROOT / room).rglob("__init__.py")
-        if "__pycache__" not in init.parts
+        for folder in [ROOT / room, *(ROOT / room).rglob("*")]
+        if folder.is_dir() and "__pycache__" not in folder.parts
     }
     assert declared == found

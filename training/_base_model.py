@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from aloesim.environment.errors import ConfigError
+from aloesim.core.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from aloesim.environment.errors import ConfigError, InputError
+from aloesim.core.errors import ConfigError, InputError
 
 from ._export import FILES, KINDS, ExportFilter, Kind, export_dataset, verify_export
 

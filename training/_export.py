@@ -33,7 +33,7 @@ from typing import Any, Literal
 import structlog
 
 from aloesim.environment import InferredPersona, Message, Node, history_for
-from aloesim.environment.errors import ConfigError, InputError, StoreError
+from aloesim.core.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect
 
 log = structlog.get_logger(__name__)

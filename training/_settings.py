@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aloesim.environment.errors import ConfigError
+from aloesim.core.errors import ConfigError
 
 from ._export import parse_runs
 

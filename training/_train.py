@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from aloesim.environment.errors import ConfigError, InputError
+from aloesim.core.errors import ConfigError, InputError
 from aloesim.environment.store import connect, create_run, finish_run, now
 
 from ._base_model import check_base_model, resolve_base_model

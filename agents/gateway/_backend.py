@@ -38,7 +38,7 @@ import structlog
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
-from ...environment.errors import ConfigError, LLMError, StructuredOutputError
+from ...core.errors import ConfigError, LLMError, StructuredOutputError
 from ._cache import request_key
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._record import CallRecord, Recorder

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ...environment.errors import ConfigError
+from ...core.errors import ConfigError
 
 KINDS = ("embedded", "openai", "vllm")
 DIALECTS = ("llamacpp", "openai")

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from ...environment.errors import ConfigError, LLMError, StructuredOutputError
+from ...core.errors import ConfigError, LLMError, StructuredOutputError
 from ..gateway import CallContext, CallRecord, ChatResult, Recorder, Sampling
 
 __all__ = ["HFChatModel"]

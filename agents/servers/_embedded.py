@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from aloesim.environment.errors import ConfigError, ServerError
+from aloesim.core.errors import ConfigError, ServerError
 
 from ._ports import HOST, check_ports_free, free_ports
 from ._process import ServerSpec, launch_servers

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aloesim.environment.errors import ConfigError
+from aloesim.core.errors import ConfigError
 
 from ._embedded import check_timeout, embedded_specs
 from ._process import ManagedServer, launch_servers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from aloesim.environment.errors import ConfigError, ServerError
+from aloesim.core.errors import ConfigError, ServerError
 
 __all__ = ["HOST", "check_ports_free", "free_ports"]
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from aloesim.environment.errors import ServerError, lone_error
+from aloesim.core import ServerError, lone_error
 
 from ._ports import HOST, free_ports
 

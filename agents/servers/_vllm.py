@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aloesim.environment.errors import ConfigError, ServerError
+from aloesim.core.errors import ConfigError, ServerError
 
 from ._embedded import check_timeout
 from ._ports import HOST, check_ports_free, free_ports

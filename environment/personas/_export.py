@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ...core.errors import InputError
 from ._embed import Embedder, from_blob
 from ._jsonl import write_items, write_objects
 

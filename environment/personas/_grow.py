@@ -30,7 +30,7 @@ import anyio
 import numpy as np
 import structlog
 
-from ..errors import lone_error
+from ...core import lone_error
 from ..store import Store, now
 from ._embed import Embedder, embed
 from ._filter import filter_candidates

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 __all__ = ["read_items", "write_items", "write_objects"]
 

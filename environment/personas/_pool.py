@@ -18,7 +18,7 @@ import anyio
 import numpy as np
 import structlog
 
-from ..errors import InputError
+from ...core.errors import InputError
 from ..store import Store, now
 from ._embed import Embedder, embed, from_blob, to_blob
 from ._filter import filter_candidates

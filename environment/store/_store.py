@@ -29,7 +29,7 @@ import aiosqlite
 import anyio
 from anyio.abc import TaskStatus
 
-from ..errors import StoreError, lone_error
+from ...core import StoreError, lone_error
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ...environment.errors import AloeError, ConfigError
+from ...core.errors import AloeError, ConfigError
 
 HELP = "run the whole pipeline small on the embedded model: personas, trees, export, SFT+DPO, ALOE report"
 

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...agents import AlignmentJudge
 from ...agents.gateway import BackendSettings, ChatModel, Sampling
-from ...environment.errors import ConfigError
+from ...core.errors import ConfigError
 from ...environment.store import Store, connect
 from ...evaluation import (
     BenchmarkSpec,

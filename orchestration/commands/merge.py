@@ -14,7 +14,7 @@ import json
 
 from omegaconf import DictConfig, ListConfig
 
-from ...environment.errors import ConfigError
+from ...core.errors import ConfigError
 from .._merge import MergeResult, merge_databases
 
 HELP = "merge databases (e.g. one per shard) into db without duplicates: aloe merge db=OUT inputs=[A,B]"

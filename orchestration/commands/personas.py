@@ -29,7 +29,7 @@ import numpy as np
 import structlog
 from omegaconf import DictConfig, OmegaConf
 
-from ...environment.errors import ConfigError, lone_error
+from ...core import ConfigError, lone_error
 from ...environment.personas import (
     KINDS,
     GrowthSettings,

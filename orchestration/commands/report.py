@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from omegaconf import DictConfig, ListConfig
 
-from ...environment.errors import ConfigError
+from ...core.errors import ConfigError
 from ...environment.store import Store, connect
 from ...evaluation import build_report, load_evaluation, metrics, write_report
 

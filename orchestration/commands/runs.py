@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ...environment.errors import ConfigError, StoreError
+from ...core.errors import ConfigError, StoreError
 from ...environment.store import connect
 from .._runs import config_differences
 

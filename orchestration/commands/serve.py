@@ -22,7 +22,7 @@ import structlog
 from omegaconf import DictConfig, OmegaConf
 
 from ...agents.servers import ManagedServer, is_managed, managed_servers
-from ...environment.errors import ConfigError, lone_error
+from ...core import ConfigError, lone_error
 
 HELP = "serve the local model (llama.cpp; vLLM with backend=vllm) on 127.0.0.1 until interrupted"
 

@@ -20,9 +20,9 @@ from typing import Any
 from omegaconf import DictConfig
 from rich.console import Console
 
-from ...environment.errors import ConfigError
+from ...core.errors import ConfigError
 from ...environment.store import connect
-from .. import show as views
+from ...inspection import show as views
 
 HELP = "show a tree, run, evaluation or benchmark case in the terminal, or export it to Markdown/JSON"
 

@@ -17,8 +17,8 @@ import structlog
 import uvicorn
 from omegaconf import DictConfig
 
-from ...environment.errors import ConfigError, ServerError
-from ..viewer import create_app
+from ...core.errors import ConfigError, ServerError
+from ...inspection.viewer import create_app
 
 HELP = "serve a read-only local web viewer of runs, trees, LLM calls and evaluations (127.0.0.1)"
 

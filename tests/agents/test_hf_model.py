@@ -12,7 +12,7 @@ import pytest
 from aloesim.agents import JudgeScore
 from aloesim.agents.gateway import CallContext, CallRecord, Sampling
 from aloesim.agents.hf import HFChatModel
-from aloesim.environment.errors import ConfigError, StructuredOutputError
+from aloesim.core.errors import ConfigError, StructuredOutputError
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

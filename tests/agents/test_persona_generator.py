@@ -7,7 +7,7 @@ import pytest
 from aloesim.agents._persona_generator import PersonaGenerator, split_items
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel
-from aloesim.environment.errors import ConfigError, LLMError
+from aloesim.core.errors import ConfigError, LLMError
 from aloesim.environment.personas import GenerationRequest
 
 PROMPTS = {"profiles": "Write {n} profiles like:\n{examples}\nOne per line.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aloesim.environment.errors import InputError
+from aloesim.core.errors import InputError
 from aloesim.environment.store import connect
 from aloesim.evaluation import cases_from_db, cases_from_files, read_items
 

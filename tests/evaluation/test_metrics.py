@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from aloesim.environment.errors import InputError
+from aloesim.core.errors import InputError
 from aloesim.evaluation import metrics
 from aloesim.evaluation.metrics import (
     alignment_levels,

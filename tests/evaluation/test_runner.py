@@ -172,7 +172,7 @@ async def test_cases_run_concurrently_within_the_bound(tmp_path) -> None:
 
 
 async def test_bad_spec_is_a_config_error(tmp_path) -> None:
-    from aloesim.environment.errors import ConfigError
+    from aloesim.core.errors import ConfigError
 
     um, mm, jm = ScriptedModel(user_script), ScriptedModel(model_script), ScriptedModel(judge_by_turn)
     user, judge = roles(um, jm)

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from aloesim.environment import InferredPersona, Persona
-from aloesim.environment.errors import LLMError
+from aloesim.core.errors import LLMError
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._bus import (
     Actor,

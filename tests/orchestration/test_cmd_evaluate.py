@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aloesim.environment.errors import AloeError, ConfigError, InputError
+from aloesim.core.errors import AloeError, ConfigError, InputError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.cli import main
 from aloesim.orchestration.commands import evaluate, report

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from aloesim.environment.errors import ConfigError, InputError
+from aloesim.core.errors import ConfigError, InputError
 from aloesim.environment.personas import read_items, seed_items
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.cli import run_command
@@ -92,7 +92,7 @@ def test_a_bad_file_imports_nothing(tmp_path: Path) -> None:
 
 
 def test_missing_database_for_export_and_stats(tmp_path: Path) -> None:
-    from aloesim.environment.errors import StoreError
+    from aloesim.core.errors import StoreError
 
     with pytest.raises(StoreError):
         cmd.run(cfg_for(f"db={tmp_path / 'none.db'}", f"export.dir={tmp_path / 'out'}"))

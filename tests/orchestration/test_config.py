@@ -11,7 +11,7 @@ from importlib import resources
 import pytest
 import structlog
 
-from aloesim.environment.errors import AloeError, ConfigError, StoreError
+from aloesim.core.errors import AloeError, ConfigError, StoreError
 from aloesim.orchestration._config import compose_config, group_options, sweep_combinations
 from aloesim.orchestration.cli import _lone_aloe_error, available_commands, main
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aloesim.environment.errors import ConfigError
+from aloesim.core.errors import ConfigError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.commands.demo import stages
 

@@ -20,7 +20,7 @@ import pytest
 
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.environment import Persona, continued_choice
-from aloesim.environment.errors import ConfigError
+from aloesim.core.errors import ConfigError
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration._generate import ROLES, GenerationSettings, Progress, grow_trees

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 import structlog
 
-from aloesim.environment.errors import ConfigError
+from aloesim.core.errors import ConfigError
 from aloesim.orchestration._logging import configure_logging
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from aloesim.agents import AlignmentJudge, Inducer, PreferredResponder, RejectedResponder, UserSimulator
 from aloesim.agents.testing import ScriptedModel
-from aloesim.environment.errors import ConfigError
+from aloesim.core.errors import ConfigError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration._models import make_roles, open_models, role_backend_settings, role_sampling
 
@@ -77,7 +77,7 @@ def test_check_reachable_names_the_endpoint_that_is_down() -> None:
     import socket
 
     from aloesim.agents.gateway import BackendSettings
-    from aloesim.environment.errors import ServerError
+    from aloesim.core.errors import ServerError
     from aloesim.orchestration._models import check_reachable
 
     with socket.socket() as listening:

@@ -18,7 +18,7 @@ from test_generate import (  # sibling test module (pytest puts its folder on sy
 )
 
 from aloesim.agents.testing import ScriptedRequest
-from aloesim.environment.errors import ConfigError, InputError, StoreError
+from aloesim.core.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect, finish_run
 from aloesim.orchestration._merge import merge_databases
 from aloesim.orchestration.commands import merge as merge_cmd

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("agents", "environment", "orchestration", "evaluation", "training")
+PACKAGES = ("core", "agents", "environment", "orchestration", "evaluation", "training", "inspection")
 CALLS = {"execute", "executemany", "executescript", "fetchall", "fetchone", "fetchval"}
 SQL_START = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|REPLACE|PRAGMA|CREATE|DROP|ALTER|WITH|ATTACH)\b", re.IGNORECASE)
 SQL_WORDS = re.compile(r"\b(SELECT .+ FROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|PRAGMA|WHERE \w+ (=|IN|LIKE))",
@@ -44,11 +44,11 @@ REVIEWED = {
     ("orchestration/_merge.py", "', '.join(cols)"): "column names from PRAGMA table_info",
     ("orchestration/_merge.py", "', '.join(insert_cols)"): "column names from PRAGMA table_info",
     ("orchestration/commands/runs.py", "where"): "either '' or the literal 'WHERE kind = ?'",
-    ("orchestration/viewer/_sample.py", "table"): "sample-data builder: fixed table names in code",
-    ("orchestration/viewer/_sample.py", "cols"): "sample-data builder: keys of literal dicts in code",
+    ("tests/support/sample_db.py", "table"): "sample-data builder: fixed table names in code",
+    ("tests/support/sample_db.py", "cols"): "sample-data builder: keys of literal dicts in code",
     # SQL assembled from literal fragments in variables, values as ? parameters
     ("environment/personas/_pairs.py", "sql"): "literal SELECT plus an optional literal ' WHERE p.split = ?'",
-    ("orchestration/show/_data.py", "sql_from"): "literal FROM/JOIN plus literal conditions with ? (_tree_filter)",
+    ("inspection/show/_data.py", "sql_from"): "literal FROM/JOIN plus literal conditions with ? (_tree_filter)",
     ("training/_export.py", "_NODE_SQL.format(where=where)"): "where = literal conditions with ? parameters",
     ("training/_export.py", "_COUNT_SQL.format(where=where)"): "where = literal conditions with ? parameters",
 }

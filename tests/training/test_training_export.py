@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from training_trees import add_node, add_persona, add_run, add_tree
 
-from aloesim.environment.errors import ConfigError, InputError, StoreError
+from aloesim.core.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect
 from aloesim.training import ExportFilter, export_dataset, load_dataset, parse_runs, verify_export
 

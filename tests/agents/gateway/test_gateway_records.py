@@ -18,7 +18,7 @@ from gateway_fakes import URL, FakeServer, completion, make_backend, status
 from pydantic import BaseModel
 
 from aloesim.agents.gateway import Backend, BackendSettings, CallContext, Sampling, StoreRecorder
-from aloesim.environment.errors import ConfigError, LLMError
+from aloesim.core.errors import ConfigError, LLMError
 from aloesim.environment.store import Store, connect
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import pytest
 from gateway_fakes import URL, FakeServer, completion, make_backend, status
 
 from aloesim.agents.gateway import RetryBudget, Sampling
-from aloesim.environment.errors import LLMError
+from aloesim.core.errors import LLMError
 
 pytestmark = pytest.mark.anyio
 

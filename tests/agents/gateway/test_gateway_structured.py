@@ -13,7 +13,7 @@ from gateway_fakes import URL, FakeServer, make_backend
 from pydantic import BaseModel, Field
 
 from aloesim.agents.gateway import Sampling, response_format
-from aloesim.environment.errors import LLMError, StructuredOutputError
+from aloesim.core.errors import LLMError, StructuredOutputError
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,7 @@ from aloesim.agents.servers import (
 )
 from aloesim.agents.servers._embedded import embedded_specs
 from aloesim.agents.servers._vllm import vllm_executable, vllm_specs
-from aloesim.environment.errors import ConfigError, ServerError
+from aloesim.core.errors import ConfigError, ServerError
 
 pytestmark = pytest.mark.anyio
 

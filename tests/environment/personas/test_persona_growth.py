@@ -191,7 +191,7 @@ async def test_empty_pool_is_refused(tmp_path: Path) -> None:
 
 
 def test_lone_error_unwraps_groups() -> None:
-    from aloesim.environment.errors import LLMError, lone_error
+    from aloesim.core import LLMError, lone_error
 
     one = LLMError("generator", "x", "down")
     with pytest.raises(LLMError) as info, lone_error():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aloesim.environment.errors import InputError
+from aloesim.core.errors import InputError
 from aloesim.environment.personas import read_items, write_items, write_objects
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aloesim.environment.errors import StoreError
+from aloesim.core.errors import StoreError
 from aloesim.environment.store import SCHEMA_VERSION, Store, connect
 
 TABLES = {"runs", "persona_items", "personas", "trees", "nodes", "events", "llm_calls", "llm_cache",
@@ -122,7 +122,7 @@ def test_readonly_connect_refuses_an_old_schema(tmp_path: Path) -> None:
 _READONLY_PROBE = textwrap.dedent("""
     import sys
     import anyio
-    from aloesim.environment.errors import StoreError
+    from aloesim.core.errors import StoreError
     from aloesim.environment.store import Store
 
     async def main(path):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aloesim.orchestration.show import TreeView
-from aloesim.orchestration.show._data import Point, fit_line
+from aloesim.inspection.show import TreeView
+from aloesim.inspection.show._data import Point, fit_line
 
 COL, ROW, PAD = 120, 34, 24
 

@@ -1,6 +1,6 @@
 """Reading a database for people: read-only views of trees, runs, evaluations
 and cases, their terminal rendering (``aloe show``) and their export to
-Markdown and JSON. The web viewer (``aloesim.orchestration.viewer``) reads
+Markdown and JSON. The web viewer (``aloesim.inspection.viewer``) reads
 through the same views."""
 
 from ._data import (

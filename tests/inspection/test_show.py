@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from aloesim.environment.errors import ConfigError, StoreError
+from aloesim.core.errors import ConfigError, StoreError
 from aloesim.environment.store import connect
-from aloesim.orchestration import show
+from aloesim.inspection import show
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.commands import show as show_cmd
-from aloesim.orchestration.viewer import SAMPLE, write_sample
+from tests.support.sample_db import SAMPLE, write_sample
 
 
 @pytest.fixture(scope="module")
@@ -299,14 +299,11 @@ def test_validate_checks_config_without_the_database(tmp_path):
 
 
 def test_public_names():
-    from aloesim.orchestration import viewer
+    from aloesim.inspection import viewer
 
     assert sorted(viewer.__all__) == [
-        "SAMPLE",
         "create_app",
         "serve_in_thread",
-        "write_sample",
-        "write_synthetic",
     ]
     assert {
         "load_tree",

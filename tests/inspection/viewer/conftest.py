@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aloesim.orchestration.viewer import create_app, serve_in_thread, write_sample
+from aloesim.inspection.viewer import create_app, serve_in_thread
+from tests.support.sample_db import write_sample
 
 
 @dataclass

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from aloesim.orchestration.viewer import SAMPLE
+from tests.support.sample_db import SAMPLE
 
 CHROMIUM = os.environ.get("ALOE_CHROMIUM", "/usr/bin/chromium")
 

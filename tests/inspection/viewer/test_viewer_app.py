@@ -14,10 +14,11 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from viewer_helpers import fetch
 
-from aloesim.environment.errors import ConfigError, StoreError
+from aloesim.core.errors import ConfigError, StoreError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.commands import view as view_cmd
-from aloesim.orchestration.viewer import create_app, serve_in_thread, write_sample, write_synthetic
+from aloesim.inspection.viewer import create_app, serve_in_thread
+from tests.support.sample_db import write_sample, write_synthetic
 
 
 class Links(HTMLParser):
@@ -328,7 +329,7 @@ def test_run_calls_cache_follows_new_calls(tmp_path):
 
 
 def test_view_listen_reports_a_taken_port():
-    from aloesim.environment.errors import ServerError
+    from aloesim.core.errors import ServerError
 
     sock = view_cmd.listen("127.0.0.1", 0)
     try:
@@ -378,7 +379,7 @@ def test_empty_database_and_a_tree_without_nodes(tmp_path):
     from rich.console import Console
 
     from aloesim.environment.store import connect
-    from aloesim.orchestration import show
+    from aloesim.inspection import show
 
     db = tmp_path / "empty.db"
     connect(db, create=True).close()

@@ -37,7 +37,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aloesim.environment.store import connect
-from aloesim.orchestration import show
+from aloesim.inspection import show
 
 from ._svg import al_chart, tree_picture
 
@@ -114,7 +114,7 @@ def _short(text: str | None, n: int = 140) -> str:
 
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("aloesim.orchestration.viewer", "templates"),
+        loader=PackageLoader("aloesim.inspection.viewer", "templates"),
         autoescape=select_autoescape(
             enabled_extensions=("html", "svg", "xml"), default=True, default_for_string=True
         ),
@@ -376,7 +376,7 @@ def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8, warm_ru
         Route("/trees/{tree_id:int}", pages.tree, methods=get, name="tree"),
         Route("/evaluations/{evaluation_id:int}", pages.evaluation, methods=get, name="evaluation"),
         Route("/cases/{case_id:int}", pages.case, methods=get, name="case"),
-        Mount("/static", StaticFiles(packages=[("aloesim.orchestration.viewer", "static")]), name="static"),
+        Mount("/static", StaticFiles(packages=[("aloesim.inspection.viewer", "static")]), name="static"),
     ]
     app = Starlette(
         routes=routes,

@@ -1,0 +1,30 @@
+"""The bottom of the house: the one exceptions module and small helpers that
+every room may import (and that import no room).
+
+``aloesim.core.errors`` holds every deliberate error with the hierarchy drawn
+in its docstring; ``lone_error`` re-raises a task group's single failure as
+itself.
+"""
+
+from ._tasks import lone_error, the_lone_error
+from .errors import (
+    AloeError,
+    ConfigError,
+    InputError,
+    LLMError,
+    ServerError,
+    StoreError,
+    StructuredOutputError,
+)
+
+__all__ = [
+    "AloeError",
+    "ConfigError",
+    "InputError",
+    "LLMError",
+    "ServerError",
+    "StoreError",
+    "StructuredOutputError",
+    "lone_error",
+    "the_lone_error",
+]
