@@ -20,8 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
-from ..environment import InferredPersona, Persona
 from ..core.errors import LLMError
+from ..environment import InferredPersona, Persona
 from .gateway import CallContext, ChatModel, Sampling
 
 Messages = Sequence[dict[str, str]]

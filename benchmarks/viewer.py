@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import tempfile
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -27,10 +27,9 @@ from pathlib import Path
 from _common import write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support holds the synthetic database
-from tests.support.sample_db import write_synthetic  # noqa: E402
-
 from aloesim.environment.store import connect
 from aloesim.inspection.viewer import create_app, serve_in_thread
+from tests.support.sample_db import write_synthetic
 
 
 def fetch(url: str) -> tuple[float, int, int]:

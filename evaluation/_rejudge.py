@@ -11,8 +11,8 @@ import anyio
 import structlog
 
 from ..agents.gateway import CallContext
-from ..environment import Persona
 from ..core.errors import LLMError
+from ..environment import Persona
 from ..environment.store import Store
 from ._runner import JudgeRole, _seed
 

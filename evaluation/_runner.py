@@ -31,8 +31,8 @@ import anyio
 import structlog
 
 from ..agents.gateway import CallContext, ChatModel, Sampling
-from ..environment import Persona
 from ..core.errors import ConfigError, LLMError
+from ..environment import Persona
 from ..environment.store import Store
 from ._cases import Case, fingerprint
 

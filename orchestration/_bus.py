@@ -24,8 +24,8 @@ import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..environment import InferredPersona, Persona
 from ..core.errors import LLMError
+from ..environment import InferredPersona, Persona
 from ..environment.store import Store
 
 log = structlog.get_logger(__name__)

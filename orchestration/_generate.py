@@ -30,8 +30,8 @@ import anyio
 import structlog
 
 from ..agents.gateway import CallContext
-from ..environment import InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
 from ..core.errors import ConfigError, LLMError
+from ..environment import InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
 from ..environment.store import Store, insert_node, node_from_row
 from ._bus import (
     Actor,

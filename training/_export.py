@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import structlog
 
-from aloesim.environment import InferredPersona, Message, Node, history_for
 from aloesim.core.errors import ConfigError, InputError, StoreError
+from aloesim.environment import InferredPersona, Message, Node, history_for
 from aloesim.environment.store import connect
 
 log = structlog.get_logger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aloesim.environment import InferredPersona, Persona
 from aloesim.core.errors import LLMError
+from aloesim.environment import InferredPersona, Persona
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._bus import (
     Actor,

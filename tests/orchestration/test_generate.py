@@ -19,8 +19,8 @@ import anyio
 import pytest
 
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
-from aloesim.environment import Persona, continued_choice
 from aloesim.core.errors import ConfigError
+from aloesim.environment import Persona, continued_choice
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration._generate import ROLES, GenerationSettings, Progress, grow_trees
