@@ -34,6 +34,7 @@ import structlog
 
 from aloesim.core.errors import ConfigError, InputError, StoreError
 from aloesim.environment import InferredPersona, Message, Node, history_for
+from aloesim.environment.quality import QualitySettings, find_exclusions
 from aloesim.environment.store import connect
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,7 @@ class ExportFilter:
 
     runs: tuple[int, ...] = ()  # empty = every run
     include_incomplete: bool = False  # also export nodes of pending/running/failed trees
+    exclude: tuple[str, ...] = ()  # drop nodes flagged for these reasons and their descendants (quality.REASONS)
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -237,9 +239,13 @@ def export_dataset(
     flt: ExportFilter = ExportFilter(),
     *,
     kinds: Sequence[Kind] = KINDS,
+    quality: QualitySettings | None = None,
 ) -> ExportResult:
     """Write the TRL files and ``manifest.json`` for the selected trees into ``out_dir``.
 
+    Nodes flagged for a reason in ``flt.exclude`` (by the detectors of
+    ``aloesim.environment.quality``, with ``quality``'s thresholds) are left
+    out with all their descendants; the manifest counts them under ``excluded``.
     Validates everything (database, runs, non-empty selection, output
     directory) before creating any file; on failure no output file changes.
     """
@@ -253,6 +259,12 @@ def export_dataset(
     conn = open_source(db)
     try:
         n_nodes, _ = check_selection(conn, flt, db=db)
+        exclusion = find_exclusions(conn, flt.runs or None, flt.exclude, quality or QualitySettings(),
+                                    include_incomplete=flt.include_incomplete)
+        if len(exclusion.dropped) >= n_nodes:
+            raise InputError(str(db), f"all {n_nodes} selected nodes are excluded by export.exclude="
+                             f"{list(flt.exclude)} (counts: {exclusion.summary()}); nothing to export")
+        n_nodes -= len(exclusion.dropped)
         out.mkdir(parents=True, exist_ok=True)
         tmp = {k: out / f".{FILES[k]}.partial-{os.getpid()}" for k in kinds}
         handles = {k: tmp[k].open("wb") for k in kinds}
@@ -264,6 +276,8 @@ def export_dataset(
         turns: dict[int, int] = {}
         try:
             for ex in iter_examples(conn, flt, db=db):
+                if exclusion.drops(ex.tree_id, ex.branch):
+                    continue
                 runs.add(ex.run_id)
                 trees.add(ex.tree_id)
                 turns[ex.turn] = turns.get(ex.turn, 0) + 1
@@ -292,9 +306,10 @@ def export_dataset(
         "format": "aloesim-trl-export",
         "format_version": FORMAT_VERSION,
         "source_runs": sorted(runs),
-        "filter": {"runs": list(flt.runs), "include_incomplete": flt.include_incomplete},
+        "filter": {"runs": list(flt.runs), "include_incomplete": flt.include_incomplete, "exclude": list(flt.exclude)},
         "trees": len(trees),
         "nodes": n_nodes,
+        "excluded": exclusion.summary(),
         "turns": {str(t): turns[t] for t in sorted(turns)},
         "counts": {k: counts[k] for k in kinds},
         "files": files,

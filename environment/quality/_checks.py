@@ -1,0 +1,257 @@
+"""Per-node checks of stored preference trees: the one home of the flags that
+``aloe quality`` reports and ``aloe export export.exclude=[...]`` drops.
+
+A node is flagged
+
+- ``leaked``          when its user message recites the persona (``Recitation.leaks``);
+- ``role_flip``       when its user message speaks as the AI (``role_flip``);
+- ``truncated``       when a call that made it (user, inducer, preferred, rejected)
+                      stopped at ``max_tokens`` (``finish_reason == "length"``);
+- ``empty``           when its user message or a reply is blank;
+- ``duplicate``       when its two replies are the same text, or its user message
+                      or a reply repeats an earlier turn of its own conversation;
+- ``judge_disagree``  when the preference check preferred the rejected reply in
+                      both orders (and the pair was not swapped to follow it).
+
+Calls are joined to nodes by (tree, turn, branch, role), the last successful
+call of each. When a run swapped a pair to follow the judge, the node's
+preferred text came from the rejected call, and the join follows the swap.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from .._types import InferredPersona, Node, Persona
+from ..store import _quality_reads as reads
+from ._settings import REASONS, QualitySettings
+from ._text import PersonaOverlap, Recitation, normalized, role_flip
+
+CALL_ROLES: tuple[str, ...] = ("user", "inducer", "preferred", "rejected")
+TEXT_ROLES: tuple[str, ...] = ("user", "preferred", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """How one recorded call ended: ``finish_reason`` None = unknown."""
+
+    finish_reason: str | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCheck:
+    """What the detectors found in one node."""
+
+    node: Node
+    flags: frozenset[str]
+    recited: Recitation  # how much of its user message repeats the persona word for word
+    role_flip: str | None  # name of the matching role-flip pattern
+    finish: tuple[tuple[str, str | None], ...]  # (role, finish_reason or None = unknown) per role of CALL_ROLES
+    truncated_roles: tuple[str, ...]
+    empty_roles: tuple[str, ...]
+    duplicate: tuple[str, ...]  # "pair" | "user_repeat" | "reply_repeat"
+    judge: str | None  # "agree" | "disagree" | "split" (position-dependent) | None = not checked
+    swapped: bool  # the pair was swapped to follow the judge
+    preferred_tokens: int | None  # completion tokens of the call that wrote the preferred text
+    rejected_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TreeChecks:
+    tree_id: int
+    run_id: int
+    status: str
+    persona: Persona
+    checks: tuple[NodeCheck, ...]
+
+
+def _verdict(judge: dict | None) -> tuple[str | None, bool]:
+    if not judge:
+        return None, False
+    swapped = bool(judge.get("swapped"))
+    if judge.get("agrees"):
+        return "agree", swapped
+    if judge.get("disagrees"):
+        return "disagree", swapped
+    return "split", swapped
+
+
+def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, str, str], CallOutcome],
+               settings: QualitySettings) -> list[NodeCheck]:
+    """Run every detector on the nodes of one tree. ``calls`` maps
+    (turn, branch, role) to the last successful call of that role there."""
+    overlap = PersonaOverlap(persona.profile, persona.personality, run_words=settings.leak_run_words)
+    by_branch = {n.branch: n for n in nodes}
+    out: list[NodeCheck] = []
+    for node in nodes:
+        flags: set[str] = set()
+        recited = overlap.recited(node.user_message)
+        if recited.leaks(settings.leak_min_words):
+            flags.add("leaked")
+        flip = role_flip(node.user_message)
+        if flip is not None:
+            flags.add("role_flip")
+        judge, swapped = _verdict(node.judge)
+        if judge == "disagree" and not swapped:
+            flags.add("judge_disagree")
+        # which call wrote each text (a swapped pair's preferred text is the rejected call's)
+        source = {"user": "user", "inducer": "inducer", "preferred": "preferred", "rejected": "rejected"}
+        if swapped:
+            source["preferred"], source["rejected"] = "rejected", "preferred"
+        found = {role: calls.get((node.turn, node.branch, source[role])) for role in CALL_ROLES}
+        finish = tuple((role, c.finish_reason if c else None) for role, c in found.items())
+        truncated = tuple(role for role, reason in finish if reason == "length")
+        if truncated:
+            flags.add("truncated")
+        texts = {"user": node.user_message, "preferred": node.preferred, "rejected": node.rejected}
+        empty = tuple(role for role in TEXT_ROLES if not texts[role].strip())
+        if empty:
+            flags.add("empty")
+        duplicate = _duplicates(node, by_branch)
+        if duplicate:
+            flags.add("duplicate")
+        pc, rc = found["preferred"], found["rejected"]
+        out.append(NodeCheck(
+            node=node, flags=frozenset(flags), recited=recited, role_flip=flip, finish=finish,
+            truncated_roles=truncated, empty_roles=empty, duplicate=duplicate, judge=judge, swapped=swapped,
+            preferred_tokens=pc.completion_tokens if pc else None, rejected_tokens=rc.completion_tokens if rc else None,
+        ))
+    return out
+
+
+def _duplicates(node: Node, by_branch: dict[str, Node]) -> tuple[str, ...]:
+    p, r, m = normalized(node.preferred), normalized(node.rejected), normalized(node.user_message)
+    found: list[str] = []
+    if p and p == r:
+        found.append("pair")
+    earlier_user: set[str] = set()
+    earlier_replies: set[str] = set()
+    for k in range(len(node.branch)):
+        anc = by_branch.get(node.branch[:k])
+        if anc is None:
+            continue
+        earlier_user.add(normalized(anc.user_message))
+        earlier_replies.add(normalized(anc.preferred if node.branch[k] == "p" else anc.rejected))
+    if m and m in earlier_user:
+        found.append("user_repeat")
+    if (p and p in earlier_replies) or (r and r in earlier_replies):
+        found.append("reply_repeat")
+    return tuple(found)
+
+
+def _node(row: sqlite3.Row) -> Node:
+    return Node(
+        tree_id=row["tree_id"], turn=row["turn"], branch=row["branch"], user_message=row["user_message"] or "",
+        inferred=InferredPersona(row["inferred_profile"], row["inferred_personalities"]),
+        preferred=row["preferred"] or "", rejected=row["rejected"] or "", continued=row["continued"],
+        judge=_judge(row["judge"]), id=row["id"], parent_id=row["parent_id"],
+    )
+
+
+def _judge(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None  # not a verdict this version wrote: treated as not checked
+    return value if isinstance(value, dict) else None
+
+
+def iter_tree_checks(conn: sqlite3.Connection, run_ids: Iterable[int], settings: QualitySettings, *,
+                     include_incomplete: bool = True, max_tree_id: int | None = None) -> Iterator[TreeChecks]:
+    """Check every node of the runs' trees, one tree at a time (by run, then tree id).
+
+    ``include_incomplete=False`` reads complete trees only (what export reads
+    by default); ``max_tree_id`` stops after that tree."""
+    for run_id in run_ids:
+        calls = iter(reads.iter_call_rows(conn, run_id, include_incomplete=include_incomplete,
+                                          max_tree_id=max_tree_id))
+        pending = next(calls, None)
+        tree: list[sqlite3.Row] = []
+        for row in reads.iter_node_rows(conn, run_id, include_incomplete=include_incomplete,
+                                        max_tree_id=max_tree_id):
+            if tree and row["tree_id"] != tree[0]["tree_id"]:
+                pending, checked = _finish_tree(tree, calls, pending, settings)
+                yield checked
+                tree = []
+            tree.append(row)
+        if tree:
+            yield _finish_tree(tree, calls, pending, settings)[1]
+
+
+def _finish_tree(rows: list[sqlite3.Row], calls: Iterator[sqlite3.Row], pending: sqlite3.Row | None,
+                 settings: QualitySettings) -> tuple[sqlite3.Row | None, TreeChecks]:
+    tree_id = rows[0]["tree_id"]
+    found: dict[tuple[int, str, str], CallOutcome] = {}
+    while pending is not None and pending["tree_id"] <= tree_id:
+        if pending["tree_id"] == tree_id:  # calls of trees without nodes are skipped
+            found[(pending["turn"], pending["branch"] or "", pending["role"])] = CallOutcome(
+                pending["finish_reason"], pending["completion_tokens"])
+        pending = next(calls, None)
+    first = rows[0]
+    persona = Persona(first["persona_id"], first["profile"], first["personality"])
+    checks = check_tree(persona, [_node(r) for r in rows], found, settings)
+    return pending, TreeChecks(tree_id, first["run_id"], first["tree_status"], persona, tuple(checks))
+
+
+@dataclass
+class Exclusion:
+    """Which nodes an export drops for the chosen reasons, and why.
+
+    A flagged node is dropped with every node below it: a descendant's
+    prompt is the conversation through its ancestors, so it would train on
+    the flagged turn's text."""
+
+    reasons: tuple[str, ...]
+    dropped: set[tuple[int, str]] = field(default_factory=set)  # (tree id, branch)
+    by_reason: dict[str, int] = field(default_factory=dict)  # flagged nodes per reason (a node may have several)
+    dependents: int = 0  # dropped only because an ancestor was
+    unknown_finish: int = 0  # checked nodes with a call whose finish_reason is unknown (truncation unverifiable)
+
+    def add(self, tree: TreeChecks) -> None:
+        chosen = set(self.reasons)
+        dropped_here: set[str] = set()
+        for c in sorted(tree.checks, key=lambda c: len(c.node.branch)):
+            own = c.flags & chosen
+            for reason in own:
+                self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+            if "truncated" in chosen and any(reason is None for _, reason in c.finish):
+                self.unknown_finish += 1
+            branch = c.node.branch
+            inherited = any(branch[:k] in dropped_here for k in range(len(branch)))
+            if own or inherited:
+                dropped_here.add(branch)
+                self.dropped.add((tree.tree_id, branch))
+                self.dependents += int(not own)
+
+    def drops(self, tree_id: int, branch: str) -> bool:
+        return (tree_id, branch) in self.dropped
+
+    def summary(self) -> dict[str, int]:
+        """Counts for ``manifest.json``: per reason, dependents, total, and (when
+        truncation was asked for) nodes whose finish_reason was unknown."""
+        out = {r: self.by_reason.get(r, 0) for r in self.reasons}
+        out["dependents"] = self.dependents
+        out["total"] = len(self.dropped)
+        if "truncated" in self.reasons:
+            out["unknown_finish"] = self.unknown_finish
+        return out
+
+
+def find_exclusions(conn: sqlite3.Connection, run_ids: Iterable[int] | None, reasons: Sequence[str],
+                    settings: QualitySettings, *, include_incomplete: bool) -> Exclusion:
+    """The nodes of the runs' trees (None = every run's) that ``reasons`` (a subset of ``REASONS``) drop."""
+    unknown = [r for r in reasons if r not in REASONS]
+    if unknown:
+        raise ValueError(f"unknown exclusion reasons {unknown}; expected some of {list(REASONS)}")
+    exclusion = Exclusion(tuple(r for r in REASONS if r in reasons))
+    if exclusion.reasons:
+        runs = reads.tree_run_ids(conn) if run_ids is None else run_ids
+        for tree in iter_tree_checks(conn, runs, settings, include_incomplete=include_incomplete):
+            exclusion.add(tree)
+    return exclusion

@@ -1,0 +1,55 @@
+"""The quality section of the viewer's run page: the report without
+embeddings (revelation and diversity distance need the model; ``aloe
+quality`` computes them), over the run's first trees only, so a page stays
+fast on any run; cached until the run commits another node."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from aloesim.environment.quality import QualitySettings
+from aloesim.environment.store import _quality_reads as reads
+
+from ._metrics import METRICS
+from ._report import build_quality_report
+from ._write import LABELS, _scope, _threshold, _value
+
+VIEW_MAX_TREES = 200  # trees checked per run page (the section says when it is a sample)
+
+_cache: OrderedDict[tuple[str, int], tuple[tuple[int, int], dict[str, Any]]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def run_quality_summary(conn: sqlite3.Connection, run_id: int, settings: QualitySettings | None = None, *,
+                        max_trees: int = VIEW_MAX_TREES) -> dict[str, Any] | None:
+    """``{"scope", "flags", "rows": [{"metric", "value", "threshold", "status", "note"}]}`` for a
+    generate run with nodes; None for other runs."""
+    row = reads.run_row(conn, run_id)
+    if row is None or row["kind"] != "generate":
+        return None
+    version = reads.nodes_version(conn, run_id)
+    if version[0] == 0:
+        return None
+    db = conn.execute("PRAGMA database_list").fetchone()[2]
+    key = (db, run_id)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+    report = build_quality_report(conn, run_id, settings or QualitySettings(), max_trees=max_trees)
+    m = report["metrics"]
+    view = {
+        "scope": _scope(report),
+        "flags": report["flags"],
+        "rows": [{"metric": LABELS[name], "value": _value(name, m[name]), "threshold": _threshold(name, m[name]),
+                  "status": "not measured" if m[name]["flagged"] is None else "flagged" if m[name]["flagged"] else "ok",
+                  "note": m[name]["note"] or ""} for name in METRICS],
+    }
+    with _lock:
+        _cache[key] = (version, view)
+        while len(_cache) > 32:
+            _cache.popitem(last=False)
+    return view

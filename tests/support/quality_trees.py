@@ -1,0 +1,135 @@
+"""Hand-built preference trees whose quality metrics are known, in a real
+SQLite file. Nodes go through the store's own ``insert_node`` and runs through
+``create_run``; personas, trees and call records through parameterized SQL
+(the store has no repository for them yet).
+
+``llm_calls.finish_reason`` comes with a migration of its own; on a schema
+without it, ``TreeBuilder(..., finish_reason=True)`` adds the column the
+same way, so truncation can be tested before and after that migration.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+from aloesim.environment import InferredPersona, Node
+from aloesim.environment.store import connect, create_run, insert_node
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One node to write: the user message, the replies, and what the calls said."""
+
+    user: str
+    preferred: str | None = None  # None: a text of its own ("Preferred reply at <branch> of tree <id>.")
+    rejected: str | None = None
+    inferred: tuple[str | None, str | None] = (None, None)
+    continued: str = "preferred"
+    judge: dict | None = None
+    finish: dict[str, str | None] | None = None  # role -> finish_reason of its call; None = no calls written
+    tokens: tuple[int, int] | None = None  # completion tokens of the preferred and rejected calls
+
+
+class TreeBuilder:
+    """Write runs, personas, trees, nodes and calls into ``path`` (created)."""
+
+    def __init__(self, path: str | Path, *, finish_reason: bool = True) -> None:
+        self.path = Path(path)
+        self.conn: sqlite3.Connection = connect(self.path, create=True)
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(llm_calls)")}
+        if finish_reason and "finish_reason" not in cols:
+            self.conn.execute("ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT")
+        self.has_finish = finish_reason or "finish_reason" in cols
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, kind: str = "generate", **config: object) -> int:
+        return create_run(self.conn, kind, {"generation": config} if config else {}, f"h-{kind}-{config}")
+
+    def persona(self, profile: str, personality: str) -> int:
+        ids = []
+        for kind, text in (("profile", profile), ("personality", personality)):
+            row = self.conn.execute("SELECT id FROM persona_items WHERE kind = ? AND split = 'train' AND text = ?",
+                                    (kind, text)).fetchone()
+            ids.append(row[0] if row else self.conn.execute(
+                "INSERT INTO persona_items (kind, split, text, source, created_at) VALUES (?, 'train', ?, 'seed', 0)",
+                (kind, text)).lastrowid)
+        return self.conn.execute("INSERT INTO personas (profile_id, personality_id, split, created_at)"
+                                 " VALUES (?, ?, 'train', 0)", ids).lastrowid
+
+    def tree(self, run_id: int, persona_id: int, *, turns: int, mode: str = "path", status: str = "complete") -> int:
+        return self.conn.execute(
+            "INSERT INTO trees (run_id, persona_id, mode, turns, seed, status, created_at) VALUES (?, ?, ?, ?, 0, ?, 0)",
+            (run_id, persona_id, mode, turns, status)).lastrowid
+
+    def node(self, tree_id: int, branch: str, turn: Turn, *, run_id: int | None = None) -> int:
+        node = Node(tree_id=tree_id, turn=len(branch) + 1, branch=branch, user_message=turn.user,
+                    inferred=InferredPersona(*turn.inferred),
+                    preferred=f"Preferred reply at {branch or 'root'} of tree {tree_id}." if turn.preferred is None
+                    else turn.preferred,
+                    rejected=f"Rejected reply at {branch or 'root'} of tree {tree_id}." if turn.rejected is None
+                    else turn.rejected,
+                    continued=turn.continued, judge=turn.judge)  # type: ignore[arg-type]
+        node_id = insert_node(self.conn, node)
+        if turn.finish is not None:
+            p_tok, r_tok = turn.tokens or (None, None)
+            for role, reason in turn.finish.items():
+                tokens = p_tok if role == "preferred" else r_tok if role == "rejected" else 10
+                self.call(tree_id, node.turn, branch, role, finish_reason=reason, completion_tokens=tokens,
+                          run_id=run_id)
+        return node_id
+
+    def conversation(self, tree_id: int, turns: list[Turn], *, run_id: int | None = None) -> list[int]:
+        """A path-mode conversation: each node continues the reply its ``continued`` names."""
+        ids, branch = [], ""
+        for t in turns:
+            ids.append(self.node(tree_id, branch, t, run_id=run_id))
+            branch += "p" if t.continued == "preferred" else "r"
+        return ids
+
+    def call(self, tree_id: int, turn: int, branch: str, role: str, *, finish_reason: str | None = "stop",
+             completion_tokens: int | None = 10, error: str | None = None, run_id: int | None = None) -> int:
+        vals: list[object] = [run_id, role, "http://127.0.0.1:1/v1", "m", tree_id, turn, branch,
+                              json.dumps({"messages": []}), None if error else "text", completion_tokens, error, 0]
+        if self.has_finish:
+            self.conn.execute(
+                "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, request, response,"
+                " completion_tokens, error, created_at, finish_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*vals, finish_reason))
+        else:
+            self.conn.execute(
+                "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, request, response,"
+                " completion_tokens, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", vals)
+        return self.conn.execute("SELECT max(id) FROM llm_calls").fetchone()[0]
+
+
+ALL_STOP = {"user": "stop", "inducer": "stop", "preferred": "stop", "rejected": "stop"}
+
+PROFILES = [
+    (
+        ("I am a retired history teacher from Lyon who grows tomatoes and heirloom beans in a community garden"
+         " and volunteers at the local library on weekends."),
+        "Warm, talkative and curious; loves long stories and gentle humour.",
+    ),
+    (
+        ("I work night shifts as an emergency nurse in Chicago, have two teenage daughters, and run marathons"
+         " to clear my head after difficult weeks."),
+        "Direct, pragmatic and a little sarcastic; dislikes small talk.",
+    ),
+    (
+        ("I am a freelance illustrator in Osaka who draws children's books, keeps three cats and practises"
+         " kendo twice a week at a neighbourhood dojo."),
+        "Shy at first, detail-oriented and playful once comfortable.",
+    ),
+]
