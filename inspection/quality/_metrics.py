@@ -185,4 +185,4 @@ def _flag_line(name: str, v: dict[str, Any]) -> str:
     what = {"leakage": "user messages recite the persona", "role_flips": "user messages speak as the AI",
             "truncation": "calls stopped at max_tokens", "empty": "nodes have an empty text",
             "duplicates": "nodes repeat a reply or an earlier turn"}[name]
-    return f"{name} {val:.3f} > {v['threshold']}: {v['count']} of {v['of']} {what}"
+    return f"{name.replace('_', ' ')} {val:.3f} > {v['threshold']}: {v['count']} of {v['of']} {what}"

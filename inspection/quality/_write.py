@@ -45,7 +45,9 @@ def _value(name: str, m: Mapping[str, Any]) -> str:
 
 def _threshold(name: str, m: Mapping[str, Any]) -> str:
     t = m["threshold"]
-    return {"revelation": f"slope > {t}", "length_bias": f"within [{1 / t:.2f}, {t}]", "diversity": f">= {t} at every turn",
+    if name == "length_bias":
+        return f"within [{1 / t:.2f}, {t}]"
+    return {"revelation": f"slope > {t}", "diversity": f">= {t} at every turn",
             "judge_agreement": f">= {t}"}.get(name, f"<= {t}")
 
 
