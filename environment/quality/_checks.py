@@ -58,6 +58,8 @@ class NodeCheck:
     swapped: bool  # the pair was swapped to follow the judge
     preferred_tokens: int | None  # completion tokens of the call that wrote the preferred text
     rejected_tokens: int | None
+    preferred_words: int
+    rejected_words: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,8 @@ def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, s
     """Run every detector on the nodes of one tree. ``calls`` maps
     (turn, branch, role) to the last successful call of that role there."""
     overlap = PersonaOverlap(persona.profile, persona.personality, run_words=settings.leak_run_words)
-    by_branch = {n.branch: n for n in nodes}
+    # each text normalised once: (user message, preferred, rejected) per branch
+    norms = {n.branch: (normalized(n.user_message), normalized(n.preferred), normalized(n.rejected)) for n in nodes}
     out: list[NodeCheck] = []
     for node in nodes:
         flags: set[str] = set()
@@ -111,7 +114,7 @@ def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, s
         empty = tuple(role for role in TEXT_ROLES if not texts[role].strip())
         if empty:
             flags.add("empty")
-        duplicate = _duplicates(node, by_branch)
+        duplicate = _duplicates(node.branch, norms)
         if duplicate:
             flags.add("duplicate")
         pc, rc = found["preferred"], found["rejected"]
@@ -119,23 +122,28 @@ def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, s
             node=node, flags=frozenset(flags), recited=recited, role_flip=flip, finish=finish,
             truncated_roles=truncated, empty_roles=empty, duplicate=duplicate, judge=judge, swapped=swapped,
             preferred_tokens=pc.completion_tokens if pc else None, rejected_tokens=rc.completion_tokens if rc else None,
+            preferred_words=_count(norms[node.branch][1]), rejected_words=_count(norms[node.branch][2]),
         ))
     return out
 
 
-def _duplicates(node: Node, by_branch: dict[str, Node]) -> tuple[str, ...]:
-    p, r, m = normalized(node.preferred), normalized(node.rejected), normalized(node.user_message)
+def _count(norm: str) -> int:
+    return norm.count(" ") + 1 if norm else 0
+
+
+def _duplicates(branch: str, norms: dict[str, tuple[str, str, str]]) -> tuple[str, ...]:
+    m, p, r = norms[branch]
     found: list[str] = []
     if p and p == r:
         found.append("pair")
     earlier_user: set[str] = set()
     earlier_replies: set[str] = set()
-    for k in range(len(node.branch)):
-        anc = by_branch.get(node.branch[:k])
+    for k in range(len(branch)):
+        anc = norms.get(branch[:k])
         if anc is None:
             continue
-        earlier_user.add(normalized(anc.user_message))
-        earlier_replies.add(normalized(anc.preferred if node.branch[k] == "p" else anc.rejected))
+        earlier_user.add(anc[0])
+        earlier_replies.add(anc[1] if branch[k] == "p" else anc[2])  # the reply the conversation continued
     if m and m in earlier_user:
         found.append("user_repeat")
     if (p and p in earlier_replies) or (r and r in earlier_replies):

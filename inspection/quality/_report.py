@@ -20,7 +20,7 @@ import numpy as np
 from aloesim.core.errors import ConfigError
 from aloesim.environment import stable_int
 from aloesim.environment.personas import Embedder, normalise
-from aloesim.environment.quality import QualitySettings, TreeChecks, iter_tree_checks, words
+from aloesim.environment.quality import QualitySettings, TreeChecks, iter_tree_checks
 from aloesim.environment.store import _quality_reads as reads
 
 from ._metrics import distinct_n, mean_pairwise_distance, run_metrics
@@ -126,7 +126,7 @@ class Accumulator:
                 t.disagree += c.judge == "disagree"
                 t.split += c.judge == "split"
                 self.swapped += c.swapped
-            pw, rw = len(words(n.preferred)), len(words(n.rejected))
+            pw, rw = c.preferred_words, c.rejected_words
             t.p_words, t.r_words = t.p_words + pw, t.r_words + rw
             t.p_longer_words += _longer(pw, rw)
             if c.preferred_tokens is not None and c.rejected_tokens is not None:

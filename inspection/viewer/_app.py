@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aloesim.environment.store import connect
 from aloesim.inspection import show
+from aloesim.inspection.quality import run_quality_summary
 
 from ._svg import al_chart, tree_picture
 
@@ -245,6 +246,7 @@ class Pages:
                 "status": status,
                 "diff": diff,
                 "first_run": first["id"],
+                "quality": run_quality_summary(conn, run_id),
             }
 
         data = await self.read(q)
