@@ -33,7 +33,10 @@ def _settings(cfg: DictConfig) -> QualitySettings:
 def _embedder(name: str | None) -> SentenceEmbedder | None:
     if name is None:
         return None
-    embedder = SentenceEmbedder(None if name == "default" else name)
+    looks_like_path = name.startswith((".", "~", "/")) or "\\" in name or name.count("/") > 1
+    if name != "default" and looks_like_path and not Path(name).expanduser().is_dir():
+        raise ConfigError("quality.embedder", name, "default, null or a sentence-transformers model (no such folder)")
+    embedder = SentenceEmbedder(None if name == "default" else str(Path(name).expanduser()) if looks_like_path else name)
     try:
         embedder.encode(["probe"])  # load it now: a bad model is a config error, not a traceback
     except Exception as exc:  # noqa: BLE001 -- sentence-transformers raises many kinds (OSError, ValueError, ...)

@@ -133,3 +133,43 @@ PROFILES = [
         "Shy at first, detail-oriented and playful once comfortable.",
     ),
 ]
+
+RECITE = "Hi! I am a retired history teacher from Lyon who grows tomatoes and heirloom beans."
+FLIP = "Hello! How can I help you today?"
+AGREE = {"preferred_first": True, "preferred_second": True, "agrees": True, "disagrees": False}
+DISAGREE = {"preferred_first": False, "preferred_second": False, "agrees": False, "disagrees": True}
+SPLIT = {"preferred_first": True, "preferred_second": False, "agrees": False, "disagrees": False}
+
+
+def write_flagged(path: Path) -> dict[str, int]:
+    """Run 1: tree A (path, 3 turns), tree B (path, 2 turns), tree C (full, 2 turns), tree D (failed).
+    Flags by design:
+      A ''   -            A 'p'  leaked, truncated (preferred), judge_disagree    A 'pr' role_flip, duplicate (pair)
+      B ''   empty        B 'p'  duplicate (user repeats turn 1)
+      C ''   -            C 'p'  leaked                                          C 'r'  -
+      D ''   role_flip (tree failed)"""
+    with TreeBuilder(path) as b:
+        run = b.run(turns=3)
+        pa, pb, pc = (b.persona(*p) for p in PROFILES)
+        ta = b.tree(run, pa, turns=3)
+        b.conversation(ta, [
+            Turn("I spent the morning in my garden.", judge=AGREE, finish=ALL_STOP, tokens=(20, 10)),
+            Turn(RECITE, judge=DISAGREE, continued="rejected", finish={**ALL_STOP, "preferred": "length"},
+                 tokens=(64, 12)),
+            Turn(FLIP, preferred="Same text.", rejected="same  TEXT!", finish={**ALL_STOP, "user": None}),
+        ])
+        tb = b.tree(run, pb, turns=2)
+        b.conversation(tb, [
+            Turn("Long week at the hospital.", preferred="  ", finish=ALL_STOP),
+            Turn("Long week at the hospital!", judge=SPLIT, finish=ALL_STOP),
+        ])
+        tc = b.tree(run, pc, turns=2, mode="full")
+        b.node(tc, "", Turn("I just finished a new picture book.", continued="both", finish=ALL_STOP))
+        b.node(tc, "p", Turn("I am a freelance illustrator in Osaka who draws children's books.", continued="both"))
+        b.node(tc, "r", Turn("My cats walked over the drawing again.", continued="both"))
+        td = b.tree(run, b.persona(PROFILES[0][0], PROFILES[1][1]), turns=2, status="failed")
+        b.node(td, "", Turn(FLIP))
+        other = b.run(turns=1)
+        te = b.tree(other, pa, turns=1)
+        b.node(te, "", Turn(RECITE.replace("Lyon", "Lyon,")))
+        return {"run": run, "other": other, "A": ta, "B": tb, "C": tc, "D": td, "E": te}
