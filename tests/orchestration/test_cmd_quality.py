@@ -6,17 +6,30 @@ write nothing."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from aloesim.orchestration.cli import main
 from tests.support.quality_trees import write_flagged
 
 ALOE = str(Path(sys.executable).with_name("aloe"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``main`` configures logging onto capsys's stream; undo that for later tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
