@@ -19,7 +19,7 @@ from ._checks import (
     iter_tree_checks,
 )
 from ._settings import REASONS, QualitySettings, parse_reasons
-from ._text import ROLE_FLIP_PATTERNS, PersonaOverlap, Recitation, normalized, role_flip, words
+from ._text import ROLE_FLIP_PATTERNS, PersonaOverlap, Recitation, normalized, role_flip, template_text, words
 
 __all__ = [
     "CALL_ROLES",
@@ -38,5 +38,6 @@ __all__ = [
     "normalized",
     "parse_reasons",
     "role_flip",
+    "template_text",
     "words",
 ]

@@ -3,10 +3,12 @@
 
 A node is flagged
 
-- ``leaked``          when its user message recites the persona (``Recitation.leaks``);
+- ``leaked``          when its user message recites the persona or the role-play
+                      instructions of its run's user prompt (``Recitation.leaks``);
 - ``role_flip``       when its user message speaks as the AI (``role_flip``);
 - ``truncated``       when a call that made it (user, inducer, preferred, rejected)
-                      stopped at ``max_tokens`` (``finish_reason == "length"``);
+                      stopped at ``max_tokens`` (``finish_reason == "length"``; where no
+                      finish_reason was recorded: its completion used all of ``max_tokens``);
 - ``empty``           when its user message or a reply is blank;
 - ``duplicate``       when its two replies are the same text, or its user message
                       or a reply repeats an earlier turn of its own conversation;
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from .._types import InferredPersona, Node, Persona
 from ..store import _quality_reads as reads
 from ._settings import REASONS, QualitySettings
-from ._text import PersonaOverlap, Recitation, normalized, role_flip
+from ._text import PersonaOverlap, Recitation, normalized, role_flip, template_text
 
 CALL_ROLES: tuple[str, ...] = ("user", "inducer", "preferred", "rejected")
 TEXT_ROLES: tuple[str, ...] = ("user", "preferred", "rejected")
@@ -36,10 +38,21 @@ TEXT_ROLES: tuple[str, ...] = ("user", "preferred", "rejected")
 
 @dataclass(frozen=True, slots=True)
 class CallOutcome:
-    """How one recorded call ended: ``finish_reason`` None = unknown."""
+    """How one recorded call ended: ``finish_reason`` None = not recorded."""
 
     finish_reason: str | None
     completion_tokens: int | None
+    max_tokens: int | None = None  # what the request allowed
+
+    def finish(self) -> tuple[str | None, bool]:
+        """(finish reason, inferred?). Where none was recorded, a call whose completion
+        used all of ``max_tokens`` stopped for length and one that used fewer did not
+        ("stop"); without both numbers the finish is unknown (None)."""
+        if self.finish_reason is not None:
+            return self.finish_reason, False
+        if self.completion_tokens is None or not isinstance(self.max_tokens, int):
+            return None, False
+        return ("length" if self.completion_tokens >= self.max_tokens else "stop"), True
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,7 @@ class NodeCheck:
     recited: Recitation  # how much of its user message repeats the persona word for word
     role_flip: str | None  # name of the matching role-flip pattern
     finish: tuple[tuple[str, str | None], ...]  # (role, finish_reason or None = unknown) per role of CALL_ROLES
+    finish_inferred: tuple[str, ...]  # roles whose finish was inferred from completion_tokens vs max_tokens
     truncated_roles: tuple[str, ...]
     empty_roles: tuple[str, ...]
     duplicate: tuple[str, ...]  # "pair" | "user_repeat" | "reply_repeat"
@@ -83,10 +97,12 @@ def _verdict(judge: dict | None) -> tuple[str | None, bool]:
 
 
 def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, str, str], CallOutcome],
-               settings: QualitySettings) -> list[NodeCheck]:
-    """Run every detector on the nodes of one tree. ``calls`` maps
-    (turn, branch, role) to the last successful call of that role there."""
-    overlap = PersonaOverlap(persona.profile, persona.personality, run_words=settings.leak_run_words)
+               settings: QualitySettings, *, instructions: Sequence[str] = ()) -> list[NodeCheck]:
+    """Run every detector on the nodes of one tree. ``calls`` maps (turn, branch,
+    role) to the last successful call of that role there; ``instructions`` are the
+    fixed pieces of the user role's prompt (a message reciting them leaks too)."""
+    overlap = PersonaOverlap(persona.profile, persona.personality, instructions=instructions,
+                             run_words=settings.leak_run_words)
     # each text normalised once: (user message, preferred, rejected) per branch
     norms = {n.branch: (normalized(n.user_message), normalized(n.preferred), normalized(n.rejected)) for n in nodes}
     out: list[NodeCheck] = []
@@ -106,7 +122,8 @@ def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, s
         if swapped:
             source["preferred"], source["rejected"] = "rejected", "preferred"
         found = {role: calls.get((node.turn, node.branch, source[role])) for role in CALL_ROLES}
-        finish = tuple((role, c.finish_reason if c else None) for role, c in found.items())
+        ends = {role: c.finish() if c else (None, False) for role, c in found.items()}
+        finish = tuple((role, end[0]) for role, end in ends.items())
         truncated = tuple(role for role, reason in finish if reason == "length")
         if truncated:
             flags.add("truncated")
@@ -120,6 +137,7 @@ def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, s
         pc, rc = found["preferred"], found["rejected"]
         out.append(NodeCheck(
             node=node, flags=frozenset(flags), recited=recited, role_flip=flip, finish=finish,
+            finish_inferred=tuple(role for role, end in ends.items() if end[1]),
             truncated_roles=truncated, empty_roles=empty, duplicate=duplicate, judge=judge, swapped=swapped,
             preferred_tokens=pc.completion_tokens if pc else None, rejected_tokens=rc.completion_tokens if rc else None,
             preferred_words=_count(norms[node.branch][1]), rejected_words=_count(norms[node.branch][2]),
@@ -177,6 +195,8 @@ def iter_tree_checks(conn: sqlite3.Connection, run_ids: Iterable[int], settings:
     ``include_incomplete=False`` reads complete trees only (what export reads
     by default); ``max_tree_id`` stops after that tree."""
     for run_id in run_ids:
+        template = reads.run_prompt(conn, run_id, "user")
+        instructions = template_text(template) if template else ()
         calls = iter(reads.iter_call_rows(conn, run_id, include_incomplete=include_incomplete,
                                           max_tree_id=max_tree_id))
         pending = next(calls, None)
@@ -184,26 +204,26 @@ def iter_tree_checks(conn: sqlite3.Connection, run_ids: Iterable[int], settings:
         for row in reads.iter_node_rows(conn, run_id, include_incomplete=include_incomplete,
                                         max_tree_id=max_tree_id):
             if tree and row["tree_id"] != tree[0]["tree_id"]:
-                pending, checked = _finish_tree(tree, calls, pending, settings)
+                pending, checked = _finish_tree(tree, calls, pending, settings, instructions)
                 yield checked
                 tree = []
             tree.append(row)
         if tree:
-            yield _finish_tree(tree, calls, pending, settings)[1]
+            yield _finish_tree(tree, calls, pending, settings, instructions)[1]
 
 
 def _finish_tree(rows: list[sqlite3.Row], calls: Iterator[sqlite3.Row], pending: sqlite3.Row | None,
-                 settings: QualitySettings) -> tuple[sqlite3.Row | None, TreeChecks]:
+                 settings: QualitySettings, instructions: Sequence[str]) -> tuple[sqlite3.Row | None, TreeChecks]:
     tree_id = rows[0]["tree_id"]
     found: dict[tuple[int, str, str], CallOutcome] = {}
     while pending is not None and pending["tree_id"] <= tree_id:
         if pending["tree_id"] == tree_id:  # calls of trees without nodes are skipped
             found[(pending["turn"], pending["branch"] or "", pending["role"])] = CallOutcome(
-                pending["finish_reason"], pending["completion_tokens"])
+                pending["finish_reason"], pending["completion_tokens"], pending["max_tokens"])
         pending = next(calls, None)
     first = rows[0]
     persona = Persona(first["persona_id"], first["profile"], first["personality"])
-    checks = check_tree(persona, [_node(r) for r in rows], found, settings)
+    checks = check_tree(persona, [_node(r) for r in rows], found, settings, instructions=instructions)
     return pending, TreeChecks(tree_id, first["run_id"], first["tree_status"], persona, tuple(checks))
 
 

@@ -1,4 +1,5 @@
-"""Text detectors: a simulated user reciting its persona, or speaking as the AI.
+"""Text detectors: a simulated user reciting its persona (or its role-play
+instructions), or speaking as the AI.
 
 Both work on words: the text case-folded, curly apostrophes made straight,
 split into runs of letters and digits (``I'm`` is one word). They are rules,
@@ -8,6 +9,7 @@ not models, so their mistakes can be read off the patterns below (docs/quality.m
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -18,6 +20,11 @@ _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": 
 def words(text: str) -> list[str]:
     """The words of ``text``: case-folded, apostrophes straightened, punctuation dropped."""
     return _WORD.findall(text.translate(_QUOTES).casefold())
+
+
+def template_text(template: str) -> list[str]:
+    """The fixed pieces of a prompt template: the text between its ``{placeholders}``."""
+    return [piece.replace("{{", "{").replace("}}", "}") for piece in re.split(r"(?<!\{)\{[a-z_]+\}(?!\})", template)]
 
 
 def normalized(text: str) -> str:
@@ -35,7 +42,7 @@ class Recitation:
     words: int  # message words inside shared runs (0: nothing recited)
     longest: int  # length of the longest shared run
     share: float  # words / the message's length in words
-    source: str | None  # where the longest run is: "profile" | "personality" (None when nothing is recited)
+    source: str | None  # where the longest run is: "profile" | "personality" | "instructions" (None: nothing)
     text: str  # the longest run, for reports
 
     def leaks(self, min_words: int) -> bool:
@@ -47,19 +54,23 @@ NOTHING_RECITED = Recitation(0, 0, 0.0, None, "")
 
 
 class PersonaOverlap:
-    """Word runs a message shares with one persona's profile and personality.
+    """Word runs a message shares with the hidden text its writer was given:
+    the persona's profile and personality, and the fixed text of the
+    role-play instructions (the user prompt without its placeholders).
 
-    The persona side is indexed once (``difflib.SequenceMatcher``'s second
+    Each text is indexed once (``difflib.SequenceMatcher``'s second
     sequence), so checking the many messages of a tree is cheap. Runs are
     taken longest first, in any order (a recitation may reorder clauses),
     each message word counted once."""
 
-    def __init__(self, profile: str, personality: str, *, run_words: int = 4) -> None:
+    def __init__(self, profile: str, personality: str, *, instructions: Sequence[str] = (),
+                 run_words: int = 4) -> None:
         self.run_words = run_words
         self._sources: list[tuple[str, int, SequenceMatcher]] = []
-        for name, text in (("profile", profile), ("personality", personality)):
+        texts = [("profile", profile), ("personality", personality), *(("instructions", t) for t in instructions)]
+        for name, text in texts:
             ws = words(text)
-            if ws:
+            if len(ws) >= run_words:
                 matcher = SequenceMatcher(None, autojunk=False)
                 matcher.set_seq2(ws)
                 self._sources.append((name, len(ws), matcher))

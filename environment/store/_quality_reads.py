@@ -29,7 +29,8 @@ ORDER BY n.tree_id, n.turn, n.branch
 
 # The roles whose replies make a node; the preference judge's calls are not joined.
 _CALLS_SQL = """
-SELECT c.tree_id, c.turn, c.branch, c.role, c.completion_tokens, c.finish_reason, c.id
+SELECT c.tree_id, c.turn, c.branch, c.role, c.completion_tokens, c.finish_reason, c.id,
+       json_extract(c.request, '$.max_tokens') AS max_tokens
 FROM trees t JOIN llm_calls c ON c.tree_id = t.id
 WHERE t.run_id = ? AND (? OR t.status = 'complete') AND t.id <= ?
   AND c.error IS NULL AND c.role IN ('user', 'inducer', 'preferred', 'rejected')
@@ -38,12 +39,19 @@ ORDER BY c.tree_id, c.id
 
 # The same, for a database from before llm_calls.finish_reason existed: every finish is unknown.
 _CALLS_SQL_NO_FINISH = """
-SELECT c.tree_id, c.turn, c.branch, c.role, c.completion_tokens, NULL AS finish_reason, c.id
+SELECT c.tree_id, c.turn, c.branch, c.role, c.completion_tokens, NULL AS finish_reason, c.id,
+       json_extract(c.request, '$.max_tokens') AS max_tokens
 FROM trees t JOIN llm_calls c ON c.tree_id = t.id
 WHERE t.run_id = ? AND (? OR t.status = 'complete') AND t.id <= ?
   AND c.error IS NULL AND c.role IN ('user', 'inducer', 'preferred', 'rejected')
 ORDER BY c.tree_id, c.id
 """
+
+
+def run_prompt(conn: sqlite3.Connection, run_id: int, role: str) -> str | None:
+    """The prompt template ``role`` used in a run (from its stored config), or None."""
+    row = conn.execute("SELECT json_extract(config, '$.prompts.' || ?) FROM runs WHERE id = ?", (role, run_id)).fetchone()
+    return row[0] if row and isinstance(row[0], str) else None
 
 
 def has_finish_reason(conn: sqlite3.Connection) -> bool:
@@ -89,8 +97,9 @@ def iter_node_rows(conn: sqlite3.Connection, run_id: int, *, include_incomplete:
 
 def iter_call_rows(conn: sqlite3.Connection, run_id: int, *, include_incomplete: bool,
                    max_tree_id: int | None = None) -> Iterator[sqlite3.Row]:
-    """Successful user/inducer/preferred/rejected calls of the run's trees, by tree then call id;
-    ``finish_reason`` is NULL where unknown (never recorded, or a database from before it was)."""
+    """Successful user/inducer/preferred/rejected calls of the run's trees, by tree then call id, with
+    the ``max_tokens`` they asked for; ``finish_reason`` is NULL where unknown (never recorded, or a
+    database from before it was)."""
     sql = _CALLS_SQL if has_finish_reason(conn) else _CALLS_SQL_NO_FINISH
     yield from conn.execute(sql, (run_id, int(include_incomplete), max_tree_id or NO_LIMIT))
 

@@ -74,7 +74,8 @@ def run_metrics(acc: Accumulator, revelation: dict[int, dict[str, float]], diver
     T = acc.turns
     nodes = sum(T[k].nodes for k in turns)
     tot = {f: sum(getattr(T[k], f) for k in turns) for f in (
-        "leaked", "role_flip", "empty", "duplicate", "calls_known", "calls_truncated", "calls_unknown", "judged",
+        "leaked", "role_flip", "empty", "duplicate", "calls_known", "calls_truncated", "calls_unknown",
+        "calls_inferred", "judged",
         "agree", "disagree", "split", "p_words", "r_words", "p_longer_words", "p_tokens", "r_tokens",
         "p_longer_tokens", "token_pairs")}
     tokens = nodes > 0 and tot["token_pairs"] == nodes
@@ -129,8 +130,12 @@ def run_metrics(acc: Accumulator, revelation: dict[int, dict[str, float]], diver
                 " stored, or the server did not say)")
     elif unknown:
         note = f"{unknown} of {known + unknown} calls have no finish_reason and are not counted"
+    if tot["calls_inferred"]:
+        inferred = (f"{tot['calls_inferred']} of {known} finishes inferred from completion_tokens vs max_tokens"
+                    " (no finish_reason recorded)")
+        note = inferred if note is None else f"{note}; {inferred}"
     m["truncation"] = _metric(trunc, s.max_truncation_rate, _over(trunc, s.max_truncation_rate), note,
-                              count=tot["calls_truncated"], of=known, unknown=unknown,
+                              count=tot["calls_truncated"], of=known, unknown=unknown, inferred=tot["calls_inferred"],
                               by_role=dict(sorted(acc.truncated_by_role.items())),
                               finish_reasons=dict(sorted(acc.finish_reasons.items())))
     m["empty"] = _metric(_rate(tot["empty"], nodes), s.max_empty_rate, _over(_rate(tot["empty"], nodes), s.max_empty_rate),

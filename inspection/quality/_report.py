@@ -41,6 +41,7 @@ class TurnCounts:
     calls_known: int = 0
     calls_truncated: int = 0
     calls_unknown: int = 0
+    calls_inferred: int = 0  # finishes inferred from completion_tokens vs max_tokens
     judged: int = 0
     agree: int = 0
     disagree: int = 0
@@ -109,6 +110,7 @@ class Accumulator:
             t.duplicate += "duplicate" in c.flags
             if c.role_flip:
                 self.patterns[c.role_flip] += 1
+            t.calls_inferred += len(c.finish_inferred)
             for role, reason in c.finish:
                 if reason is None:
                     t.calls_unknown += 1

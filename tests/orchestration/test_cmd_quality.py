@@ -88,7 +88,7 @@ def test_quality_errors_are_one_line_and_write_nothing(db, tmp_path, capsys, ove
 def test_export_excludes_flagged_nodes_and_their_dependents(db, tmp_path, capsys) -> None:
     path, ids = db
     out = tmp_path / "data"
-    assert main(["export", f"db={path}", f"export.dir={out}", "export.run=1",
+    assert main(["export", f"db={path}", f"export.dir={out}", f"export.run={ids['run']}",
                  "export.exclude=[leaked,judge_disagree,duplicate]"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     # complete trees of run 1: A '', 'p', 'pr'; B '', 'p'; C '', 'p', 'r' (8 nodes).

@@ -54,8 +54,12 @@ class TreeBuilder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, kind: str = "generate", **config: object) -> int:
-        return create_run(self.conn, kind, {"generation": config} if config else {}, f"h-{kind}-{config}")
+    def run(self, kind: str = "generate", *, user_prompt: str | None = None, **config: object) -> int:
+        """A run whose stored config has ``generation`` = ``config`` (and ``prompts.user`` if given)."""
+        cfg: dict[str, object] = {"generation": config} if config else {}
+        if user_prompt is not None:
+            cfg["prompts"] = {"user": user_prompt}
+        return create_run(self.conn, kind, cfg, f"h-{kind}-{config}-{user_prompt}")
 
     def persona(self, profile: str, personality: str) -> int:
         ids = []
@@ -99,9 +103,13 @@ class TreeBuilder:
         return ids
 
     def call(self, tree_id: int, turn: int, branch: str, role: str, *, finish_reason: str | None = "stop",
-             completion_tokens: int | None = 10, error: str | None = None, run_id: int | None = None) -> int:
+             completion_tokens: int | None = 10, error: str | None = None, run_id: int | None = None,
+             max_tokens: int | None = None) -> int:
+        request: dict[str, object] = {"messages": []}
+        if max_tokens is not None:
+            request["max_tokens"] = max_tokens
         vals: list[object] = [run_id, role, "http://127.0.0.1:1/v1", "m", tree_id, turn, branch,
-                              json.dumps({"messages": []}), None if error else "text", completion_tokens, error, 0]
+                              json.dumps(request), None if error else "text", completion_tokens, error, 0]
         if self.has_finish:
             self.conn.execute(
                 "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, request, response,"

@@ -148,3 +148,21 @@ def test_exclusion_reasons_parse_in_a_fixed_order() -> None:
         parse_reasons(["leaked", "boring"])
     with pytest.raises(ConfigError):
         parse_reasons(3)
+
+
+def test_finish_is_inferred_from_max_tokens_where_none_was_recorded(tmp_path: Path) -> None:
+    prompt = "Play this person: {profile} {personality}. Only reveal partial information about your profile each round."
+    with TreeBuilder(tmp_path / "inf.db") as b:
+        run = b.run(user_prompt=prompt)
+        t = b.tree(run, b.persona(*PROFILES[0]), turns=1)
+        b.node(t, "", Turn("Okay so I should only reveal partial information about your profile each round?"))
+        b.call(t, 1, "", "user", finish_reason=None, completion_tokens=96, max_tokens=96)  # used them all: cut
+        b.call(t, 1, "", "preferred", finish_reason=None, completion_tokens=40, max_tokens=128)  # stopped itself
+        b.call(t, 1, "", "rejected", finish_reason="stop", completion_tokens=128, max_tokens=128)  # recorded wins
+        b.call(t, 1, "", "inducer", finish_reason=None, completion_tokens=None, max_tokens=200)  # unknown
+        [tree] = list(iter_tree_checks(b.conn, [run], QualitySettings()))
+    [c] = tree.checks
+    assert dict(c.finish) == {"user": "length", "inducer": None, "preferred": "stop", "rejected": "stop"}
+    assert c.finish_inferred == ("user", "preferred") and c.truncated_roles == ("user",)
+    # the message recites 9 words of the run's user prompt: "only reveal partial information ... each round"
+    assert "leaked" in c.flags and c.recited.source == "instructions" and c.recited.words == 9

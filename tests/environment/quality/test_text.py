@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from aloesim.environment.quality import PersonaOverlap, QualitySettings, normalized, role_flip, words
+from aloesim.environment.quality import (
+    PersonaOverlap,
+    QualitySettings,
+    normalized,
+    role_flip,
+    template_text,
+    words,
+)
 
 PROFILE = ("I am a retired history teacher from Lyon who grows tomatoes and heirloom beans in a community garden"
            " and volunteers at the local library on weekends.")
@@ -124,3 +131,18 @@ def test_role_flips_are_detected_with_the_pattern_that_matched(message: str, pat
 @pytest.mark.parametrize("message", HUMAN)
 def test_human_messages_about_ai_help_or_assistants_are_not_role_flips(message: str) -> None:
     assert role_flip(message) is None
+
+
+USER_PROMPT = ("Your task is to play the role of a person with the following profile and personalities traits and"
+               " chat with a chatbot:\nProfile: {profile}\nPersonalities: {personality}\nPlease follow the"
+               " requirements:\n1. You should determine the topic of conversation based on the given profile.")
+
+
+def test_reciting_the_role_play_instructions_leaks_too() -> None:
+    assert template_text("a {profile} b {{\"score\": N}} c {personality}.") == ["a ", ' b {"score": N} c ', "."]
+    overlap = PersonaOverlap(PROFILE, PERSONALITY, instructions=template_text(USER_PROMPT))
+    # seen from SmolLM2-135M as the user role-player
+    r = overlap.recited("(Impromptitón:)\n1. You should determine the topic of conversation based on the given "
+                        "profile, not include a blank line.")
+    assert (r.words, r.source) == (13, "instructions") and r.leaks(S.leak_min_words)
+    assert not overlap.recited("Let's chat about the topic of gardening!").leaks(S.leak_min_words)
