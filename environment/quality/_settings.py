@@ -46,8 +46,8 @@ class QualitySettings:
         "share of nodes whose replies are identical or that repeat an earlier turn"))
     max_length_ratio: float = field(default=1.5, metadata=_help(
         "mean preferred length / mean rejected length above this (or below its inverse)"))
-    min_revelation_slope: float = field(default=0.0, metadata=_help(
-        "slope per turn of the mean revelation at or below this (revelation should rise)"))
+    min_revelation_slope: float = field(default=0.01, metadata=_help(
+        "slope per turn of the mean revelation at or below this (revelation should rise; flat within noise)"))
     min_diversity: float = field(default=0.3, metadata=_help(
         "mean pairwise embedding distance of user messages across trees, at any turn, below this"))
     diversity_sample: int = field(default=200, metadata=_help(

@@ -197,7 +197,7 @@ def test_files_and_summary(db, tmp_path: Path) -> None:
     md = paths["md"].read_text()
     assert f"# Quality of run #{ids['run']}" in md and "**6 flagged:**" in md
     assert "| leakage | 0.167 (1/6) | <= 0.05 | **FLAGGED** |" in md
-    assert "| revelation | 0.250 (slope +0.2500/turn) | slope > 0.0 | ok |" in md
+    assert "| revelation | 0.250 (slope +0.2500/turn) | slope > 0.01 | ok |" in md
     assert "| 2 | 2 | 0.250 | 0.500 |" in md  # per turn: turn, nodes, revelation, leakage
     lines = summary_lines(r)
     assert lines[0].startswith(f"quality of run {ids['run']}: 6 nodes of 2 trees") and "6 flagged" in lines[0]
