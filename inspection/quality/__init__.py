@@ -4,15 +4,16 @@ flips, truncation, empty and duplicated replies, length bias, diversity and
 judge agreement, each against a threshold of the ``quality`` config group.
 ``build_quality_report`` reads a run into a JSON-ready dict,
 ``write_quality_report`` writes ``quality.json``, ``quality.md`` and
-``quality.png``, ``summary_lines`` gives a few terminal lines (``aloe
-demo``), and ``run_quality_summary`` is the viewer's run-page section. The
+``quality.png``, ``summary_lines`` gives a few terminal lines and
+``quality_summary(db, run_id)`` the same in one call (``aloe demo``);
+``run_quality_summary`` is the viewer's run-page section. The
 node flags are ``aloesim.environment.quality``'s, shared with export.
 """
 
 from ._metrics import METRICS, distinct_n, mean_pairwise_distance
 from ._report import REPORT_VERSION, build_quality_report
 from ._view import VIEW_MAX_TREES, run_quality_summary
-from ._write import render_markdown, render_plot, summary_lines, write_quality_report
+from ._write import quality_summary, render_markdown, render_plot, summary_lines, write_quality_report
 
 __all__ = [
     "METRICS",
@@ -21,6 +22,7 @@ __all__ = [
     "build_quality_report",
     "distinct_n",
     "mean_pairwise_distance",
+    "quality_summary",
     "render_markdown",
     "render_plot",
     "run_quality_summary",

@@ -187,7 +187,7 @@ def _flag_line(name: str, v: dict[str, Any]) -> str:
         return f"low diversity: mean pairwise distance {v['lowest']:.3f} at turn {v['lowest_turn']} < {v['threshold']}"
     if name == "judge_agreement":
         return f"judge agreement {val:.2f} < {v['threshold']} ({v['agree']} of {v['judged']} judged nodes)"
-    what = {"leakage": "user messages recite the persona", "role_flips": "user messages speak as the AI",
+    what = {"leakage": "user messages recite the persona (or their instructions)", "role_flips": "user messages speak as the AI",
             "truncation": "calls stopped at max_tokens", "empty": "nodes have an empty text",
             "duplicates": "nodes repeat a reply or an earlier turn"}[name]
     return f"{name.replace('_', ' ')} {val:.3f} > {v['threshold']}: {v['count']} of {v['of']} {what}"

@@ -160,7 +160,8 @@ class Accumulator:
         elif flag == "role_flip":
             detail = f"pattern {c.role_flip}"
         elif flag == "truncated":
-            detail = "finish_reason=length: " + ", ".join(c.truncated_roles)
+            detail = "stopped at max_tokens: " + ", ".join(
+                f"{role} (inferred)" if role in c.finish_inferred else role for role in c.truncated_roles)
         elif flag == "empty":
             detail = "empty: " + ", ".join(c.empty_roles)
         elif flag == "duplicate":

@@ -29,8 +29,8 @@ CONVERSATIONS = [
         ("Retirement in Lyon suits me, I spend my Saturdays at the library.",
          "Retired history teacher who grows tomatoes in a community garden.", "Talkative, loves long stories."),
         ("Beans next year, heirloom ones. Any ideas for a shady corner?",
-         "Retired history teacher from Lyon who grows tomatoes and heirloom beans in a community garden and "
-         "volunteers at the local library on weekends.", "Warm, talkative and curious; loves long stories."),
+         ("Retired history teacher from Lyon who grows tomatoes and heirloom beans in a community garden and "
+          "volunteers at the local library on weekends."), "Warm, talkative and curious; loves long stories."),
     ]),
     (PROFILES[1], [
         ("Just got off a twelve hour shift, I'm wiped.", None, None),
@@ -49,8 +49,8 @@ CONVERSATIONS = [
         ("Freelancing is lonely sometimes, kendo practice is my social life.",
          "Freelance illustrator in Osaka who draws children's books and keeps three cats.", "Shy at first."),
         ("Sorry for the long messages, once I get comfortable I can't stop.",
-         "Freelance illustrator in Osaka who draws children's books, keeps three cats and practises kendo twice "
-         "a week.", "Shy at first, playful once comfortable."),
+         ("Freelance illustrator in Osaka who draws children's books, keeps three cats and practises kendo twice "
+          "a week."), "Shy at first, playful once comfortable."),
     ]),
 ]
 
@@ -129,7 +129,7 @@ def test_generate_on_the_embedded_model_then_quality(tmp_path: Path, embedded_ur
     cols = {row[1] for row in conn.execute("PRAGMA table_info(llm_calls)")}
     finish = "finish_reason" if "finish_reason" in cols else "NULL"
     rows = conn.execute(
-        f"SELECT tree_id, turn, branch, role, {finish}, completion_tokens, json_extract(request, '$.max_tokens')"  # noqa: S608
+        f"SELECT tree_id, turn, branch, role, {finish}, completion_tokens, json_extract(request, '$.max_tokens')"
         " FROM llm_calls WHERE error IS NULL AND role IN ('user', 'inducer', 'preferred', 'rejected') ORDER BY id"
     ).fetchall()
     conn.close()

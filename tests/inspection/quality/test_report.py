@@ -18,6 +18,7 @@ from aloesim.inspection.quality import (
     build_quality_report,
     distinct_n,
     mean_pairwise_distance,
+    quality_summary,
     render_markdown,
     run_quality_summary,
     summary_lines,
@@ -228,3 +229,12 @@ def test_metric_helpers() -> None:
     v = np.array([[1, 0], [0, 1], [1, 0]], dtype=np.float32)
     assert mean_pairwise_distance(v) == pytest.approx(1 - (0 + 1 + 0) / 3)
     assert mean_pairwise_distance(v[:1]) is None
+
+
+def test_quality_summary_in_one_call(db) -> None:
+    path, ids = db
+    text = quality_summary(path, embedder=LookupEmbedder(TABLE))  # the newest generate run
+    assert text.splitlines()[0].startswith(f"quality of run {ids['run']}: 6 nodes of 2 trees")
+    assert "  ! leakage 0.167 > 0.05" in text
+    with pytest.raises(ConfigError):
+        quality_summary(path, ids["personas_run"])
