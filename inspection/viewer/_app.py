@@ -270,7 +270,7 @@ class Pages:
         return stats
 
     async def warm(self, runs: int) -> None:
-        """Fill the call-totals cache for the ``runs`` newest runs."""
+        """Fill the call-totals and quality caches for the ``runs`` newest runs."""
 
         def newest(conn: sqlite3.Connection) -> list[int]:
             return [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id DESC LIMIT ?", (runs,))]
@@ -278,6 +278,7 @@ class Pages:
         for run_id in await self.read(newest):
             t0 = time.perf_counter()
             stats = await self.read(partial(self.call_stats, run_id=run_id))
+            await self.read(partial(run_quality_summary, run_id=run_id))  # the run page's quality section
             log.info(
                 "viewer.warm", run_id=run_id, calls=stats.calls, seconds=round(time.perf_counter() - t0, 3)
             )
