@@ -82,11 +82,14 @@ def nth_tree_id(conn: sqlite3.Connection, run_id: int, n: int) -> int | None:
     return None if row is None else int(row[0])
 
 
-def nodes_version(conn: sqlite3.Connection, run_id: int) -> tuple[int, int]:
-    """(node count, newest node id) of a run: changes whenever a node is committed."""
-    row = conn.execute("SELECT COUNT(n.id), COALESCE(MAX(n.id), 0) FROM trees t JOIN nodes n ON n.tree_id = t.id"
-                       " WHERE t.run_id = ?", (run_id,)).fetchone()
-    return int(row[0]), int(row[1])
+def nodes_version(conn: sqlite3.Connection, run_id: int) -> tuple[int, tuple[tuple[str, int], ...]] | None:
+    """A cheap key that changes whenever a node is committed anywhere or a tree of the run
+    changes status: (newest node id, the run's trees by status); None when the run has no node."""
+    if conn.execute("SELECT 1 FROM trees t JOIN nodes n ON n.tree_id = t.id WHERE t.run_id = ? LIMIT 1",
+                    (run_id,)).fetchone() is None:
+        return None
+    newest = conn.execute("SELECT MAX(id) FROM nodes").fetchone()[0]
+    return int(newest), tuple(trees_by_status(conn, run_id).items())
 
 
 def iter_node_rows(conn: sqlite3.Connection, run_id: int, *, include_incomplete: bool,

@@ -1,7 +1,7 @@
 """The quality section of the viewer's run page: the report without
 embeddings (revelation and diversity distance need the model; ``aloe
 quality`` computes them), over the run's first trees only, so a page stays
-fast on any run; cached until the run commits another node."""
+fast on any run; cached until a node is committed or a tree of the run changes status."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ._write import LABELS, _scope, _threshold, _value
 
 VIEW_MAX_TREES = 100  # trees checked per run page: about 0.3 s cold on 10-turn trees, then cached (the section says it is a sample)
 
-_cache: OrderedDict[tuple[str, int], tuple[tuple[int, int], dict[str, Any]]] = OrderedDict()
+_cache: OrderedDict[tuple[str, int], tuple[Any, dict[str, Any]]] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -31,7 +31,7 @@ def run_quality_summary(conn: sqlite3.Connection, run_id: int, settings: Quality
     if row is None or row["kind"] != "generate":
         return None
     version = reads.nodes_version(conn, run_id)
-    if version[0] == 0:
+    if version is None:
         return None
     db = conn.execute("PRAGMA database_list").fetchone()[2]
     key = (db, run_id)
