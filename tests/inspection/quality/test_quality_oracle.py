@@ -8,6 +8,7 @@ because the world's user reveals one fact per turn."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -121,6 +122,6 @@ def test_revelation_rises_turn_by_turn_in_the_oracle_world(tmp_path, monkeypatch
     r = report(db, SentenceEmbedder())
     rev = [t["revelation"] for t in r["per_turn"]]
     print("oracle revelation per turn (MiniLM):", rev)
-    assert all(a < b for a, b in zip(rev, rev[1:])), rev
+    assert all(a < b for a, b in itertools.pairwise(rev)), rev
     assert r["metrics"]["revelation"]["flagged"] is False and r["metrics"]["revelation"]["slope"] > 0.03
     assert r["metrics"]["diversity"]["flagged"] is False
