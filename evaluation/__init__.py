@@ -1,9 +1,11 @@
 """The ALOE benchmark (paper section 3): simulated multi-turn conversations
 between a role-play user and the evaluated model, scored turn by turn by an
 LLM judge; the metrics AL(k), IR, N-IR and their fits (``metrics``); and
-reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG)."""
+reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG);
+``evaluate`` is the whole ``aloe evaluate`` use case for a checked plan."""
 
 from . import metrics
+from ._benchmark import BenchmarkModels, EvaluatedModel, EvaluationPlan, SecondJudge, evaluate
 from ._cases import Case, cases_from_db, cases_from_files, read_items
 from ._rejudge import rejudge
 from ._report import (
@@ -18,12 +20,17 @@ from ._runner import EVALUATED_ROLE, BenchmarkSpec, RunOutcome, run_benchmark
 
 __all__ = [
     "EVALUATED_ROLE",
+    "BenchmarkModels",
     "BenchmarkSpec",
     "Case",
+    "EvaluatedModel",
+    "EvaluationPlan",
     "RunOutcome",
+    "SecondJudge",
     "build_report",
     "cases_from_db",
     "cases_from_files",
+    "evaluate",
     "load_evaluation",
     "metrics",
     "read_items",

@@ -1,6 +1,6 @@
 """Runs: each invocation is recorded with its resolved config; a run's
 identity is a hash of the config keys that decide its output, so running
-the same command again resumes it."""
+the same command again resumes it (``environment.store.open_run`` holds it)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..environment.store import Store, create_run
+from ..core.errors import ConfigError
+from ..environment.store import LeaseSettings, Runs, Store
 
 # Keys that do not change what a run produces (where it is stored, how it reports, how fast it goes).
 VOLATILE = {
-    "db", "log", "resume", "retry_failed", "cache",
+    "db", "log", "resume", "retry_failed", "cache", "lease",
     "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight",
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",
@@ -42,21 +43,31 @@ def identity(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def lease_settings(cfg: DictConfig) -> LeaseSettings:
+    """``lease.stale_after`` (seconds) of a command's config."""
+    lease = cfg.get("lease") or {}
+    value = lease.get("stale_after", 60)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError("lease.stale_after", value, "a number of seconds > 0")
+    return LeaseSettings(stale_after=float(value))
+
+
 async def find_or_create_run(store: Store, kind: str, cfg: DictConfig, *, resume: bool = True) -> tuple[int, bool]:
-    """The unfinished (or finished) run with the same identity, or a new one.
+    """The unfinished (or finished) run with the same identity, or a new one,
+    WITHOUT a lease (for tests and tools; commands hold runs with ``open_run``).
     Returns (run_id, resumed)."""
     config = plain_config(cfg)
     ident = identity(config)
-    if resume:
-        row = await store.fetchone(
-            "SELECT id FROM runs WHERE kind = ? AND config_hash = ? ORDER BY id DESC LIMIT 1", (kind, ident))
-        if row is not None:
-            run_id = row[0]
-            await store.write(lambda c: c.execute(
-                "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,)))
-            return run_id, True
-    run_id = await store.write(lambda c: create_run(c, kind, config, ident))
-    return run_id, False
+
+    def find_or_create(c) -> tuple[int, bool]:
+        runs = Runs(c)
+        found = runs.latest(kind, ident) if resume else None
+        if found is None:
+            return runs.create(kind, config, ident), False
+        runs.reopen(found.id)
+        return found.id, True
+
+    return await store.write(find_or_create)
 
 
 def config_differences(configs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
