@@ -60,11 +60,11 @@ class LeaseSettings:
     other process judges it by the holder's own promise)."""
 
     stale_after: float = 60.0
-    heartbeat_s: float | None = None   # default: a quarter of stale_after
+    heartbeat_s: float | None = None   # default: a quarter of stale_after, at most 5 s
 
     @property
     def interval(self) -> float:
-        return self.heartbeat_s if self.heartbeat_s is not None else max(0.05, self.stale_after / 4)
+        return self.heartbeat_s if self.heartbeat_s is not None else max(0.05, min(5.0, self.stale_after / 4))
 
 
 @dataclass
@@ -94,6 +94,8 @@ class ActiveRun:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and negatives name process groups, never a holder
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -161,10 +163,11 @@ def claim_run(conn: sqlite3.Connection, kind: str, config: Any, identity: str, *
     return ActiveRun(run_id, kind, resumed, holder, base)
 
 
-def _ending(exc: BaseException | None, run: ActiveRun) -> tuple[str, Any]:
+def _ending(exc: BaseException | None, run: ActiveRun, cancelled: tuple[type[BaseException], ...] = ()
+            ) -> tuple[str, Any]:
     if exc is None:
         return run.status, run.stats
-    if isinstance(exc, (KeyboardInterrupt, anyio.get_cancelled_exc_class())):
+    if isinstance(exc, (KeyboardInterrupt, *cancelled)):
         return "interrupted", {**(run.stats if isinstance(run.stats, dict) else {}), "interrupted": True}
     return "failed", {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
@@ -219,7 +222,7 @@ async def open_run(store: Store, kind: str, config: Any, identity: str, *, resum
                     tg.cancel_scope.cancel()
     except BaseException as exc:
         if not lost:
-            status, stats = _ending(exc, run)
+            status, stats = _ending(exc, run, (anyio.get_cancelled_exc_class(),))
             with anyio.CancelScope(shield=True):
                 await store.write(lambda c: _finish(c, run, status, stats))
         raise
