@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..core.errors import ConfigError
-from ..environment.store import LeaseSettings, Runs, Store
+from ..environment.store import LeaseSettings, Runs, Store, claim_run
 
 # Keys that do not change what a run produces (where it is stored, how it reports, how fast it goes).
 VOLATILE = {
@@ -53,19 +53,15 @@ def lease_settings(cfg: DictConfig) -> LeaseSettings:
 
 
 async def find_or_create_run(store: Store, kind: str, cfg: DictConfig, *, resume: bool = True) -> tuple[int, bool]:
-    """The unfinished (or finished) run with the same identity, or a new one,
-    WITHOUT a lease (for tests and tools; commands hold runs with ``open_run``).
+    """The run ``open_run`` would hold, found or created the same way, but
+    not held (for tests and tools that drive ``grow_trees`` themselves).
     Returns (run_id, resumed)."""
     config = plain_config(cfg)
-    ident = identity(config)
 
     def find_or_create(c) -> tuple[int, bool]:
-        runs = Runs(c)
-        found = runs.latest(kind, ident) if resume else None
-        if found is None:
-            return runs.create(kind, config, ident), False
-        runs.reopen(found.id)
-        return found.id, True
+        run = claim_run(c, kind, config, identity(config), resume=resume, holder="find_or_create_run")
+        Runs(c).release(run.id, run.holder)
+        return run.id, run.resumed
 
     return await store.write(find_or_create)
 

@@ -19,7 +19,15 @@ from ._evaluations import (
     JudgedTurn,
     TurnRecord,
 )
-from ._lifecycle import ActiveRun, LeaseSettings, holder_alive, open_run, open_run_sync, shown_status
+from ._lifecycle import (
+    ActiveRun,
+    LeaseSettings,
+    claim_run,
+    holder_alive,
+    open_run,
+    open_run_sync,
+    shown_status,
+)
 from ._merge import MergeResult, merge_databases
 from ._personas import Personas, PoolItem
 from ._rows import dumps, loads
@@ -57,6 +65,7 @@ __all__ = [
     "TreeRecord",
     "Trees",
     "TurnRecord",
+    "claim_run",
     "connect",
     "dumps",
     "holder_alive",

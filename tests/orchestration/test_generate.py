@@ -24,9 +24,9 @@ from aloesim.environment import Persona, continued_choice
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration._generate import ROLES, GenerationSettings, Progress, grow_trees
+from aloesim.orchestration._generate_run import select_trees
 from aloesim.orchestration._models import make_roles
 from aloesim.orchestration._runs import find_or_create_run
-from aloesim.orchestration._generate_run import select_trees
 
 pytestmark = pytest.mark.anyio
 
