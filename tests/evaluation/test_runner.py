@@ -69,8 +69,8 @@ async def test_run_stores_every_turn_and_model_sees_no_persona(tmp_path) -> None
     user, judge = roles(um, jm)
     async with Store.open(tmp_path / "e.db") as store:
         out = await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec())
-        rows = await fetchall(store, 
-            "SELECT c.case_index, t.turn, t.user_message, t.reply, t.score, t.judge_error FROM eval_turns t"
+        rows = await fetchall(
+            store, "SELECT c.case_index, t.turn, t.user_message, t.reply, t.score, t.judge_error FROM eval_turns t"
             " JOIN eval_cases c ON c.id = t.case_id ORDER BY c.case_index, t.turn")
         ev = await fetchone(store, "SELECT status, label, turns FROM evaluations WHERE id = ?", (out.evaluation_id,))
         run = await fetchone(store, "SELECT kind, status FROM runs WHERE id = ?", (out.run_id,))
@@ -106,8 +106,8 @@ async def test_judge_junk_is_recorded_and_reported_never_coerced(tmp_path) -> No
     user, judge_role = roles(um, jm)
     async with Store.open(tmp_path / "e.db") as store:
         out = await run_benchmark(store, CASES, user=user, judge=judge_role, model=mm, spec=spec())
-        rows = await fetchall(store, 
-            "SELECT c.case_index, t.turn, t.score, t.judge_error FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id"
+        rows = await fetchall(
+            store, "SELECT c.case_index, t.turn, t.score, t.judge_error FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id"
             " WHERE t.score IS NULL")
         data = await load_evaluation(store, out.evaluation_id)
     assert out.judge_failures == 1 and out.complete == 3          # the conversation went on
