@@ -33,6 +33,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -229,7 +230,8 @@ async def open_run(store: Store, kind: str, config: Any, identity: str, *, resum
     else:
         if lost:  # pragma: no cover -- the heartbeat's error always ends the body
             raise lost[0]
-        done = await store.write(lambda c: _finish(c, run, run.status, run.stats))
+        with anyio.CancelScope(shield=True):
+            done = await store.write(lambda c: _finish(c, run, run.status, run.stats))
         if not done:
             raise await store.read(lambda c: _lost(c, run))
 
@@ -239,19 +241,16 @@ def open_run_sync(db: str | Path, kind: str, config: Any, identity: str, *, resu
                   lease: LeaseSettings = LeaseSettings()) -> Iterator[ActiveRun]:
     """``open_run`` for code that is not async (training): each write in its own
     ``BEGIN IMMEDIATE`` transaction, the heartbeat on a thread of its own."""
-    import threading
-
     db, holder = Path(db), secrets.token_hex(8)
     run = transaction(db, lambda c: claim_run(c, kind, config, identity, resume=resume, holder=holder,
                                                settings=lease))
-    stop, lost = threading.Event(), threading.Event()
+    stop = threading.Event()
 
     def heartbeat() -> None:
         while not stop.wait(lease.interval):
             try:
                 if not transaction(db, lambda c: Runs(c).beat(run.id, holder, run.wall_s)):
-                    lost.set()
-                    return
+                    return  # taken over: the end below finds it and leaves the run alone
             except Exception as exc:  # noqa: BLE001 -- a missed beat is retried; the run goes on
                 log.warning("run.heartbeat_failed", run_id=run.id, error=str(exc))
 
