@@ -143,7 +143,8 @@ def _describe_inner(inner: Any, meta: Mapping[str, Any], plural: bool) -> str:
         return "true | false"
     if inner in (int, float):
         noun = ("integers" if plural else "an integer") if inner is int else ("numbers" if plural else "a number")
-        lo, hi = meta.get("ge", meta.get("gt")), meta.get("le", meta.get("lt"))
+        lo = meta["ge"] if meta.get("ge") is not None else meta.get("gt")
+        hi = meta["le"] if meta.get("le") is not None else meta.get("lt")
         if lo is not None and hi is not None:
             left, right = "[" if meta.get("ge") is not None else "(", "]" if meta.get("le") is not None else ")"
             return f"{noun} in {left}{_number(lo)}, {_number(hi)}{right}"
@@ -158,7 +159,8 @@ def _describe_inner(inner: Any, meta: Mapping[str, Any], plural: bool) -> str:
         return ("non-empty strings" if plural else "a non-empty string") if meta.get("nonempty") else (
             "strings" if plural else "a string")
     if dataclasses.is_dataclass(inner):
-        return f"a mapping of {inner.__name__} keys"
+        names = [f.name for f in dataclasses.fields(inner)]
+        return "a mapping of its keys (" + ", ".join(names[:4]) + (", ...)" if len(names) > 4 else ")")
     return "a value"
 
 
@@ -215,6 +217,8 @@ def config_error(exc: OmegaConfBaseException, prefix: str = "") -> ConfigError:
     value = getattr(exc, "value", None)
     if isinstance(parent, ListConfig):  # an element of a list: describe the list
         key, parent, full = parent._key(), parent._get_parent(), full.rsplit("[", 1)[0]
+    elif key is None and isinstance(parent, DictConfig) and parent._get_parent() is not None:
+        key, parent = parent._key(), parent._get_parent()  # the node itself got a value of another kind
     cls = OmegaConf.get_type(parent) if isinstance(parent, DictConfig) else getattr(exc, "object_type", None)
     if cls is None or not dataclasses.is_dataclass(cls):
         cls = getattr(exc, "object_type", None)

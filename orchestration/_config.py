@@ -14,25 +14,30 @@ a command runs.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
+from dataclasses import fields, is_dataclass
 from importlib import resources
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
+    ConfigKeyError,
+    ConfigTypeError,
     MissingMandatoryValue,
     OmegaConfBaseException,
     ValidationError,
 )
 
 from ..agents.gateway import BACKEND_SCHEMAS
-from ..core import config_error, schema_node, to_settings
+from ..core import allowed, config_error, help_of, schema_node, to_settings
 from ..core.errors import ConfigError
 from ..evaluation import MODEL_SCHEMAS
 from ._schemas import COMMANDS, ImportSettings
@@ -66,13 +71,20 @@ def one_line(exc: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
     msg = str(exc)
     cause = str(exc.__cause__ or "")  # Hydra keeps "Key 'x' is not in struct" on the cause
     typed = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
-    if isinstance(typed, (ValidationError, MissingMandatoryValue)):
-        return config_error(typed)  # a value that does not fit the schema's type
+    if isinstance(typed, (ValidationError, MissingMandatoryValue, ConfigTypeError)):
+        err = config_error(typed)  # a value that does not fit the schema's type
+        given = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == err.key), None)
+        return err if err.value is not None or given in (None, "null") else ConfigError(err.key, given, err.allowed)
     m = re.search(r"Could not override '([^']+)'", msg)
-    if m and ("not in struct" in msg + cause or isinstance(typed, ConfigAttributeError)):
+    if m and ("not in struct" in msg + cause or isinstance(typed, (ConfigAttributeError, ConfigKeyError))):
         key = m.group(1)
         value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
         return ConfigError(key, value, "a known key (this key does not exist; see `aloe <command> --help`)")
+    m = re.search(r"Could not append to config. An item is already at '([^']+)'", msg)
+    if m:
+        key = m.group(1)
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
+        return ConfigError(f"+{key}", value, f"{key}=VALUE without the + (the key exists)")
     m = re.search(r"Could not (?:find|load) '([^']+)/([^']+)'", msg) or re.search(
         r"In '[^']+': Could not find '([^']+)/([^']+)'", msg)
     if m:
@@ -85,9 +97,34 @@ def one_line(exc: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
     return ConfigError("overrides", " ".join(overrides), first or type(exc).__name__)
 
 
+@functools.cache
+def _defaults(command: str) -> dict[str, str | None]:
+    """``{group: default option}`` of ``conf/<command>.yaml``'s defaults list."""
+    ref = resources.files(CONFIG_MODULE).joinpath(f"{command}.yaml")
+    entries = (yaml.safe_load(ref.read_text()) or {}).get("defaults", []) if ref.is_file() else []
+    return {k: v for e in entries if isinstance(e, dict) for k, v in e.items()}
+
+
+def _check_group_overrides(command: str, overrides: Sequence[str]) -> None:
+    """Overrides Hydra would misread as a choice of a config group: a key of this
+    command that shares its name with a group it does not use (``aloe demo
+    personas=...``), and ``null`` for a group the command cannot do without."""
+    groups = _defaults(command)
+    schema = COMMANDS.get(command)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if "." in key or "/" in key or key.startswith(("+", "~")) or not group_options(key):
+            continue
+        if key not in groups and schema is not None and key in {f.name for f in fields(schema)}:
+            raise ConfigError(key, value, allowed(schema, key) + f", set key by key ({key}.KEY=VALUE)")
+        if key in groups and groups[key] is not None and value == "null":
+            raise ConfigError(key, None, "one of " + " | ".join(group_options(key)))
+
+
 def compose_config(command: str, overrides: Sequence[str]) -> DictConfig:
     """Compose ``conf/<command>.yaml`` with the overrides against the command's
     schema (struct mode: unknown keys fail; every value is type-checked)."""
+    _check_group_overrides(command, overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
@@ -113,8 +150,10 @@ def check_config(cfg: DictConfig) -> Any:
     return to_settings(cfg)
 
 
+@functools.cache
 def compose_option(group: str, option: str) -> DictConfig:
-    """One option of a config group (``conf/<group>/<option>.yaml``) composed with its schema."""
+    """One option of a config group (``conf/<group>/<option>.yaml``) composed with
+    its schema (read-only: copy it to change it)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
@@ -123,7 +162,35 @@ def compose_option(group: str, option: str) -> DictConfig:
         raise one_line(exc) from None
     finally:
         GlobalHydra.instance().clear()
-    return cfg[group]  # the option lands in its group's package
+    node = cfg[group]  # the option lands in its group's package
+    OmegaConf.set_readonly(node, True)
+    return node
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    """The composed config as YAML, each key followed by its schema's help."""
+    lines: list[str] = []
+
+    def walk(node: DictConfig, pad: str) -> None:
+        schema = OmegaConf.get_type(node)
+        for key in node:
+            child = node._get_node(key)
+            text = help_of(schema, str(key)) if is_dataclass(schema) else None
+            if text and not isinstance(child, DictConfig):
+                rule = allowed(schema, str(key))
+                text += "" if rule in ("a string", text) or rule in text else f" [{rule}]"
+            comment = f"  # {text}" if text else ""
+            if isinstance(child, DictConfig) and not (child._is_none() or child._is_missing()):
+                lines.append(f"{pad}{key}:{comment}")
+                walk(child, pad + "  ")
+                continue
+            value = OmegaConf.to_container(child, resolve=True) if isinstance(child, ListConfig) else node.get(key)
+            first, *rest = OmegaConf.to_yaml({key: value}).rstrip("\n").splitlines()
+            lines.append(f"{pad}{first}{comment}")
+            lines.extend(pad + line for line in rest)
+
+    walk(cfg, "")
+    return "\n".join(lines) + "\n"
 
 
 def sweep_combinations(overrides: Sequence[str]) -> list[list[str]]:

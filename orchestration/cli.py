@@ -21,11 +21,11 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..core import AloeError, the_lone_error
 from . import commands as _commands_pkg
-from ._config import CONFIG_MODULE, check_config, compose_config, sweep_combinations
+from ._config import CONFIG_MODULE, check_config, compose_config, config_yaml, sweep_combinations
 from ._logging import configure_logging
 
 ORDER = ["demo", "serve", "personas", "generate", "runs", "merge", "export", "train", "evaluate", "report",
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(a in ("-h", "--help") for a in overrides):
             cfg = compose_config(command, [a for a in overrides if a not in ("-h", "--help")])
             print(f"aloe {command}: {commands[command]}\n\nconfig (override any key with key=value):\n")
-            print(OmegaConf.to_yaml(cfg))
+            print(config_yaml(cfg))
             return 0
         if multirun:
             return _multirun(command, overrides)

