@@ -139,6 +139,8 @@ def _describe_inner(inner: Any, meta: Mapping[str, Any], plural: bool) -> str:
     element = _element(inner)
     if element is not None:
         return "a list of " + _describe(element, meta, plural=True)
+    if typing.get_origin(inner) in (typing.Union, types.UnionType):
+        return " or ".join(_describe_inner(member, meta, plural) for member in typing.get_args(inner))
     if inner is bool:
         return "true | false"
     if inner in (int, float):
@@ -284,8 +286,8 @@ def _value(node: DictConfig | ListConfig, key: Any, full: str, f: dataclasses.Fi
     try:
         value = node[key]
     except InterpolationResolutionError as exc:
-        if "HydraConfig was not set" not in str(exc):
-            raise ConfigError(full, child._value(), f"a resolvable value ({exc})") from None
+        if "HydraConfig was not set" not in str(exc) and "interpolation type hydra" not in str(exc):
+            raise ConfigError(full, child._value(), f"a resolvable value ({str(exc).splitlines()[0]})") from None
         # ${hydra:...} resolves inside a launched job, which checks it again
         raw = child._value()
         if f is None or f.default is dataclasses.MISSING:

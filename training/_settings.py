@@ -41,7 +41,8 @@ class StageSettings(Settings):
                                    ge=1, le=1_000_000)
     per_device_batch_size: int | str = setting(
         "auto", help="micro-batch per device (auto = up to 8 on GPU, 1 on CPU); accumulation = effective / "
-                     "(micro x devices)", allowed="auto or an integer in [1, 1_000_000]")
+                     "(micro x devices)", choices=("auto",), ge=1, le=1_000_000,
+        allowed="auto or an integer in [1, 1_000_000]")
     beta: float | None = setting(None, help="DPO's beta (paper: 0.9; TRL's default 0.1); unused by SFT", gt=0,
                                  le=1000)
 
@@ -51,9 +52,6 @@ class StageSettings(Settings):
             raise ConfigError("warmup", self.warmup, "a ratio in [0, 1) or a whole number of steps")
         if self.warmup >= 1:
             object.__setattr__(self, "warmup", int(self.warmup))
-        micro = self.per_device_batch_size
-        if micro != "auto" and not (isinstance(micro, int) and 1 <= micro <= 1_000_000):
-            raise ConfigError("per_device_batch_size", micro, "auto or an integer in [1, 1_000_000]")
 
     def grad_accum(self, world_size: int, key: str) -> int:
         per_step = self.micro_batch(world_size) * world_size
@@ -189,9 +187,7 @@ class TrainSettings:
         mix_path = Path(t.mix.path).expanduser() if t.mix.path is not None else None
         if mix_path is not None and not mix_path.is_file():
             raise ConfigError("training.mix.path", t.mix.path, "an existing JSONL file of {\"messages\": [...]} lines")
-        seed = t.seed if t.seed is not None else cfg.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError("training.seed", seed, "an integer >= 0")
+        seed = t.seed if t.seed is not None else int(cfg.get("seed", 0))  # the top-level seed: checked by its schema
         world = int(os.environ.get("WORLD_SIZE", "1"))
         return cls(
             db=Path(str(cfg.db)),
