@@ -167,7 +167,7 @@ class ServeConfig(BaseConfig):
 
 
 def _id(help: str) -> Any:
-    return setting(None, help=help, ge=1, le=ID_MAX, allowed="an integer id >= 1")
+    return setting(None, help=help, ge=1, le=ID_MAX, allowed="an integer id >= 1 (at most 2^63 - 1)")
 
 
 @dataclass(frozen=True)
