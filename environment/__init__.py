@@ -2,11 +2,12 @@
 
 Knows nothing of LLMs or of the event bus."""
 
-from ._tree import MODES, TreePlan, TreeSpec, call_seed, continued_choice, stable_int
+from ._tree import MAX_TURNS, MODES, TreePlan, TreeSpec, call_seed, continued_choice, stable_int
 from ._types import CHOICE_LETTER, Choice, Conversation, InferredPersona, Message, Node, Persona, history_for
 
 __all__ = [
     "CHOICE_LETTER",
+    "MAX_TURNS",
     "MODES",
     "Choice",
     "Conversation",

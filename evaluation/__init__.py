@@ -1,7 +1,9 @@
 """The ALOE benchmark (paper section 3): simulated multi-turn conversations
 between a role-play user and the evaluated model, scored turn by turn by an
 LLM judge; the metrics AL(k), IR, N-IR and their fits (``metrics``); and
-reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG)."""
+reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG);
+the typed schemas of the ``benchmark`` and ``evaluation`` keys and of the
+``model`` config group (the evaluated model)."""
 
 from . import metrics
 from ._cases import Case, cases_from_db, cases_from_files, read_items
@@ -15,12 +17,30 @@ from ._report import (
     write_report,
 )
 from ._runner import EVALUATED_ROLE, BenchmarkSpec, RunOutcome, run_benchmark
+from ._settings import (
+    MODEL_SCHEMAS,
+    BenchmarkSettings,
+    EmbeddedModel,
+    EvaluationSettings,
+    HFModel,
+    ModelSettings,
+    OpenAIModel,
+    VLLMModel,
+)
 
 __all__ = [
     "EVALUATED_ROLE",
+    "MODEL_SCHEMAS",
+    "BenchmarkSettings",
     "BenchmarkSpec",
     "Case",
+    "EmbeddedModel",
+    "EvaluationSettings",
+    "HFModel",
+    "ModelSettings",
+    "OpenAIModel",
     "RunOutcome",
+    "VLLMModel",
     "build_report",
     "cases_from_db",
     "cases_from_files",

@@ -30,8 +30,9 @@ import anyio
 import structlog
 
 from ..agents.gateway import CallContext
+from ..core import Settings, setting, to_settings
 from ..core.errors import ConfigError, LLMError
-from ..environment import InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
+from ..environment import MAX_TURNS, MODES, InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
 from ..environment.store import Store, insert_node, node_from_row
 from ._bus import (
     Actor,
@@ -44,6 +45,7 @@ from ._bus import (
     TurnRequested,
     UserSpoke,
 )
+from ._models import role_settings
 
 log = structlog.get_logger(__name__)
 
@@ -51,52 +53,44 @@ ROLES = ("user", "inducer", "preferred", "rejected")
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    trees: int = 8
-    turns: int = 10
-    mode: str = "path"
-    node_budget: int = 64
-    max_trees_in_flight: int = 1024
-    preference_check: bool = False
-    swap_on_disagree: bool = False
-    shard: tuple[int, int] | None = None
-    split: str = "train"
-    progress: str = "auto"
-    progress_interval: float = 5.0
+class GenerationSettings(Settings):
+    """The ``generation`` config group: how many trees, how deep, how they branch."""
+
+    trees: int = setting(8, help="number of trees (one per persona) in this run", ge=1, le=10_000_000)
+    turns: int = setting(10, help="K: turns per conversation (paper: up to 10)", ge=1, le=MAX_TURNS)
+    mode: str = setting("path", help="path = the paper (one continued branch, a pair per turn) | full = continue "
+                                     "both branches", choices=MODES)
+    node_budget: int = setting(64, help="full mode: max nodes per tree", ge=1, le=100_000)
+    max_trees_in_flight: int = setting(1024, help="trees being grown at once (backpressure bound for the whole "
+                                                  "pipeline)", ge=1, le=100_000)
+    preference_check: bool = setting(False, help="ask a judge with the full persona to compare p_i and r_i in "
+                                                 "both orders")
+    swap_on_disagree: bool = setting(False, help="with preference_check: swap p_i and r_i when the judge "
+                                                 "disagrees in both orders")
+    shard: str | None = setting(None, help="\"I/N\": this process grows its share of the personas (stable hash); "
+                                           "null = all", allowed="null or I/N with 0 <= I < N, e.g. 0/4")
+    split: str = setting("train", help="persona split the trees are grown from", choices=("train", "eval"))
+    progress: str = setting("auto", help="auto (live display on a TTY, log lines otherwise) | live | log | off",
+                            choices=("auto", "live", "log", "off"))
+    progress_interval: float = setting(5.0, help="seconds between progress log lines", gt=0, le=86_400)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shard is not None and self.shard_index is None:
+            raise ConfigError("shard", self.shard, "null or I/N with 0 <= I < N, e.g. 0/4")
+
+    @property
+    def shard_index(self) -> tuple[int, int] | None:
+        """``(I, N)`` of ``shard`` (None when unset or malformed)."""
+        try:
+            i, n = (int(x) for x in str(self.shard).split("/"))
+        except ValueError:
+            return None
+        return (i, n) if 0 <= i < n else None
 
     @classmethod
     def from_config(cls, g: Any) -> GenerationSettings:
-        def intval(key: str, low: int) -> int:
-            v = g.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"generation.{key}", v, f"an integer >= {low}")
-            return v
-
-        mode = g.get("mode", "path")
-        if mode not in ("path", "full"):
-            raise ConfigError("generation.mode", mode, "path | full")
-        shard = g.get("shard")
-        parsed_shard = None
-        if shard is not None:
-            try:
-                i, n = (int(x) for x in str(shard).split("/"))
-                if not 0 <= i < n:
-                    raise ValueError
-            except ValueError:
-                raise ConfigError("generation.shard", shard, "I/N with 0 <= I < N, e.g. 0/4") from None
-            parsed_shard = (i, n)
-        split = g.get("split", "train")
-        if split not in ("train", "eval"):
-            raise ConfigError("generation.split", split, "train | eval")
-        progress = g.get("progress", "auto")
-        if progress not in ("auto", "live", "log", "off"):
-            raise ConfigError("generation.progress", progress, "auto | live | log | off")
-        return cls(
-            trees=intval("trees", 1), turns=intval("turns", 1), mode=mode, node_budget=intval("node_budget", 1),
-            max_trees_in_flight=intval("max_trees_in_flight", 1), preference_check=bool(g.get("preference_check")),
-            swap_on_disagree=bool(g.get("swap_on_disagree")), shard=parsed_shard, split=split, progress=progress,
-            progress_interval=float(g.get("progress_interval", 5)),
-        )
+        return to_settings(g, cls, "generation")
 
 
 @dataclass
@@ -250,10 +244,7 @@ class TreeEnvironment:
 
 
 def _concurrency(cfg: Any, role: str) -> int:
-    v = ((cfg.get("agents") or {}).get(role) or {}).get("concurrency", 16)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"agents.{role}.concurrency", v, "an integer >= 1")
-    return v
+    return role_settings(cfg, role).concurrency
 
 
 async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], roles: dict[str, Any],

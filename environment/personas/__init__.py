@@ -12,6 +12,7 @@ paired into personas.
     grow_pool                    the iterative growth loop (generator injected)
     pair_personas, load_personas profile x personality pairs per split
     export_pool, pool_vectors    read-only tools
+    PersonasSettings             the typed schema of the ``personas`` config group
 """
 
 from ._embed import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder, embed, from_blob, normalise, to_blob
@@ -46,8 +47,10 @@ from ._pool import (
     seed_items,
     warn_if_collapsing,
 )
+from ._settings import ACTIONS, PersonasSettings
 
 __all__ = [
+    "ACTIONS",
     "DEFAULT_EMBEDDER",
     "KINDS",
     "SPLITS",
@@ -60,6 +63,7 @@ __all__ = [
     "GrowthSettings",
     "ImportReport",
     "PairReport",
+    "PersonasSettings",
     "Pool",
     "SentenceEmbedder",
     "add_items",

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from ...environment import stable_int
 from ...environment.store import PERSONAS_SQL, Store, finish_run, persona_from_row
-from .._generate import ROLES, GenerationSettings, Progress, TreeJob, _concurrency, grow_trees
-from .._models import check_reachable, make_roles, model_pool, role_backend_settings, role_sampling
+from .._generate import ROLES, GenerationSettings, Progress, TreeJob, grow_trees
+from .._models import check_reachable, make_roles, model_pool, role_backend_settings, role_settings
 from .._progress import reporter, snapshot
 from .._runs import find_or_create_run
 
@@ -39,8 +39,8 @@ async def _select_trees(store: Store, run_id: int, settings: GenerationSettings,
                         retry_failed: bool) -> tuple[list[TreeJob], int]:
     rows = await store.fetchall(PERSONAS_SQL + " WHERE p.split = ? ORDER BY p.id", (settings.split,))
     personas = [persona_from_row(r) for r in rows]
-    if settings.shard is not None:
-        i, n = settings.shard
+    if settings.shard_index is not None:
+        i, n = settings.shard_index
         personas = [p for p in personas if stable_int(p.profile, p.personality) % n == i]
     personas.sort(key=lambda p: stable_int(seed, p.profile, p.personality))
     chosen = personas[: settings.trees]
@@ -67,10 +67,9 @@ def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
     settings = GenerationSettings.from_config(cfg.generation)
     roles_needed = list(ROLES) + (["preference_judge"] if settings.preference_check else [])
     for role in roles_needed:
+        role_settings(cfg, role)
         role_backend_settings(cfg, role)
-        role_sampling(cfg, role)
-        _concurrency(cfg, role)
-    _concurrency(cfg, "preference_judge")  # grow_trees reads it even when the check is off
+    role_settings(cfg, "preference_judge")  # grow_trees reads it even when the check is off
     return settings, roles_needed
 
 
