@@ -1,10 +1,36 @@
-"""The roles and the gateway they speak through.
+"""The roles, the gateway they speak through, and the pool that builds them from config.
 
-Roles are small async callables built from a ``ChatModel``, a prompt and
-sampling settings; the gateway (``aloesim.agents.gateway``) is the only way
-they reach a model; managed servers live in ``aloesim.agents.servers``."""
+A role is a protocol with one async call (``UserRole``, ``InducerRole``,
+``PreferredRole``, ``RejectedRole``, ``PreferenceJudgeRole``,
+``AlignmentJudgeRole``; ``TreeRoles`` bundles the ones that grow a tree); the
+concrete roles are built from a ``ChatModel``, a prompt and sampling
+settings. ``model_pool``/``open_models`` resolve each role's backend from
+config, start managed servers on demand and share one backend between roles
+with equal settings; ``make_roles`` builds the role objects. The gateway
+(``aloesim.agents.gateway``) is the only way roles reach a model; managed
+servers live in ``aloesim.agents.servers``."""
 
 from ._persona_generator import PersonaGenerator, split_items
+from ._pool import (
+    ModelPool,
+    backend_preset,
+    check_reachable,
+    make_roles,
+    model_pool,
+    open_models,
+    role_backend_settings,
+    role_sampling,
+)
+from ._protocols import (
+    AlignmentJudgeRole,
+    InducerRole,
+    Messages,
+    PreferenceJudgeRole,
+    PreferredRole,
+    RejectedRole,
+    TreeRoles,
+    UserRole,
+)
 from ._roles import (
     AlignmentJudge,
     Inducer,
@@ -21,16 +47,32 @@ from ._roles import (
 
 __all__ = [
     "AlignmentJudge",
+    "AlignmentJudgeRole",
     "Inducer",
     "InducerOutput",
+    "InducerRole",
     "JudgeScore",
+    "Messages",
+    "ModelPool",
     "PersonaGenerator",
     "PreferenceJudge",
+    "PreferenceJudgeRole",
     "PreferenceVerdict",
     "PreferredResponder",
+    "PreferredRole",
     "RejectedResponder",
+    "RejectedRole",
+    "TreeRoles",
+    "UserRole",
     "UserSimulator",
+    "backend_preset",
+    "check_reachable",
+    "make_roles",
+    "model_pool",
+    "open_models",
     "render_history",
+    "role_backend_settings",
+    "role_sampling",
     "split_items",
     "strip_stage_directions",
 ]

@@ -36,9 +36,9 @@ async def sequential(base_url: str, conversations: int, turns: int) -> dict[str,
     """Grow ``conversations`` conversations one after another, one call at a
     time (user, inducer, preferred, rejected, judge), through aloesim's roles
     and gateway with call recording on; the continued reply is the preferred one."""
+    from aloesim.agents import make_roles, model_pool
     from aloesim.environment import Persona
     from aloesim.environment.store import PERSONAS_SQL, Store, persona_from_row
-    from aloesim.orchestration._models import make_roles, model_pool
 
     roles_needed = ("user", "inducer", "preferred", "rejected", "preference_judge")
     calls = 0

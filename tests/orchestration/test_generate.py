@@ -18,13 +18,13 @@ from typing import Any
 import anyio
 import pytest
 
+from aloesim.agents import TreeRoles, make_roles
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.core.errors import ConfigError
 from aloesim.environment import Persona, continued_choice
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration._generate import ROLES, GenerationSettings, Progress, grow_trees
-from aloesim.orchestration._models import make_roles
 from aloesim.orchestration._runs import find_or_create_run
 from aloesim.orchestration.commands.generate import _select_trees
 
@@ -124,7 +124,7 @@ def scripted_roles(cfg, script: Script, *, per_role: bool = False, delay: float 
     else:
         one = ScriptedModel(script, delay=delay)
         models = {r: one for r in names}
-    return make_roles(cfg, models), models
+    return TreeRoles.from_roles(make_roles(cfg, models)), models
 
 
 async def grow(db: Path, cfg, script: Script, *, per_role: bool = False,

@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..agents import (
+from ..core.errors import ConfigError, ServerError
+from ..environment.store import Store
+from ._roles import (
     AlignmentJudge,
     Inducer,
     PreferenceJudge,
@@ -30,9 +32,7 @@ from ..agents import (
     RejectedResponder,
     UserSimulator,
 )
-from ..agents.gateway import Backend, BackendSettings, ChatModel, RetryBudget, Sampling, StoreRecorder
-from ..core.errors import ConfigError, ServerError
-from ..environment.store import Store
+from .gateway import Backend, BackendSettings, ChatModel, RetryBudget, Sampling, StoreRecorder
 
 ROLE_CLASSES = {
     "user": (UserSimulator, "user"),
@@ -139,7 +139,7 @@ class ModelPool:
         spec = {**{k: v for k, v in asdict(s).items() if k != "extra"}, **s.extra}
         key = json.dumps(spec, sort_keys=True, default=str)
         if key not in self._servers:
-            from ..agents.servers import managed_servers
+            from .servers import managed_servers
 
             servers = await self._stack.enter_async_context(managed_servers(spec))
             self._servers[key] = [server.url for server in servers]
