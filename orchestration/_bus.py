@@ -6,7 +6,9 @@ message's type, waiting for room (that wait is the backpressure), and
 appends the message to the ``events`` table. ``Actor`` runs ``concurrency``
 workers on one inbox inside a task group; a worker that hits an
 ``LLMError`` reports it with ``on_error`` instead of dying, so one bad
-call fails one tree, not the run.
+call fails one tree, not the run. ``Bus.aclose()`` ends the run: actors
+drain their inboxes and stop, and anything published after it (a late
+reply about a tree that already failed) is dropped.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class Bus:
         self._routes: dict[type, list[MemoryObjectSendStream]] = defaultdict(list)
         self._store = store
         self._run_id = run_id
+        self._closed = False
         self.published: dict[str, int] = defaultdict(int)
+        self.dropped = 0
 
     def subscribe(self, kind: type, buffer: float) -> MemoryObjectReceiveStream:
         send, receive = anyio.create_memory_object_stream[Any](buffer)
@@ -64,6 +68,9 @@ class Bus:
         return receive
 
     async def publish(self, msg: Message) -> None:
+        if self._closed:
+            self._drop(msg)
+            return
         kind = type(msg)
         self.published[kind.__name__] += 1
         if self._store is not None:
@@ -76,10 +83,21 @@ class Bus:
 
             await self._store.submit(write)
         for send in self._routes.get(kind, ()):
-            await send.send(msg)
+            try:
+                await send.send(msg)
+            except anyio.ClosedResourceError:  # closed while this message was on its way
+                self._drop(msg)
+
+    def _drop(self, msg: Message) -> None:
+        self.dropped += 1
+        log.debug("bus.dropped", kind=type(msg).__name__, tree_id=msg.tree_id)
 
     async def aclose(self) -> None:
-        """Close every inbox's sending side: actors drain what is queued and stop."""
+        """Close every inbox's sending side: actors drain what is queued and stop.
+        A message published after this is dropped: the run is over, so it can only
+        be a late result about a tree that has already ended (failed while one
+        of its calls was still out)."""
+        self._closed = True
         for sends in self._routes.values():
             for send in sends:
                 await send.aclose()

@@ -91,6 +91,20 @@ async def test_every_message_is_appended_to_events_without_the_persona(tmp_path:
         assert "SECRET" not in r["payload"]
 
 
+async def test_a_message_published_after_close_is_dropped_and_not_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "bus.db"
+    async with Store.open(db) as store:
+        bus = Bus(store, run_id=None)
+        inbox = bus.subscribe(TurnRequested, 1)
+        await bus.publish(request(1))
+        await bus.aclose()
+        with anyio.fail_after(1):
+            await bus.publish(request(2))  # a late result: neither raises nor waits
+    assert [m.tree_id async for m in inbox] == [1]
+    assert bus.dropped == 1 and bus.published == {"TurnRequested": 1}
+    assert connect(db).execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+
+
 def test_event_payload_of_a_request_keeps_ids_not_history() -> None:
     p = request(5, "pr").event_payload()
     assert p == {"tree_id": 5, "turn": 3, "branch": "pr", "history_len": 1}

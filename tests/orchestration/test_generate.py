@@ -303,6 +303,26 @@ async def test_a_failure_in_the_reply_roles_also_fails_only_that_tree(tmp_path: 
     assert not nodes_of(db, victim_tree[0])  # a half-done node is never committed
 
 
+async def test_a_reply_that_comes_back_after_its_tree_failed_and_the_run_ended_is_dropped(tmp_path: Path) -> None:
+    """The inducer fails at once while the rejected reply of the same node is still being made: the
+    (only) tree fails, so the run ends and the bus closes before that reply comes back. The late
+    reply is about a tree that is over: it is dropped, and the run ends cleanly."""
+    db = tmp_path / "g.db"
+    add_personas(db, 1)
+    cfg = cfg_for(db, "generation.trees=1", "generation.turns=2")
+
+    def outage(req: ScriptedRequest) -> str | None:
+        return "refused" if req.role == "inducer" else None
+
+    progress, models, run_id = await grow(db, cfg, Script(fail=outage), per_role=True, delay={"rejected": 0.3})
+    assert (progress.trees_done, progress.trees_failed) == (0, 1)
+    assert len(models["rejected"].requests) == 1  # the late reply was made ...
+    kinds = [r[0] for r in connect(db).execute("SELECT kind FROM events WHERE run_id = ? ORDER BY id", (run_id,))]
+    assert kinds == ["TurnRequested", "UserSpoke", "TreeFailed"]  # ... and dropped, not recorded
+    (t,) = tree_rows(db)
+    assert (t["status"], t["error"]) == ("failed", "inducer at branch '': refused")
+
+
 # -- full mode ----------------------------------------------------------------
 
 async def test_full_mode_grows_both_branches_up_to_the_node_budget(tmp_path: Path) -> None:
