@@ -308,4 +308,6 @@ async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], role
             await env.all_done.wait()
             side.cancel_scope.cancel()
         await bus.aclose()
+    if bus.dropped:
+        log.info("generate.late_results_dropped", messages=bus.dropped)
     return progress

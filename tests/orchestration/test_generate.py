@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog.testing
 
 from aloesim.agents import TreeRoles, make_roles
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
@@ -314,8 +315,10 @@ async def test_a_reply_that_comes_back_after_its_tree_failed_and_the_run_ended_i
     def outage(req: ScriptedRequest) -> str | None:
         return "refused" if req.role == "inducer" else None
 
-    progress, models, run_id = await grow(db, cfg, Script(fail=outage), per_role=True, delay={"rejected": 0.3})
+    with structlog.testing.capture_logs() as logs:
+        progress, models, run_id = await grow(db, cfg, Script(fail=outage), per_role=True, delay={"rejected": 0.3})
     assert (progress.trees_done, progress.trees_failed) == (0, 1)
+    assert [e["messages"] for e in logs if e["event"] == "generate.late_results_dropped"] == [1]
     assert len(models["rejected"].requests) == 1  # the late reply was made ...
     kinds = [r[0] for r in connect(db).execute("SELECT kind FROM events WHERE run_id = ? ORDER BY id", (run_id,))]
     assert kinds == ["TurnRequested", "UserSpoke", "TreeFailed"]  # ... and dropped, not recorded
