@@ -44,6 +44,7 @@ class Message(Protocol):
 
 M = TypeVar("M", bound=Message)
 
+
 # -- the bus ----------------------------------------------------------------
 class Bus:
     def __init__(self, store: Store | None = None, run_id: int | None = None) -> None:
