@@ -7,6 +7,7 @@ itself; ``Settings`` / ``setting`` / ``to_settings`` are how every config
 group's typed schema is written, checked and built (``_settings.py``).
 """
 
+from ._compose import CONFIG_MODULE, compose_option, group_options
 from ._settings import Settings, allowed, config_error, help_of, schema_node, setting, to_settings
 from ._tasks import lone_error, the_lone_error
 from .errors import (
@@ -20,6 +21,7 @@ from .errors import (
 )
 
 __all__ = [
+    "CONFIG_MODULE",
     "AloeError",
     "ConfigError",
     "InputError",
@@ -29,7 +31,9 @@ __all__ = [
     "StoreError",
     "StructuredOutputError",
     "allowed",
+    "compose_option",
     "config_error",
+    "group_options",
     "help_of",
     "lone_error",
     "schema_node",

@@ -37,12 +37,18 @@ from omegaconf.errors import (
 )
 
 from ..agents.gateway import BACKEND_SCHEMAS
-from ..core import allowed, config_error, help_of, schema_node, to_settings
+from ..core import (
+    CONFIG_MODULE,
+    allowed,
+    config_error,
+    group_options,
+    help_of,
+    schema_node,
+    to_settings,
+)
 from ..core.errors import ConfigError
 from ..evaluation import MODEL_SCHEMAS
 from ._schemas import COMMANDS, ImportSettings
-
-CONFIG_MODULE = "aloesim.conf"
 
 
 def _register() -> None:
@@ -57,13 +63,6 @@ def _register() -> None:
 
 
 _register()
-
-
-def group_options(group: str) -> list[str]:
-    folder = resources.files(CONFIG_MODULE).joinpath(group)
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def one_line(exc: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
@@ -151,22 +150,6 @@ def check_config(cfg: DictConfig) -> Any:
 
 
 @functools.cache
-def compose_option(group: str, option: str) -> DictConfig:
-    """One option of a config group (``conf/<group>/<option>.yaml``) composed with
-    its schema (read-only: copy it to change it)."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            cfg = compose(config_name=f"{group}/{option}")
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise one_line(exc) from None
-    finally:
-        GlobalHydra.instance().clear()
-    node = cfg[group]  # the option lands in its group's package
-    OmegaConf.set_readonly(node, True)
-    return node
-
-
 def config_yaml(cfg: DictConfig) -> str:
     """The composed config as YAML, each key followed by its schema's help."""
     lines: list[str] = []

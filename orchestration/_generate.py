@@ -1,5 +1,6 @@
-"""Growing preference trees: the environment actor, the role actors, and
-the run around them.
+"""Growing preference trees: the tree environment, and the run that wires
+it to the role actors (``_actors``) over the bus (``_bus``, messages in
+``_messages``).
 
 Start order: the store's writer (``Store.open``), then the actors (each
 ``await tg.start``), then the personas are fed in; shutdown runs the other
@@ -16,8 +17,10 @@ has spoken: three sequential model hops per turn, not four.
 
 Deadlock freedom with bounded inboxes: every cycle passes through the
 environment's inbox, which is sized to the most messages that can be
-outstanding towards it (in-flight nodes x 5), so publishing to it never
-waits; every other inbox is bounded by its actor's concurrency.
+outstanding towards it (in-flight nodes x 5; a node sends it at most four:
+PersonaInferred, two ReplyReady and PreferenceChecked, a TreeFailed taking
+the place of any of them), so publishing to it never waits; every other
+inbox is bounded by its actor's concurrency.
 """
 
 from __future__ import annotations
@@ -29,23 +32,33 @@ from typing import Any
 import anyio
 import structlog
 
-from ..agents.gateway import CallContext
+from ..agents import TreeRoles, role_settings
 from ..core import Settings, setting, to_settings
-from ..core.errors import ConfigError, LLMError
-from ..environment import MAX_TURNS, MODES, InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
+from ..core.errors import ConfigError
+from ..environment import (
+    MAX_TURNS,
+    MODES,
+    InferredPersona,
+    Node,
+    Persona,
+    PreferenceCheck,
+    TreePlan,
+    TreeSpec,
+)
 from ..environment.store import Store, insert_node, node_from_row
-from ._bus import (
-    Actor,
-    Bus,
+from ._actors import InducerActor, PreferenceJudgeActor, PreferredActor, RejectedActor, RoleActor, UserActor
+from ._bus import Actor, Bus
+from ._messages import (
+    History,
+    NodeRef,
     PersonaInferred,
     PreferenceChecked,
     PreferenceRequested,
     ReplyReady,
+    ToEnvironment,
     TreeFailed,
     TurnRequested,
-    UserSpoke,
 )
-from ._models import role_settings
 
 log = structlog.get_logger(__name__)
 
@@ -115,12 +128,15 @@ class Progress:
 
 @dataclass
 class _Partial:
-    request: TurnRequested
-    message: str
+    """A node being made: filled in as its messages arrive, in any order."""
+
+    node: NodeRef
+    history: History = ()
+    message: str = ""
     inferred: InferredPersona | None = None
     preferred: str | None = None
     rejected: str | None = None
-    judge: dict | None = None
+    judge: PreferenceCheck | None = None
     judging: bool = False
 
 
@@ -136,6 +152,16 @@ class TreeEnvironment:
         self.slots = anyio.Semaphore(settings.max_trees_in_flight)
         self.all_done = anyio.Event()
         self._remaining = 0
+
+    def actor(self) -> Actor[ToEnvironment]:
+        """Subscribe the environment's inbox and give its runner. The inbox
+        holds the most messages that can be outstanding towards it (in-flight
+        nodes x 5; see the module docstring), so publishing to it never waits."""
+        s = self.settings
+        per_node = 1 if s.mode == "path" else s.node_budget
+        inbox = self.bus.subscribe_many((PersonaInferred, ReplyReady, PreferenceChecked, TreeFailed),
+                                        s.max_trees_in_flight * per_node * 5 + 16)
+        return Actor("environment", inbox, self.handle, concurrency=max(8, min(256, s.max_trees_in_flight)))
 
     # -- feeding ---------------------------------------------------------
     async def feed(self, jobs: list[TreeJob]) -> None:
@@ -161,8 +187,8 @@ class TreeEnvironment:
         plan.pending.update(wanted)  # before any await: no branch is asked for twice
         for branch in wanted:
             history = tuple(m.as_dict() for m in plan.history(branch).messages)
-            await self.bus.publish(TurnRequested(tree_id, plan.turn_of(branch), branch, plan.spec.seed,
-                                                 self.personas[tree_id], history))
+            node = NodeRef(tree_id, plan.turn_of(branch), branch, plan.spec.seed)
+            await self.bus.publish(TurnRequested(node, self.personas[tree_id], history))
         if not wanted and plan.complete():
             await self.store.write(lambda c: c.execute(
                 "UPDATE trees SET status = 'complete', finished_at = ? WHERE id = ?", (time.time(), tree_id)))
@@ -178,60 +204,65 @@ class TreeEnvironment:
             self.all_done.set()
 
     # -- results ---------------------------------------------------------
-    async def handle(self, msg: object) -> None:
+    async def handle(self, msg: ToEnvironment) -> None:
+        """Fill in the node the message is about; once it is whole, have it
+        judged (when the check is on), then commit it."""
         if isinstance(msg, TreeFailed):
             await self._fail(msg)
             return
-        spoke: UserSpoke = msg.spoke  # type: ignore[attr-defined]
-        req = spoke.request
-        if req.tree_id in self.failed or req.tree_id not in self.plans:
+        ref = msg.node
+        if ref.tree_id in self.failed or ref.tree_id not in self.plans:
             return
-        key = (req.tree_id, req.branch)
+        key = (ref.tree_id, ref.branch)
         part = self.partial.get(key)
         if part is None:
-            part = self.partial[key] = _Partial(req, spoke.message)
-        if isinstance(msg, PersonaInferred):
-            part = self.partial[key] = replace(part, inferred=msg.inferred)
-        elif isinstance(msg, ReplyReady):
-            part = self.partial[key] = replace(part, **{msg.kind: msg.text})
-        elif isinstance(msg, PreferenceChecked):
-            part = self.partial[key] = replace(part, judge=msg.verdict)
+            part = self.partial[key] = _Partial(ref)
+        match msg:
+            case PersonaInferred(history=history, message=message, inferred=inferred):
+                part.history, part.message, part.inferred = history, message, inferred
+            case ReplyReady(kind="preferred", text=text):
+                part.preferred = text
+            case ReplyReady(text=text):
+                part.rejected = text
+            case PreferenceChecked(verdict=verdict):
+                part.judge = verdict
         if part.inferred is None or part.preferred is None or part.rejected is None:
             return
         if self.settings.preference_check and part.judge is None:
             if not part.judging:
-                self.partial[key] = replace(part, judging=True)
-                await self.bus.publish(PreferenceRequested(spoke, part.preferred, part.rejected))
+                part.judging = True
+                await self.bus.publish(PreferenceRequested(ref, self.personas[ref.tree_id], part.history,
+                                                           part.message, part.preferred, part.rejected))
             return
         del self.partial[key]
         await self._commit(part)
 
     async def _commit(self, part: _Partial) -> None:
-        req = part.request
-        plan = self.plans[req.tree_id]
+        ref = part.node
+        plan = self.plans[ref.tree_id]
         preferred, rejected, judge = part.preferred, part.rejected, part.judge
         if judge is not None:
             self.progress.judge_total += 1
-            self.progress.judge_agree += int(judge.get("agrees", False))
-            self.progress.judge_disagree += int(judge.get("disagrees", False))
-            if self.settings.swap_on_disagree and judge.get("disagrees"):
+            self.progress.judge_agree += int(judge.agrees)
+            self.progress.judge_disagree += int(judge.disagrees)
+            if self.settings.swap_on_disagree and judge.disagrees:
                 preferred, rejected = rejected, preferred
-                judge = {**judge, "swapped": True}
-        node = Node(tree_id=req.tree_id, turn=req.turn, branch=req.branch, user_message=part.message,
+                judge = replace(judge, swapped=True)
+        node = Node(tree_id=ref.tree_id, turn=ref.turn, branch=ref.branch, user_message=part.message,
                     inferred=part.inferred or InferredPersona(), preferred=preferred or "", rejected=rejected or "",
-                    continued=plan.continued_of(req.branch), judge=judge)  # type: ignore[arg-type]
+                    continued=plan.continued_of(ref.branch), judge=judge)
         node_id = await self.store.write(lambda c: insert_node(c, node))
-        if req.tree_id in self.failed or req.tree_id not in self.plans:
+        if ref.tree_id in self.failed or ref.tree_id not in self.plans:
             return
         plan.add(replace(node, id=node_id))
         self.progress.nodes += 1
-        await self._advance(req.tree_id)
+        await self._advance(ref.tree_id)
 
     async def _fail(self, msg: TreeFailed) -> None:
         if msg.tree_id in self.failed or msg.tree_id not in self.plans:
             return
         self.failed.add(msg.tree_id)
-        reason = f"{msg.role} at branch {msg.branch!r}: {msg.reason}"
+        reason = f"{msg.role} at branch {msg.node.branch!r}: {msg.reason}"
         for key in [k for k in self.partial if k[0] == msg.tree_id]:
             del self.partial[key]
         await self.store.write(lambda c: c.execute(
@@ -247,73 +278,24 @@ def _concurrency(cfg: Any, role: str) -> int:
     return role_settings(cfg, role).concurrency
 
 
-async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], roles: dict[str, Any],
+async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], roles: TreeRoles,
                      settings: GenerationSettings, cfg: Any, progress: Progress | None = None,
                      *, on_started: Any = None) -> Progress:
     """Grow every tree in ``jobs`` to completion (or failure) through the actors."""
     progress = progress or Progress(trees_total=len(jobs))
     bus = Bus(store, run_id)
     env = TreeEnvironment(bus, store, settings, progress)
-    per_node = 1 if settings.mode == "path" else settings.node_budget
-    env_buffer = settings.max_trees_in_flight * per_node * 5 + 16  # see the module docstring
     conc = {r: _concurrency(cfg, r) for r in (*ROLES, "preference_judge")}
-
-    def ctx(req: TurnRequested) -> CallContext:
-        return CallContext(run_id=run_id, tree_id=req.tree_id, turn=req.turn, branch=req.branch)
-
-    def convo(req: TurnRequested) -> list[dict[str, str]]:
-        return list(req.history)
-
-    async def on_user(req: TurnRequested) -> None:
-        text = await roles["user"](req.persona, convo(req), seed=call_seed(req.seed, req.branch, "user"), context=ctx(req))
-        await bus.publish(UserSpoke(req, text))
-
-    async def on_inducer(s: UserSpoke) -> None:
-        req = s.request
-        seen = convo(req) + [{"role": "user", "content": s.message}]
-        inferred = await roles["inducer"](req.persona, seen, seed=call_seed(req.seed, req.branch, "inducer"),
-                                          context=ctx(req))
-        await bus.publish(PersonaInferred(s, inferred))
-
-    async def on_preferred(p: PersonaInferred) -> None:
-        req = p.spoke.request
-        text = await roles["preferred"](convo(req), p.spoke.message, p.inferred,
-                                        seed=call_seed(req.seed, req.branch, "preferred"), context=ctx(req))
-        await bus.publish(ReplyReady(p.spoke, "preferred", text))
-
-    async def on_rejected(s: UserSpoke) -> None:
-        req = s.request
-        text = await roles["rejected"](convo(req), s.message, seed=call_seed(req.seed, req.branch, "rejected"),
-                                       context=ctx(req))
-        await bus.publish(ReplyReady(s, "rejected", text))
-
-    async def on_judge(p: PreferenceRequested) -> None:
-        req = p.spoke.request
-        verdict = await roles["preference_judge"](req.persona, convo(req), p.spoke.message, p.preferred, p.rejected,
-                                                  seed=call_seed(req.seed, req.branch, "preference_judge"),
-                                                  context=ctx(req))
-        await bus.publish(PreferenceChecked(p.spoke, verdict))
-
-    def failer(role: str):
-        async def on_error(msg: Any, exc: LLMError) -> None:
-            req = msg if isinstance(msg, TurnRequested) else getattr(msg, "spoke", None) or msg.request
-            if isinstance(req, UserSpoke):
-                req = req.request
-            await bus.publish(TreeFailed(req.tree_id, req.branch, role, exc.reason))
-        return on_error
-
-    actors = [
-        Actor("environment", bus.subscribe_many((PersonaInferred, ReplyReady, PreferenceChecked, TreeFailed), env_buffer),
-              env.handle, concurrency=max(8, min(256, settings.max_trees_in_flight))),
-        Actor("user", bus.subscribe(TurnRequested, conc["user"]), on_user, conc["user"], failer("user")),
-        Actor("inducer", bus.subscribe(UserSpoke, conc["inducer"]), on_inducer, conc["inducer"], failer("inducer")),
-        Actor("rejected", bus.subscribe(UserSpoke, conc["rejected"]), on_rejected, conc["rejected"], failer("rejected")),
-        Actor("preferred", bus.subscribe(PersonaInferred, conc["preferred"]), on_preferred, conc["preferred"],
-              failer("preferred")),
+    # subscription order is delivery order: UserSpoke reaches the inducer before the rejected responder
+    role_actors: list[RoleActor[Any, Any]] = [
+        UserActor(roles.user, bus, run_id), InducerActor(roles.inducer, bus, run_id),
+        RejectedActor(roles.rejected, bus, run_id), PreferredActor(roles.preferred, bus, run_id),
     ]
     if settings.preference_check:
-        actors.append(Actor("preference_judge", bus.subscribe(PreferenceRequested, conc["preference_judge"]), on_judge,
-                            conc["preference_judge"], failer("preference_judge")))
+        if roles.preference_judge is None:
+            raise ConfigError("agents.preference_judge", None, "a preference judge role (generation.preference_check)")
+        role_actors.append(PreferenceJudgeActor(roles.preference_judge, bus, run_id))
+    actors: list[Actor[Any]] = [env.actor(), *(actor.actor(conc[actor.name]) for actor in role_actors)]
 
     async with anyio.create_task_group() as tg:
         for actor in actors:
@@ -325,4 +307,6 @@ async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], role
             await env.all_done.wait()
             side.cancel_scope.cancel()
         await bus.aclose()
+    if bus.dropped:
+        log.info("generate.late_results_dropped", messages=bus.dropped)
     return progress

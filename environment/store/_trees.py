@@ -8,7 +8,7 @@ import sqlite3
 import time
 from typing import Any
 
-from .._types import InferredPersona, Node, Persona
+from .._types import InferredPersona, Node, Persona, PreferenceCheck
 
 
 def node_from_row(row: sqlite3.Row) -> Node:
@@ -16,7 +16,8 @@ def node_from_row(row: sqlite3.Row) -> Node:
         tree_id=row["tree_id"], turn=row["turn"], branch=row["branch"], user_message=row["user_message"],
         inferred=InferredPersona(row["inferred_profile"], row["inferred_personalities"]),
         preferred=row["preferred"], rejected=row["rejected"], continued=row["continued"],
-        judge=json.loads(row["judge"]) if row["judge"] else None, id=row["id"], parent_id=row["parent_id"],
+        judge=PreferenceCheck.from_dict(json.loads(row["judge"])) if row["judge"] else None,
+        id=row["id"], parent_id=row["parent_id"],
     )
 
 
@@ -34,7 +35,7 @@ def insert_node(conn: sqlite3.Connection, node: Node) -> int:
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (node.tree_id, parent_id, node.turn, node.branch, node.user_message, node.inferred.profile,
          node.inferred.personalities, node.preferred, node.rejected, node.continued,
-         json.dumps(node.judge) if node.judge is not None else None, time.time()),
+         json.dumps(node.judge.as_dict()) if node.judge is not None else None, time.time()),
     )
     return conn.execute("SELECT id FROM nodes WHERE tree_id = ? AND branch = ?", (node.tree_id, node.branch)).fetchone()[0]
 

@@ -25,7 +25,15 @@ import anyio
 import structlog
 from omegaconf import DictConfig, OmegaConf
 
-from ...agents import AlignmentJudge
+from ...agents import (
+    AlignmentJudge,
+    backend_preset,
+    check_reachable,
+    make_roles,
+    model_pool,
+    role_backend_settings,
+    role_sampling,
+)
 from ...agents.gateway import BackendSettings, ChatModel, Sampling
 from ...core import to_settings
 from ...core.errors import ConfigError
@@ -46,14 +54,6 @@ from ...evaluation import (
     rejudge,
     run_benchmark,
     write_report,
-)
-from .._models import (
-    backend_preset,
-    check_reachable,
-    make_roles,
-    model_pool,
-    role_backend_settings,
-    role_sampling,
 )
 
 HELP = "run the ALOE benchmark (role-play user x evaluated model, LLM judge) and write its report"

@@ -9,10 +9,10 @@ import anyio
 import structlog
 from omegaconf import DictConfig
 
+from ...agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings, role_settings
 from ...environment import stable_int
 from ...environment.store import PERSONAS_SQL, Store, finish_run, persona_from_row
 from .._generate import ROLES, GenerationSettings, Progress, TreeJob, grow_trees
-from .._models import check_reachable, make_roles, model_pool, role_backend_settings, role_settings
 from .._progress import reporter, snapshot
 from .._runs import find_or_create_run
 
@@ -90,7 +90,7 @@ async def generate(cfg: DictConfig) -> dict:
         if jobs:
             async with model_pool(cfg, store, run_id=run_id) as pool:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
-                roles = make_roles(cfg, models)
+                roles = TreeRoles.from_roles(make_roles(cfg, models))
                 backends = pool.backends
                 await grow_trees(store, run_id, jobs, roles, settings, cfg, progress,
                                  on_started=reporter(settings.progress, settings.progress_interval, backends))

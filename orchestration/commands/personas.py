@@ -349,8 +349,7 @@ async def _pair_only(s: Settings, config: str) -> dict:
 
 
 async def _grow(cfg: DictConfig, s: Settings, config: str) -> dict:
-    from ...agents._persona_generator import PersonaGenerator
-    from .._models import check_reachable, open_models, role_backend_settings, role_sampling
+    from ...agents import PersonaGenerator, check_reachable, open_models, role_backend_settings, role_sampling
 
     embedder, limiter = _embedder(s), anyio.CapacityLimiter(s.embedder_threads)
     sampling = role_sampling(cfg, "generator")  # validate before anything is written

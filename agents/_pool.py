@@ -21,19 +21,27 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..agents import (
+from ..core import compose_option, to_settings
+from ..core.errors import ConfigError, ServerError
+from ..environment.store import Store
+from ._roles import (
     AlignmentJudge,
     Inducer,
     PreferenceJudge,
     PreferredResponder,
     RejectedResponder,
-    RoleSettings,
     UserSimulator,
 )
-from ..agents.gateway import Backend, BackendSettings, ChatModel, RetryBudget, Sampling, StoreRecorder
-from ..core import to_settings
-from ..core.errors import ConfigError, ServerError
-from ..environment.store import Store
+from ._settings import RoleSettings
+from .gateway import (
+    BACKEND_SCHEMAS,
+    Backend,
+    BackendSettings,
+    ChatModel,
+    RetryBudget,
+    Sampling,
+    StoreRecorder,
+)
 
 ROLE_CLASSES = {
     "user": (UserSimulator, "user"),
@@ -54,11 +62,7 @@ def _plain(cfg: Any) -> dict[str, Any]:
 def backend_preset(name: str) -> dict[str, Any]:
     """The backend preset ``conf/backend/<name>.yaml`` shipped with aloesim, composed
     with its schema (every key, with that kind's defaults)."""
-    from ._config import compose_option, group_options
-
-    if name not in group_options("backend"):
-        raise ConfigError("backend", name, "one of " + " | ".join(group_options("backend")))
-    return _plain(compose_option("backend", name))
+    return _plain(compose_option("backend", name, BACKEND_SCHEMAS))
 
 
 def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
@@ -131,7 +135,7 @@ class ModelPool:
         spec = asdict(s)
         key = json.dumps(spec, sort_keys=True, default=str)
         if key not in self._servers:
-            from ..agents.servers import managed_servers
+            from .servers import managed_servers
 
             servers = await self._stack.enter_async_context(managed_servers(spec))
             self._servers[key] = [server.url for server in servers]
