@@ -36,9 +36,9 @@ async def sequential(base_url: str, conversations: int, turns: int) -> dict[str,
     """Grow ``conversations`` conversations one after another, one call at a
     time (user, inducer, preferred, rejected, judge), through aloesim's roles
     and gateway with call recording on; the continued reply is the preferred one."""
+    from aloesim.agents import TreeRoles, make_roles, model_pool
     from aloesim.environment import Persona
     from aloesim.environment.store import Personas, Store
-    from aloesim.orchestration._models import make_roles, model_pool
 
     roles_needed = ("user", "inducer", "preferred", "rejected", "preference_judge")
     calls = 0
@@ -49,17 +49,18 @@ async def sequential(base_url: str, conversations: int, turns: int) -> dict[str,
         async with Store.open(db) as store:
             personas: list[Persona] = await store.read(lambda c: Personas(c).personas())
             async with model_pool(cfg, store) as pool:
-                roles = make_roles(cfg, {r: await pool.for_role(cfg, r) for r in roles_needed})
+                roles = TreeRoles.from_roles(make_roles(cfg, {r: await pool.for_role(cfg, r) for r in roles_needed}))
+                assert roles.preference_judge is not None
                 with Meter() as meter:
                     for persona in personas:
                         convo: list[dict[str, str]] = []
                         for _ in range(turns):
-                            message = await roles["user"](persona, convo)
+                            message = await roles.user(persona, convo)
                             seen = [*convo, {"role": "user", "content": message}]
-                            inferred = await roles["inducer"](persona, seen)
-                            preferred = await roles["preferred"](convo, message, inferred)
-                            rejected = await roles["rejected"](convo, message)
-                            await roles["preference_judge"](persona, convo, message, preferred, rejected)
+                            inferred = await roles.inducer(persona, seen)
+                            preferred = await roles.preferred(convo, message, inferred)
+                            rejected = await roles.rejected(convo, message)
+                            await roles.preference_judge(persona, convo, message, preferred, rejected)
                             calls += 6  # the judge asks in both orders
                             convo = [*seen, {"role": "assistant", "content": preferred}]
         conn = sqlite3.connect(db)  # after the store closed: every submitted record is committed

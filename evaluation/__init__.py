@@ -2,7 +2,9 @@
 between a role-play user and the evaluated model, scored turn by turn by an
 LLM judge; the metrics AL(k), IR, N-IR and their fits (``metrics``); and
 reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG);
-``evaluate`` is the whole ``aloe evaluate`` use case for a checked plan."""
+the typed schemas of the ``benchmark`` and ``evaluation`` keys and of the
+``model`` config group (the evaluated model); ``evaluate`` is the whole
+``aloe evaluate`` use case for a checked plan."""
 
 from . import metrics
 from ._benchmark import BenchmarkModels, EvaluatedModel, EvaluationPlan, SecondJudge, evaluate
@@ -17,16 +19,34 @@ from ._report import (
     write_report,
 )
 from ._runner import EVALUATED_ROLE, BenchmarkSpec, RunOutcome, run_benchmark
+from ._settings import (
+    MODEL_SCHEMAS,
+    BenchmarkSettings,
+    EmbeddedModel,
+    EvaluationSettings,
+    HFModel,
+    ModelSettings,
+    OpenAIModel,
+    VLLMModel,
+)
 
 __all__ = [
     "EVALUATED_ROLE",
+    "MODEL_SCHEMAS",
     "BenchmarkModels",
+    "BenchmarkSettings",
     "BenchmarkSpec",
     "Case",
+    "EmbeddedModel",
     "EvaluatedModel",
     "EvaluationPlan",
+    "EvaluationSettings",
+    "HFModel",
+    "ModelSettings",
+    "OpenAIModel",
     "RunOutcome",
     "SecondJudge",
+    "VLLMModel",
     "build_report",
     "cases_from_db",
     "cases_from_files",

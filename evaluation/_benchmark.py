@@ -17,13 +17,13 @@ from typing import Any, Protocol
 
 import anyio
 
-from ..agents import AlignmentJudge
+from ..agents import AlignmentJudge, AlignmentJudgeRole, UserRole
 from ..agents.gateway import BackendSettings, ChatModel, Sampling, StoreRecorder
 from ..environment.store import Calls, Evaluations, LeaseSettings, Store
 from ._cases import Case
 from ._rejudge import rejudge
 from ._report import build_report, load_evaluation, write_report
-from ._runner import BenchmarkSpec, JudgeRole, UserRole, run_benchmark
+from ._runner import BenchmarkSpec, run_benchmark
 
 __all__ = ["BenchmarkModels", "EvaluatedModel", "EvaluationPlan", "SecondJudge", "evaluate"]
 
@@ -66,7 +66,7 @@ class BenchmarkModels(Protocol):
     endpoints for the evaluated model and a second judge."""
 
     user: UserRole
-    judge: JudgeRole
+    judge: AlignmentJudgeRole
 
     async def endpoint(self, settings: BackendSettings, *, name: str | None = None) -> ChatModel: ...
 

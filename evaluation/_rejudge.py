@@ -10,18 +10,19 @@ from __future__ import annotations
 import anyio
 import structlog
 
+from ..agents import AlignmentJudgeRole
 from ..agents.gateway import CallContext
 from ..core.errors import LLMError
 from ..environment import Persona
 from ..environment.store import Evaluations, JudgedTurn, Store
-from ._runner import JudgeRole, _seed
+from ._runner import _seed
 
 __all__ = ["rejudge"]
 
 log = structlog.get_logger(__name__)
 
 
-async def rejudge(store: Store, evaluation_id: int, judge: JudgeRole, *, concurrency: int = 16,
+async def rejudge(store: Store, evaluation_id: int, judge: AlignmentJudgeRole, *, concurrency: int = 16,
                   seed: int = 0, run_id: int | None = None) -> dict[tuple[int, int], int | None]:
     """Score every stored turn of an evaluation again with ``judge``.
 

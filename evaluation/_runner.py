@@ -25,11 +25,12 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import structlog
 
+from ..agents import AlignmentJudgeRole, UserRole
 from ..agents.gateway import CallContext, ChatModel, Sampling
 from ..core.errors import ConfigError, LLMError
 from ..environment import Persona
@@ -41,16 +42,6 @@ __all__ = ["EVALUATED_ROLE", "BenchmarkSpec", "RunOutcome", "run_benchmark"]
 log = structlog.get_logger(__name__)
 
 EVALUATED_ROLE = "evaluated"   # role name of the evaluated model's calls in llm_calls
-
-
-class UserRole(Protocol):
-    async def __call__(self, persona: Persona, conversation: Sequence[dict[str, str]], *, seed: int | None = None,
-                       context: CallContext | None = None) -> str: ...
-
-
-class JudgeRole(Protocol):
-    async def __call__(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
-                       context: CallContext | None = None) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -123,7 +114,7 @@ async def run_benchmark(
     cases: Sequence[Case],
     *,
     user: UserRole,
-    judge: JudgeRole,
+    judge: AlignmentJudgeRole,
     model: ChatModel,
     spec: BenchmarkSpec,
     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None,
@@ -172,7 +163,7 @@ async def run_benchmark(
     return out
 
 
-async def _run_case(store: Store, row: CaseRecord, *, user: UserRole, judge: JudgeRole, model: ChatModel,
+async def _run_case(store: Store, row: CaseRecord, *, user: UserRole, judge: AlignmentJudgeRole, model: ChatModel,
                     spec: BenchmarkSpec, run_id: int, out: RunOutcome,
                     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None) -> None:
     case_id, index = row.id, row.case_index

@@ -14,10 +14,10 @@ import anyio
 import structlog
 from omegaconf import DictConfig
 
+from ..agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings
 from ..environment import stable_int
 from ..environment.store import ActiveRun, Calls, Personas, Store, Trees, open_run
 from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
-from ._models import check_reachable, make_roles, model_pool, role_backend_settings
 from ._progress import reporter, snapshot
 from ._runs import identity, lease_settings, plain_config
 
@@ -45,8 +45,8 @@ async def select_trees(store: Store, run_id: int, settings: GenerationSettings, 
     of this shard, in an order fixed by the seed) and return the ones to grow
     now, with how many the run has."""
     personas = await store.read(lambda c: Personas(c).personas(settings.split))
-    if settings.shard is not None:
-        i, n = settings.shard
+    if settings.shard_index is not None:
+        i, n = settings.shard_index
         personas = [p for p in personas if stable_int(p.profile, p.personality) % n == i]
     personas.sort(key=lambda p: stable_int(seed, p.profile, p.personality))
     chosen = personas[: settings.trees]
@@ -105,7 +105,7 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
         if jobs:
             async with model_pool(cfg, store, run_id=run.id) as pool:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
-                roles = make_roles(cfg, models)
+                roles = TreeRoles.from_roles(make_roles(cfg, models))
                 backends = pool.backends
                 await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
                                  on_started=reporter(settings.progress, settings.progress_interval, backends))

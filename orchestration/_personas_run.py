@@ -15,10 +15,11 @@ from typing import Any
 import anyio
 from omegaconf import DictConfig, OmegaConf
 
+from ..agents import PersonaGenerator, check_reachable, open_models, role_backend_settings, role_sampling
 from ..core import ConfigError, lone_error
 from ..environment.personas import (
     KINDS,
-    PersonasSettings,
+    PoolActionSettings,
     RunIdentity,
     grow_pool,
     load_pool,
@@ -28,15 +29,12 @@ from ..environment.personas import (
     threshold_for,
 )
 from ..environment.store import Personas, Store, open_run
-from ._models import check_reachable, open_models, role_backend_settings, role_sampling
 
 __all__ = ["grow_personas"]
 
 
-async def grow_personas(cfg: DictConfig, s: PersonasSettings, record: RunIdentity) -> dict[str, Any]:
+async def grow_personas(cfg: DictConfig, s: PoolActionSettings, record: RunIdentity) -> dict[str, Any]:
     """Seed (with ``personas.seeds``), grow both train pools to their targets, pair them."""
-    from ..agents._persona_generator import PersonaGenerator
-
     embedder, limiter = s.embedder(), anyio.CapacityLimiter(s.embedder_threads)
     sampling = role_sampling(cfg, "generator")  # validate before anything is written
     generator = role_backend_settings(cfg, "generator")  # (a bad backend value or a missing API key too)

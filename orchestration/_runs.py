@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..core.errors import ConfigError
+from ..core import to_settings
 from ..environment.store import LeaseSettings, Runs, Store, claim_run
 
 # Keys that do not change what a run produces (where it is stored, how it reports, how fast it goes).
@@ -19,7 +19,8 @@ VOLATILE = {
     "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight",
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",
-                     ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls")
+                     ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls",
+                     ".backoff_base", ".backoff_max")
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -44,12 +45,8 @@ def identity(config: dict[str, Any]) -> str:
 
 
 def lease_settings(cfg: DictConfig) -> LeaseSettings:
-    """``lease.stale_after`` (seconds) of a command's config."""
-    lease = cfg.get("lease") or {}
-    value = lease.get("stale_after", 60)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError("lease.stale_after", value, "a number of seconds > 0")
-    return LeaseSettings(stale_after=float(value))
+    """The checked ``lease`` keys of a command's config (defaults when it has none)."""
+    return to_settings(cfg.get("lease") or {}, LeaseSettings, "lease")
 
 
 async def find_or_create_run(store: Store, kind: str, cfg: DictConfig, *, resume: bool = True) -> tuple[int, bool]:

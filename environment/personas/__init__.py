@@ -12,12 +12,13 @@ paired into personas.
     grow_pool                    the iterative growth loop (generator injected)
     pair_personas, load_personas profile x personality pairs per split
     export_pool, pool_vectors    read-only tools
+    PersonasSettings             the typed schema of the ``personas`` config group
     import_files, export_files, pool_stats, pair_only
                                  the model-free actions of ``aloe personas`` (one run each)
 """
 
 from ._actions import (
-    PersonasSettings,
+    PoolActionSettings,
     RunIdentity,
     export_files,
     import_files,
@@ -60,8 +61,10 @@ from ._pool import (
     seed_items,
     warn_if_collapsing,
 )
+from ._settings import ACTIONS, PersonasSettings
 
 __all__ = [
+    "ACTIONS",
     "DEFAULT_EMBEDDER",
     "KINDS",
     "SPLITS",
@@ -76,6 +79,7 @@ __all__ = [
     "PairReport",
     "PersonasSettings",
     "Pool",
+    "PoolActionSettings",
     "RunIdentity",
     "SentenceEmbedder",
     "add_items",

@@ -27,14 +27,14 @@ from ._jsonl import read_items
 from ._pairs import pair_personas
 from ._pool import KINDS, ensure_seeds, import_items, load_pool
 
-__all__ = ["PersonasSettings", "RunIdentity", "export_files", "import_files", "pair_only", "pair_pools", "pool_stats",
+__all__ = ["PoolActionSettings", "RunIdentity", "export_files", "import_files", "pair_only", "pair_pools", "pool_stats",
            "reference_vectors", "seed_pools", "threshold_for"]
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class PersonasSettings:
+class PoolActionSettings:
     """The validated ``aloe personas`` config."""
 
     db: str
@@ -86,7 +86,7 @@ class RunIdentity:
     lease: LeaseSettings = field(default_factory=LeaseSettings)
 
 
-async def threshold_for(s: PersonasSettings, kind: str, vectors: np.ndarray) -> float:
+async def threshold_for(s: PoolActionSettings, kind: str, vectors: np.ndarray) -> float:
     """The configured threshold, or the one calibrated on ``vectors`` from keep_rate."""
     if s.keep_rate is None:
         return s.threshold
@@ -98,7 +98,7 @@ async def threshold_for(s: PersonasSettings, kind: str, vectors: np.ndarray) -> 
     return t
 
 
-async def reference_vectors(store: Store, s: PersonasSettings, kind: str, split: str, embedder,
+async def reference_vectors(store: Store, s: PoolActionSettings, kind: str, split: str, embedder,
                             limiter) -> np.ndarray | None:
     """The eval pool's vectors, which train items must not resemble (``personas.check_eval``)."""
     if split != "train" or not s.check_eval:
@@ -107,7 +107,7 @@ async def reference_vectors(store: Store, s: PersonasSettings, kind: str, split:
     return ref.vectors if len(ref) else None
 
 
-async def import_files(s: PersonasSettings, items: dict[str, list[str]], record: RunIdentity) -> dict:
+async def import_files(s: PoolActionSettings, items: dict[str, list[str]], record: RunIdentity) -> dict:
     """Add parsed items to the pools (each through the filter unless ``filter`` is off)."""
     embedder, limiter = s.embedder(), anyio.CapacityLimiter(s.embedder_threads)
     summary: dict[str, Any] = {"action": "import", "profiles_kept": 0, "personalities_kept": 0}
@@ -135,7 +135,7 @@ async def import_files(s: PersonasSettings, items: dict[str, list[str]], record:
     return summary
 
 
-def export_files(s: PersonasSettings) -> dict:
+def export_files(s: PoolActionSettings) -> dict:
     """Write the pools and personas of ``export.split`` to ``export.dir``."""
     conn = open_readonly(s.db)
     try:
@@ -145,7 +145,7 @@ def export_files(s: PersonasSettings) -> dict:
     return {"action": "export", "dir": str(Path(s.export_dir)), "split": s.export_split, **counts}
 
 
-def pool_stats(s: PersonasSettings) -> dict:
+def pool_stats(s: PoolActionSettings) -> dict:
     """The similarity distribution of the pools (or of the files to import)."""
     embedder = s.embedder()
     out: dict[str, Any] = {"action": "stats", "embedder": embedder.name, "threshold": s.threshold}
@@ -168,7 +168,7 @@ def pool_stats(s: PersonasSettings) -> dict:
     return out
 
 
-async def seed_pools(store: Store, s: PersonasSettings, embedder, limiter, run_id: int) -> dict[str, int]:
+async def seed_pools(store: Store, s: PoolActionSettings, embedder, limiter, run_id: int) -> dict[str, int]:
     """Put the shipped seeds into every empty pool (with ``personas.seeds``)."""
     added = {}
     if s.seeds:
@@ -178,13 +178,13 @@ async def seed_pools(store: Store, s: PersonasSettings, embedder, limiter, run_i
     return added
 
 
-async def pair_pools(store: Store, s: PersonasSettings) -> dict:
+async def pair_pools(store: Store, s: PoolActionSettings) -> dict:
     train = await pair_personas(store, split="train", target=s.pairs, seed=s.seed)
     evaluation = await pair_personas(store, split="eval", target=s.eval_pairs, seed=s.seed)
     return {"train": train.as_dict(), "eval": evaluation.as_dict()}
 
 
-async def pair_only(s: PersonasSettings, record: RunIdentity) -> dict:
+async def pair_only(s: PoolActionSettings, record: RunIdentity) -> dict:
     """Top the personas of both splits up to ``personas.pairs`` / ``personas.eval_pairs``."""
     async with Store.open(s.db) as store, open_run(store, "personas", record.config, record.identity,
                                                    resume=False, lease=record.lease) as run:

@@ -45,7 +45,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from ...core import RunBusyError, lone_error
+from ...core import RunBusyError, Settings, lone_error, setting
 from ._runs import Lease, RunRecord, Runs
 from ._store import Store, transaction
 
@@ -55,13 +55,16 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class LeaseSettings:
-    """How long this invocation's lease survives without a heartbeat
-    (``lease.stale_after`` in the config; stored with the lease, so every
-    other process judges it by the holder's own promise)."""
+class LeaseSettings(Settings):
+    """The ``lease`` keys: how long this invocation's lease survives without a
+    heartbeat (stored with the lease, so every other process judges it by the
+    holder's own promise) and how often it beats."""
 
-    stale_after: float = 60.0
-    heartbeat_s: float | None = None   # default: a quarter of stale_after, at most 5 s
+    stale_after: float = setting(60.0, help="seconds without a heartbeat before another process may take the run "
+                                            "over (a holder on this host whose process is gone is taken over at "
+                                            "once)", gt=0, le=7 * 86400)
+    heartbeat_s: float | None = setting(None, help="seconds between heartbeats; null = a quarter of stale_after, "
+                                                   "at most 5", gt=0, le=86400)
 
     @property
     def interval(self) -> float:

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._types import InferredPersona, Node, Persona
+from .._types import InferredPersona, Node, Persona, PreferenceCheck
 from ._personas import PERSONA_TEXTS
 from ._rows import loads, row_as
 
@@ -70,7 +70,8 @@ class NodeRecord:
         return Node(tree_id=self.tree_id, turn=self.turn, branch=self.branch, user_message=self.user_message,
                     inferred=InferredPersona(self.inferred_profile, self.inferred_personalities),
                     preferred=self.preferred, rejected=self.rejected, continued=self.continued,  # type: ignore[arg-type]
-                    judge=self.judge if isinstance(self.judge, dict) else None, id=self.id, parent_id=self.parent_id)
+                    judge=PreferenceCheck.from_dict(self.judge) if isinstance(self.judge, dict) else None,
+                    id=self.id, parent_id=self.parent_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,7 @@ class Trees:
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (node.tree_id, parent_id, node.turn, node.branch, node.user_message, node.inferred.profile,
              node.inferred.personalities, node.preferred, node.rejected, node.continued,
-             json.dumps(node.judge) if node.judge is not None else None, time.time()),
+             json.dumps(node.judge.as_dict()) if node.judge is not None else None, time.time()),
         )
         return self.conn.execute("SELECT id FROM nodes WHERE tree_id = ? AND branch = ?",
                                  (node.tree_id, node.branch)).fetchone()[0]

@@ -6,10 +6,10 @@ import json
 
 from omegaconf import DictConfig
 
+from ...agents import role_backend_settings, role_settings
 from ...core import run_interruptible
-from .._generate import ROLES, GenerationSettings, _concurrency
+from .._generate import ROLES, GenerationSettings
 from .._generate_run import generate_trees
-from .._models import role_backend_settings, role_sampling
 
 HELP = "grow preference trees: user, inducer, preferred and rejected actors on the event bus"
 
@@ -20,10 +20,9 @@ def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
     settings = GenerationSettings.from_config(cfg.generation)
     roles_needed = list(ROLES) + (["preference_judge"] if settings.preference_check else [])
     for role in roles_needed:
+        role_settings(cfg, role)
         role_backend_settings(cfg, role)
-        role_sampling(cfg, role)
-        _concurrency(cfg, role)
-    _concurrency(cfg, "preference_judge")  # grow_trees reads it even when the check is off
+    role_settings(cfg, "preference_judge")  # grow_trees reads it even when the check is off
     return settings, roles_needed
 
 

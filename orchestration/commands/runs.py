@@ -22,14 +22,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ...core.errors import ConfigError
+from ...core import to_settings
 from ...environment.store import Calls, CallTotals, Runs, Trees, open_readonly, shown_status
 from .._runs import config_differences
+from .._schemas import RunsConfig
 
 HELP = "list the runs of db with config differences, trees, nodes, calls, tokens, failures and wall time"
 
-FORMATS = ("table", "json")
-KINDS = ("generate", "personas", "evaluate", "train", "merge")
 # keys that differ between runs for reasons that say nothing about what they produced
 _HIDDEN = ("db", "log.")
 
@@ -131,12 +130,8 @@ def rich_table(runs: list[dict[str, Any]]) -> Any:
 
 
 def run(cfg: DictConfig) -> int:
-    fmt = cfg.get("format", "table")
-    if fmt not in FORMATS:
-        raise ConfigError("format", fmt, " | ".join(FORMATS))
-    kind = cfg.get("kind")
-    if kind is not None and kind not in KINDS:
-        raise ConfigError("kind", kind, "null or one of " + " | ".join(KINDS))
+    c: RunsConfig = to_settings(cfg, RunsConfig)
+    fmt, kind = c.format, c.kind
     runs = list_runs(str(cfg.db), kind)
     if fmt == "json":
         print(json.dumps(runs, ensure_ascii=False))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aloesim.environment import InferredPersona, Node, Persona
+from aloesim.environment import InferredPersona, Node, Persona, PreferenceCheck
 from aloesim.environment.store import (
     SCHEMA_VERSION,
     Calls,
@@ -119,12 +119,14 @@ def test_trees_and_nodes(conn: sqlite3.Connection) -> None:
     assert (t1.persona_id, t1.mode, t1.turns, t1.seed, t1.status) == (p1, "path", 3, 11, "pending")
     with pytest.raises(ValueError, match="parent of branch 'p' is not committed"):
         trees.insert_node(node(t1.id, "p"))
-    root = trees.insert_node(node(t1.id, "", judge={"agrees": True}))
+    root = trees.insert_node(node(t1.id, "", judge=PreferenceCheck(True, True)))
     child = trees.insert_node(node(t1.id, "p", continued="rejected"))
     assert trees.insert_node(node(t1.id, "p")) == child  # idempotent on (tree, branch)
     got = trees.nodes(t1.id)
     assert [(n.branch, n.parent_id, n.continued, n.judge) for n in got] == \
-        [("", None, "preferred", {"agrees": True}), ("p", root, "rejected", None)]
+        [("", None, "preferred", PreferenceCheck(True, True)), ("p", root, "rejected", None)]
+    assert trees.node_records(t1.id)[0].judge == {"preferred_first": True, "preferred_second": True,
+                                                  "agrees": True, "disagrees": False}  # the stored JSON
     assert got[1].inferred == InferredPersona("p", None) and got[1].id == child
     trees.start(t1.id)
     trees.complete(t1.id)
