@@ -30,7 +30,7 @@ from _common import write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support holds the synthetic database
 from aloesim.environment.personas import SentenceEmbedder
-from aloesim.environment.store import connect
+from aloesim.environment.store import Runs, connect
 from aloesim.inspection.quality import _view, build_quality_report, run_quality_summary
 from tests.support.sample_db import write_synthetic
 
@@ -49,7 +49,7 @@ def main() -> None:
     if not db.exists():
         write_synthetic(db, trees=args.trees, nodes_per_tree=args.nodes, calls_per_node=4, cases=10)
     conn = connect(db, readonly=True)
-    run = conn.execute("SELECT id FROM runs WHERE kind = 'generate' ORDER BY id LIMIT 1").fetchone()[0]
+    run = Runs(conn).ids("generate")[0]
     results: dict[str, object] = {}
 
     t0 = time.perf_counter()

@@ -22,13 +22,12 @@ preferred text came from the rejected call, and the join follows the swap.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .._types import InferredPersona, Node, Persona
-from ..store import _quality_reads as reads
+from .._types import Node, Persona, PreferenceCheck
+from ..store import CallOutcomeRow, Calls, CheckedNode, RunRecord, Runs, Trees
 from ._settings import REASONS, QualitySettings
 from ._text import PersonaOverlap, Recitation, normalized, role_flip, template_text
 
@@ -85,15 +84,14 @@ class TreeChecks:
     checks: tuple[NodeCheck, ...]
 
 
-def _verdict(judge: dict | None) -> tuple[str | None, bool]:
-    if not judge:
+def _verdict(judge: PreferenceCheck | None) -> tuple[str | None, bool]:
+    if judge is None:
         return None, False
-    swapped = bool(judge.get("swapped"))
-    if judge.get("agrees"):
-        return "agree", swapped
-    if judge.get("disagrees"):
-        return "disagree", swapped
-    return "split", swapped
+    if judge.agrees:
+        return "agree", judge.swapped
+    if judge.disagrees:
+        return "disagree", judge.swapped
+    return "split", judge.swapped
 
 
 def check_tree(persona: Persona, nodes: Sequence[Node], calls: dict[tuple[int, str, str], CallOutcome],
@@ -169,25 +167,6 @@ def _duplicates(branch: str, norms: dict[str, tuple[str, str, str]]) -> tuple[st
     return tuple(found)
 
 
-def _node(row: sqlite3.Row) -> Node:
-    return Node(
-        tree_id=row["tree_id"], turn=row["turn"], branch=row["branch"], user_message=row["user_message"] or "",
-        inferred=InferredPersona(row["inferred_profile"], row["inferred_personalities"]),
-        preferred=row["preferred"] or "", rejected=row["rejected"] or "", continued=row["continued"],
-        judge=_judge(row["judge"]), id=row["id"], parent_id=row["parent_id"],
-    )
-
-
-def _judge(text: str | None) -> dict | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None  # not a verdict this version wrote: treated as not checked
-    return value if isinstance(value, dict) else None
-
-
 def iter_tree_checks(conn: sqlite3.Connection, run_ids: Iterable[int], settings: QualitySettings, *,
                      include_incomplete: bool = True, max_tree_id: int | None = None) -> Iterator[TreeChecks]:
     """Check every node of the runs' trees, one tree at a time (by run, then tree id).
@@ -195,15 +174,13 @@ def iter_tree_checks(conn: sqlite3.Connection, run_ids: Iterable[int], settings:
     ``include_incomplete=False`` reads complete trees only (what export reads
     by default); ``max_tree_id`` stops after that tree."""
     for run_id in run_ids:
-        template = reads.run_prompt(conn, run_id, "user")
+        template = _user_prompt(Runs(conn).get(run_id))
         instructions = template_text(template) if template else ()
-        calls = iter(reads.iter_call_rows(conn, run_id, include_incomplete=include_incomplete,
-                                          max_tree_id=max_tree_id))
+        calls = Calls(conn).outcomes(run_id, include_incomplete=include_incomplete, max_tree_id=max_tree_id)
         pending = next(calls, None)
-        tree: list[sqlite3.Row] = []
-        for row in reads.iter_node_rows(conn, run_id, include_incomplete=include_incomplete,
-                                        max_tree_id=max_tree_id):
-            if tree and row["tree_id"] != tree[0]["tree_id"]:
+        tree: list[CheckedNode] = []
+        for row in Trees(conn).checked_nodes(run_id, include_incomplete=include_incomplete, max_tree_id=max_tree_id):
+            if tree and row.node.tree_id != tree[0].node.tree_id:
                 pending, checked = _finish_tree(tree, calls, pending, settings, instructions)
                 yield checked
                 tree = []
@@ -212,19 +189,25 @@ def iter_tree_checks(conn: sqlite3.Connection, run_ids: Iterable[int], settings:
             yield _finish_tree(tree, calls, pending, settings, instructions)[1]
 
 
-def _finish_tree(rows: list[sqlite3.Row], calls: Iterator[sqlite3.Row], pending: sqlite3.Row | None,
-                 settings: QualitySettings, instructions: Sequence[str]) -> tuple[sqlite3.Row | None, TreeChecks]:
-    tree_id = rows[0]["tree_id"]
+def _user_prompt(run: RunRecord | None) -> str | None:
+    """The prompt template the user role had in a run (from its stored config), or None."""
+    prompts = run.config.get("prompts") if run is not None and isinstance(run.config, dict) else None
+    user = prompts.get("user") if isinstance(prompts, dict) else None
+    return user if isinstance(user, str) else None
+
+
+def _finish_tree(rows: list[CheckedNode], calls: Iterator[CallOutcomeRow], pending: CallOutcomeRow | None,
+                 settings: QualitySettings, instructions: Sequence[str]) -> tuple[CallOutcomeRow | None, TreeChecks]:
+    tree_id = rows[0].node.tree_id
     found: dict[tuple[int, str, str], CallOutcome] = {}
-    while pending is not None and pending["tree_id"] <= tree_id:
-        if pending["tree_id"] == tree_id:  # calls of trees without nodes are skipped
-            found[(pending["turn"], pending["branch"] or "", pending["role"])] = CallOutcome(
-                pending["finish_reason"], pending["completion_tokens"], pending["max_tokens"])
+    while pending is not None and pending.tree_id <= tree_id:
+        if pending.tree_id == tree_id and pending.turn is not None:  # calls of trees without nodes are skipped
+            found[(pending.turn, pending.branch or "", pending.role)] = CallOutcome(
+                pending.finish_reason, pending.completion_tokens, pending.max_tokens)
         pending = next(calls, None)
     first = rows[0]
-    persona = Persona(first["persona_id"], first["profile"], first["personality"])
-    checks = check_tree(persona, [_node(r) for r in rows], found, settings, instructions=instructions)
-    return pending, TreeChecks(tree_id, first["run_id"], first["tree_status"], persona, tuple(checks))
+    checks = check_tree(first.persona, [r.node for r in rows], found, settings, instructions=instructions)
+    return pending, TreeChecks(tree_id, first.run_id, first.tree_status, first.persona, tuple(checks))
 
 
 @dataclass
@@ -279,7 +262,7 @@ def find_exclusions(conn: sqlite3.Connection, run_ids: Iterable[int] | None, rea
         raise ValueError(f"unknown exclusion reasons {unknown}; expected some of {list(REASONS)}")
     exclusion = Exclusion(tuple(r for r in REASONS if r in reasons))
     if exclusion.reasons:
-        runs = reads.tree_run_ids(conn) if run_ids is None else run_ids
+        runs = Trees(conn).run_ids() if run_ids is None else run_ids
         for tree in iter_tree_checks(conn, runs, settings, include_incomplete=include_incomplete):
             exclusion.add(tree)
     return exclusion

@@ -1,90 +1,69 @@
-"""The ``quality`` config group as a typed, checked dataclass.
+"""The ``quality`` config group as a typed schema (``QualitySettings``).
 
-The defaults here equal ``conf/quality/default.yaml`` (a test compares
-them); every field's ``help`` is the YAML comment. A bad value raises
-``ConfigError`` naming ``quality.<key>``, the value and what is allowed.
+Its defaults are the only ones (``conf/quality/default.yaml`` changes
+none of them); every field's ``help`` says what it flags. A bad value
+raises ``ConfigError`` naming ``quality.<key>``, the value and what is
+allowed (``aloesim.core.Settings`` checks every field).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
+from aloesim.core import Settings, setting, to_settings
 from aloesim.core.errors import ConfigError
 
 REASONS: tuple[str, ...] = ("truncated", "leaked", "role_flip", "judge_disagree", "empty", "duplicate")
 """Why a node can be flagged (and dropped by ``aloe export export.exclude=[...]``)."""
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _rate(default: float, help: str) -> Any:
+    return setting(default, help=help, ge=0, le=1)
 
 
 @dataclass(frozen=True)
-class QualitySettings:
+class QualitySettings(Settings):
     """Detector thresholds (what flags a node) and report thresholds (what flags a run)."""
 
-    out_dir: str | None = field(default=None, metadata=_help(
-        "folder for quality.json, quality.md and quality.png; null = quality-run<ID> in the current folder"))
-    embedder: str | None = field(default="default", metadata=_help(
-        "sentence-transformers model for revelation and diversity: default = the bundled all-MiniLM-L6-v2,"
-        " a model path, or null to skip both"))
+    out_dir: str | None = setting(None, nonempty=True, allowed="null or a directory path", help=(
+        "aloe quality: folder for quality.json, quality.md and quality.png; null = quality-run<ID> in the current"
+        " folder"))
+    embedder: str | None = setting("default", nonempty=True, allowed="null, default or a sentence-transformers model",
+                                   help="sentence-transformers model for revelation and diversity: default = the"
+                                        " bundled all-MiniLM-L6-v2, a model path, or null to skip both")
     # -- node detectors -------------------------------------------------------------
-    leak_min_words: int = field(default=8, metadata=_help(
-        "a user message leaks when at least this many of its words recite the profile or personality text"))
-    leak_run_words: int = field(default=4, metadata=_help(
-        "... counting only runs of at least this many consecutive words shared with that text"))
-    # -- run thresholds (a metric is flagged past them) ------------------------------
-    max_leak_rate: float = field(default=0.05, metadata=_help("share of user messages that leak"))
-    max_role_flip_rate: float = field(default=0.02, metadata=_help("share of user messages that speak as the AI"))
-    max_truncation_rate: float = field(default=0.02, metadata=_help(
-        "share of calls with a known finish_reason that stopped at max_tokens"))
-    max_empty_rate: float = field(default=0.0, metadata=_help("share of nodes with an empty message or reply"))
-    max_duplicate_rate: float = field(default=0.05, metadata=_help(
-        "share of nodes whose replies are identical or that repeat an earlier turn"))
-    max_length_ratio: float = field(default=1.5, metadata=_help(
-        "mean preferred length / mean rejected length above this (or below its inverse)"))
-    min_revelation_slope: float = field(default=0.01, metadata=_help(
-        "slope per turn of the mean revelation at or below this (revelation should rise; flat within noise)"))
-    min_diversity: float = field(default=0.3, metadata=_help(
-        "mean pairwise embedding distance of user messages across trees, at any turn, below this"))
-    diversity_sample: int = field(default=200, metadata=_help(
-        "user messages (one per tree) compared per turn, a seeded sample when there are more"))
-    min_judge_agreement: float = field(default=0.6, metadata=_help(
-        "share of judged nodes where the preference judge chose the preferred reply in both orders"))
+    leak_min_words: int = setting(8, ge=1, le=100_000, help=(
+        "a user message leaks when at least this many of its words recite the profile or personality text ..."))
+    leak_run_words: int = setting(4, ge=1, le=100_000, help=(
+        "... counting only runs of at least this many consecutive words shared with that text (shorter ones are"
+        " ordinary English)"))
+    # -- run thresholds: a metric past its threshold is flagged in the report ----------
+    max_leak_rate: float = _rate(0.05, "share of user messages that leak")
+    max_role_flip_rate: float = _rate(0.02, "share of user messages that speak as the AI (\"As an AI\", \"How can"
+                                            " I help you?\", ...)")
+    max_truncation_rate: float = _rate(0.02, "share of calls with a known finish_reason that stopped at max_tokens"
+                                             " (\"length\")")
+    max_empty_rate: float = _rate(0.0, "share of nodes with an empty user message or reply")
+    max_duplicate_rate: float = _rate(0.05, "share of nodes whose two replies are the same, or that repeat an"
+                                            " earlier turn of their conversation")
+    max_length_ratio: float = setting(1.5, ge=1, help=(
+        "mean preferred length / mean rejected length above this, or below its inverse (DPO learns length)"))
+    min_revelation_slope: float = setting(0.01, help=(
+        "slope per turn of the mean revelation at or below this: the inferred persona does not approach the true"
+        " one (flat within noise)"))
+    min_diversity: float = _rate(0.3, "mean pairwise embedding distance (1 - cosine) of user messages across"
+                                      " trees, at any turn, below this")
+    diversity_sample: int = setting(200, ge=2, le=1_000_000, help=(
+        "user messages (one per tree) compared per turn; a seeded sample when there are more"))
+    min_judge_agreement: float = _rate(0.6, "share of judged nodes where the preference judge chose the preferred"
+                                            " reply in both orders, below this")
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> QualitySettings:
-        """Build from the ``quality`` config mapping (missing keys keep their defaults)."""
-        cfg = dict(cfg or {})
-        known = {f.name for f in fields(cls)}
-        for key in cfg:
-            if key not in known:
-                raise ConfigError(f"quality.{key}", cfg[key], f"one of the keys {sorted(known)}")
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in cfg:
-                continue
-            v = cfg[f.name]
-            if f.name in ("out_dir", "embedder"):
-                if v is not None and (not isinstance(v, str) or not v.strip()):
-                    raise ConfigError(f"quality.{f.name}", v, "null or a non-empty path/name")
-            elif isinstance(f.default, int):
-                minimum = 2 if f.name == "diversity_sample" else 1
-                if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                    raise ConfigError(f"quality.{f.name}", v, f"an integer >= {minimum}")
-            else:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise ConfigError(f"quality.{f.name}", v, "a number")
-                v = float(v)
-                if f.name == "max_length_ratio" and v < 1:
-                    raise ConfigError("quality.max_length_ratio", v, "a number >= 1")
-                if f.name not in ("max_length_ratio", "min_revelation_slope") and not 0 <= v <= 1:
-                    raise ConfigError(f"quality.{f.name}", v, "a number in [0, 1]")
-            values[f.name] = v
-        return cls(**values)
+    def from_config(cls, cfg: Any) -> QualitySettings:
+        """Build from the ``quality`` config node or mapping (missing keys keep their defaults)."""
+        return to_settings(cfg, cls, "quality")
 
     def thresholds(self) -> dict[str, Any]:
         """Every setting but the output folder, as shown in reports."""

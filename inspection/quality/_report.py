@@ -21,7 +21,7 @@ from aloesim.core.errors import ConfigError
 from aloesim.environment import stable_int
 from aloesim.environment.personas import Embedder, normalise
 from aloesim.environment.quality import QualitySettings, TreeChecks, iter_tree_checks
-from aloesim.environment.store import _quality_reads as reads
+from aloesim.environment.store import Runs, Trees
 
 from ._metrics import distinct_n, mean_pairwise_distance, run_metrics
 
@@ -209,12 +209,12 @@ def _turn_embeddings(acc: Accumulator, embedder: Embedder | None) -> tuple[dict[
 def _run_info(conn: sqlite3.Connection, run_id: Any) -> dict[str, Any]:
     if isinstance(run_id, bool) or not isinstance(run_id, int) or run_id < 1:
         raise ConfigError("run", run_id, "the integer id of a generate run (see `aloe runs`)")
-    row = reads.run_row(conn, run_id)
-    if row is None or row["kind"] != "generate":
-        known = reads.generate_run_ids(conn)
+    run = Runs(conn).get(run_id)
+    if run is None or run.kind != "generate":
+        known = Runs(conn).ids("generate")
         raise ConfigError("run", run_id, f"the id of a generate run in this database (have {known or 'none'})")
-    by_status = reads.trees_by_status(conn, run_id)
-    return {"id": int(row["id"]), "kind": row["kind"], "status": row["status"], "trees": sum(by_status.values()),
+    by_status = dict(sorted(Trees(conn).status_counts([run_id])[run_id].items()))
+    return {"id": run.id, "kind": run.kind, "status": run.status, "trees": sum(by_status.values()),
             "trees_by_status": by_status}
 
 
@@ -228,7 +228,7 @@ def build_quality_report(conn: sqlite3.Connection, run_id: int, settings: Qualit
     distance. Raises ConfigError for an id that is not a generate run."""
     settings = settings or QualitySettings()
     run = _run_info(conn, run_id)
-    bound = reads.nth_tree_id(conn, run_id, max_trees) if max_trees else None
+    bound = Trees(conn).nth_id(run_id, max_trees) if max_trees else None
     acc = Accumulator(settings)
     for tree in iter_tree_checks(conn, [run_id], settings, include_incomplete=True, max_tree_id=bound):
         acc.add(tree)

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from typing import Any
 
 from aloesim.environment.quality import QualitySettings
-from aloesim.environment.store import _quality_reads as reads
+from aloesim.environment.store import Runs, Trees
 
 from ._metrics import METRICS
 from ._report import build_quality_report
@@ -24,17 +24,17 @@ _lock = threading.Lock()
 
 
 def run_quality_summary(conn: sqlite3.Connection, run_id: int, settings: QualitySettings | None = None, *,
-                        max_trees: int = VIEW_MAX_TREES) -> dict[str, Any] | None:
+                        max_trees: int = VIEW_MAX_TREES, db_key: str = "") -> dict[str, Any] | None:
     """``{"scope", "flags", "rows": [{"metric", "value", "threshold", "status", "note"}]}`` for a
-    generate run with nodes; None for other runs."""
-    row = reads.run_row(conn, run_id)
-    if row is None or row["kind"] != "generate":
+    generate run with nodes; None for other runs. ``db_key`` names the database in the cache
+    (the viewer passes its path)."""
+    run = Runs(conn).get(run_id)
+    if run is None or run.kind != "generate":
         return None
-    version = reads.nodes_version(conn, run_id)
+    version = Trees(conn).nodes_version(run_id)
     if version is None:
         return None
-    db = conn.execute("PRAGMA database_list").fetchone()[2]
-    key = (db, run_id)
+    key = (db_key, run_id)
     with _lock:
         hit = _cache.get(key)
         if hit is not None and hit[0] == version:

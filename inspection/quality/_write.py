@@ -195,28 +195,3 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
             shown += f" (slope {v['slope']:+.3f}/turn)"
         parts.append(f"{LABELS[name]} {shown}{' FLAGGED' if v['flagged'] else ''}")
     return [head, "  " + "; ".join(parts), *(f"  ! {f}" for f in report["flags"])]
-
-
-def quality_summary(db: str | Path, run_id: int | None = None, *, settings: Any = None,
-                    embedder: Any = None) -> str:
-    """A short quality summary of a generate run (the newest when ``run_id`` is None)
-    for printing, e.g. at the end of ``aloe demo``: the lines of ``summary_lines``.
-    Opens ``db`` read-only; ``embedder`` (e.g. the demo's ``SentenceEmbedder``)
-    adds revelation and diversity. Raises ConfigError when there is no such run."""
-    from aloesim.core.errors import ConfigError
-    from aloesim.environment.store import _quality_reads as reads
-    from aloesim.environment.store import connect
-
-    from ._report import build_quality_report
-
-    conn = connect(db, readonly=True)
-    try:
-        if run_id is None:
-            runs = reads.generate_run_ids(conn)
-            if not runs:
-                raise ConfigError("run", None, f"the id of a generate run; {db} has none")
-            run_id = runs[-1]
-        report = build_quality_report(conn, run_id, settings, embedder=embedder)
-    finally:
-        conn.close()
-    return "\n".join(summary_lines(report))

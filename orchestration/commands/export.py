@@ -13,27 +13,26 @@ on them (docs/quality.md); the manifest counts them under ``excluded``.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ...environment.quality import QualitySettings, parse_reasons
+from ...core import to_settings
 from ...training import ExportFilter, export_dataset, parse_runs
+from .._schemas import ExportConfig
 
 HELP = "write the trees of db as TRL datasets (sft.jsonl, sft_rejected.jsonl, dpo.jsonl, manifest.json)"
 
 
 def run(cfg: DictConfig) -> int:
     """Export ``cfg.db`` into ``cfg.export.dir``; returns the exit code."""
-    e = cfg.export
-    raw = e.get("exclude")
-    exclude = parse_reasons(OmegaConf.to_container(raw) if OmegaConf.is_config(raw) else raw)
-    flt = ExportFilter(runs=parse_runs(e.run, "export.run"), include_incomplete=bool(e.include_incomplete),
-                       exclude=exclude)
-    quality = QualitySettings.from_config(OmegaConf.to_container(cfg.quality) if cfg.get("quality") else None)
-    result = export_dataset(cfg.db, str(e.dir), flt, quality=quality)
+    c: ExportConfig = to_settings(cfg, ExportConfig)
+    e = c.export
+    flt = ExportFilter(runs=parse_runs(e.run, "export.run"), include_incomplete=e.include_incomplete,
+                       exclude=e.exclude)
+    result = export_dataset(c.db, e.dir, flt, quality=c.quality)
     m = result.manifest
     counts = " ".join(f"{k}={v}" for k, v in m["counts"].items())
     print(f"exported {m['nodes']} nodes of {m['trees']} trees (runs {m['source_runs']}) to {result.dir}: {counts}")
-    if exclude:
+    if e.exclude:
         x = m["excluded"]
         why = " ".join(f"{k}={v}" for k, v in x.items() if k not in ("total", "dependents"))
         print(f"excluded {x['total']} nodes: {why} dependents={x['dependents']}")

@@ -116,7 +116,8 @@ def test_export_without_exclusions_counts_none(db, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    (["export.exclude=[leaked,boring]"], "config error: export.exclude='boring' is not allowed; expected one of"),
+    (["export.exclude=[leaked,boring]"],
+     "config error: export.exclude=['leaked', 'boring'] is not allowed; expected a list of truncated | leaked"),
     (["export.run=2", "export.exclude=[leaked]"], "all 1 selected nodes are excluded by export.exclude=['leaked']"),
     (["export.exclude=[leaked]", "quality.leak_min_words=0"], "config error: quality.leak_min_words=0"),
 ])

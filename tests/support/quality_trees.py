@@ -1,7 +1,7 @@
 """Hand-built preference trees whose quality metrics are known, in a real
-SQLite file. Nodes go through the store's own ``insert_node`` and runs through
-``create_run``; personas, trees and call records through parameterized SQL
-(the store has no repository for them yet).
+SQLite file. Nodes go through the store's ``Trees.insert_node`` and runs through
+``Runs.create``; personas, trees with a chosen status and call records with a
+chosen ``finish_reason`` through parameterized SQL (test data only).
 
 ``llm_calls.finish_reason`` comes with a migration of its own; on a schema
 without it, ``TreeBuilder(..., finish_reason=True)`` adds the column the
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from aloesim.environment import InferredPersona, Node
-from aloesim.environment.store import connect, create_run, insert_node
+from aloesim.environment import InferredPersona, Node, PreferenceCheck
+from aloesim.environment.store import Runs, Trees, connect
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class TreeBuilder:
         cfg: dict[str, object] = {"generation": config} if config else {}
         if user_prompt is not None:
             cfg["prompts"] = {"user": user_prompt}
-        return create_run(self.conn, kind, cfg, f"h-{kind}-{config}-{user_prompt}")
+        return Runs(self.conn).create(kind, cfg, f"h-{kind}-{config}-{user_prompt}")
 
     def persona(self, profile: str, personality: str) -> int:
         ids = []
@@ -84,8 +84,9 @@ class TreeBuilder:
                     else turn.preferred,
                     rejected=f"Rejected reply at {branch or 'root'} of tree {tree_id}." if turn.rejected is None
                     else turn.rejected,
-                    continued=turn.continued, judge=turn.judge)  # type: ignore[arg-type]
-        node_id = insert_node(self.conn, node)
+                    continued=turn.continued,  # type: ignore[arg-type]
+                    judge=None if turn.judge is None else PreferenceCheck.from_dict(turn.judge))
+        node_id = Trees(self.conn).insert_node(node)
         if turn.finish is not None:
             p_tok, r_tok = turn.tokens or (None, None)
             for role, reason in turn.finish.items():

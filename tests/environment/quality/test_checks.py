@@ -5,6 +5,7 @@ exclusion rule (a flagged node takes its descendants with it), and the
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,13 @@ def test_exclusion_drops_flagged_nodes_and_their_descendants(db) -> None:
         b.close()
 
 
-def test_settings_defaults_equal_the_yaml_and_bad_values_are_config_errors() -> None:
-    yml = yaml.safe_load((ROOT / "conf" / "quality" / "default.yaml").read_text())
-    assert QualitySettings.from_config(yml) == QualitySettings()
-    assert set(yml) == set(QualitySettings().thresholds()) | {"out_dir"}
+def test_settings_defaults_live_in_the_schema_and_bad_values_are_config_errors() -> None:
+    from aloesim.orchestration._config import check_config, compose_config
+
+    assert yaml.safe_load((ROOT / "conf" / "quality" / "default.yaml").read_text()) is None  # comments only
+    assert check_config(compose_config("quality", [])).quality == QualitySettings()
+    assert check_config(compose_config("export", [])).quality == QualitySettings()
+    assert set(QualitySettings().thresholds()) | {"out_dir"} == {f.name for f in dataclasses.fields(QualitySettings)}
     assert QualitySettings.from_config({"leak_min_words": 12}).leak_min_words == 12
     for key, value in [("leak_min_words", 0), ("leak_run_words", 1.5), ("max_leak_rate", 1.5),
                        ("max_leak_rate", "high"), ("max_length_ratio", 0.5), ("min_diversity", -0.1),

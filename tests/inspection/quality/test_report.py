@@ -24,13 +24,10 @@ from aloesim.inspection.quality import (
     summary_lines,
     write_quality_report,
 )
-from tests.support.quality_trees import ALL_STOP, PROFILES, TreeBuilder, Turn
+from tests.support.quality_trees import AGREE, ALL_STOP, DISAGREE, PROFILES, SPLIT, TreeBuilder, Turn
 
 (PA, QA), (PB, QB) = PROFILES[0], PROFILES[1]
 RECITE = "Hi! I am a retired history teacher from Lyon who grows tomatoes and heirloom beans."
-AGREE = {"agrees": True, "disagrees": False}
-DISAGREE = {"agrees": False, "disagrees": True}
-SPLIT = {"agrees": False, "disagrees": False}
 S60 = math.sqrt(0.75)
 
 
