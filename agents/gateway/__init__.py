@@ -2,7 +2,8 @@
 
 ``Backend`` is a ``ChatModel`` over one or more OpenAI-compatible endpoints
 (GPT-4o, vLLM replicas, the embedded llama.cpp server) with limits, retries,
-structured output, call records and a response cache.
+structured output (a JSON schema, or a ``TextOutput`` read from plain text),
+call records and a response cache.
 """
 
 from ._backend import Backend, Endpoint, response_format
@@ -10,7 +11,7 @@ from ._cache import request_key
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._record import CallRecord, Recorder, StoreRecorder
 from ._settings import BACKEND_SCHEMAS, BackendSettings, EmbeddedBackend, OpenAIBackend, VLLMBackend
-from ._types import CallContext, ChatModel, ChatResult, Sampling
+from ._types import CallContext, ChatModel, ChatResult, Sampling, TextOutput, is_text_output
 
 __all__ = [
     "BACKEND_SCHEMAS",
@@ -28,8 +29,10 @@ __all__ = [
     "RetryBudget",
     "Sampling",
     "StoreRecorder",
+    "TextOutput",
     "TokenBucket",
     "VLLMBackend",
+    "is_text_output",
     "request_key",
     "response_format",
 ]

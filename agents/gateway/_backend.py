@@ -8,9 +8,10 @@
    Retry-After or ``backoff_max`` seconds), and holds that endpoint's
    concurrency limit;
 3. retries timeouts, connection errors, 408/409/429/5xx, empty replies and
-   replies that fail schema validation, with exponential backoff and full
-   jitter, honouring ``Retry-After``, within the per-call ``max_retries`` and
-   the run-wide retry budget;
+   replies that fail schema validation (or, for a ``TextOutput``, that its
+   ``from_text`` cannot read), with exponential backoff and full jitter,
+   honouring ``Retry-After``, within the per-call ``max_retries`` and the
+   run-wide retry budget;
 4. records the call (request, response, usage, latency, attempts, error);
 5. raises ``LLMError`` (role, endpoint, reason) when it gives up.
 
@@ -43,7 +44,7 @@ from ._cache import request_key
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._record import CallRecord, Recorder
 from ._settings import BackendSettings
-from ._types import CallContext, ChatResult, Sampling
+from ._types import CallContext, ChatResult, Sampling, is_text_output
 
 log = structlog.get_logger(__name__)
 
@@ -239,8 +240,9 @@ class Backend:
     ) -> ChatResult:
         sampling = sampling or Sampling()
         params = sampling.as_params()
-        schema_js = schema_json(schema) if schema is not None else None
-        key = request_key(self.model, messages, params, schema_js)
+        text_output = is_text_output(schema)  # plain text read by schema.from_text: no JSON schema is sent
+        schema_js = schema_json(schema) if schema is not None and not text_output else None
+        key = request_key(self.model, messages, params, {"text": schema.__name__} if text_output else schema_js)
         request = {"model": self.model, "messages": messages, **params}
         if schema_js is not None:
             request["schema"] = schema_js
@@ -248,8 +250,17 @@ class Backend:
 
         if self.cache and self.recorder is not None:
             hit = await self.recorder.lookup(key)
+            if hit is not None and text_output:
+                try:
+                    schema.from_text(hit["text"])  # type: ignore[union-attr]
+                except ValueError:
+                    hit = None  # not readable (any more): a miss
             if hit is not None:
-                parsed = schema.model_validate_json(hit["text"]) if schema is not None else None
+                parsed = None
+                if text_output:
+                    parsed = schema.from_text(hit["text"])  # type: ignore[union-attr]
+                elif schema is not None:
+                    parsed = schema.model_validate_json(hit["text"])
                 result = ChatResult(
                     text=hit["text"], parsed=parsed, prompt_tokens=hit.get("prompt_tokens", 0),
                     completion_tokens=hit.get("completion_tokens", 0), attempts=0, cached=True,
@@ -336,7 +347,7 @@ class Backend:
         if self.tpm is not None:
             await self.tpm.take(estimate)
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **params}
-        if schema is not None:
+        if schema is not None and not is_text_output(schema):
             kwargs["response_format"] = response_format(schema, self.settings.dialect)
         ep.outstanding += 1
         try:
@@ -368,7 +379,13 @@ class Backend:
         if not text.strip():
             raise _Retryable("empty reply")
         parsed = None
-        if schema is not None:
+        if is_text_output(schema):
+            try:
+                parsed = schema.from_text(text)  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise _Retryable(f"invalid structured output (plain text): {self._clip(str(exc))}; reply was "
+                                 f"{self._clip(text, 120)!r}") from None
+        elif schema is not None:
             try:
                 # strict=False: llama.cpp's grammar lets raw newlines into strings
                 parsed = schema.model_validate(json.loads(text, strict=False))

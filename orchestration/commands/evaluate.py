@@ -31,6 +31,7 @@ from ...agents import (
     check_reachable,
     make_roles,
     model_pool,
+    prompt_format,
     role_backend_settings,
     role_sampling,
 )
@@ -261,7 +262,7 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
             labels, source = p.labels, f"labels {cfg.evaluation.labels}" if p.labels is not None else "labels"
             if p.second_judge is not None:
                 judge2 = SecondJudge(await pool.backend(p.second_judge), str(cfg.prompts.judge),
-                                     role_sampling(cfg, "judge"))
+                                     role_sampling(cfg, "judge"), prompt_format(cfg))
                 labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=p.spec.concurrency,
                                        seed=p.spec.seed, run_id=outcome.run_id)
                 source = f"second judge {p.second_judge.kind}:{p.second_judge.model}"
