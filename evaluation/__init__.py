@@ -6,7 +6,16 @@ the typed schemas of the ``benchmark`` and ``evaluation`` keys and of the
 ``model`` config group (the evaluated model)."""
 
 from . import metrics
-from ._cases import Case, cases_from_db, cases_from_files, read_items
+from ._cases import (
+    Case,
+    CaseSet,
+    case_set_from_db,
+    case_set_from_files,
+    cases_from_db,
+    cases_from_files,
+    first_cases,
+    read_items,
+)
 from ._rejudge import rejudge
 from ._report import (
     build_report,
@@ -34,6 +43,7 @@ __all__ = [
     "BenchmarkSettings",
     "BenchmarkSpec",
     "Case",
+    "CaseSet",
     "EmbeddedModel",
     "EvaluationSettings",
     "HFModel",
@@ -42,8 +52,11 @@ __all__ = [
     "RunOutcome",
     "VLLMModel",
     "build_report",
+    "case_set_from_db",
+    "case_set_from_files",
     "cases_from_db",
     "cases_from_files",
+    "first_cases",
     "load_evaluation",
     "metrics",
     "read_items",

@@ -44,12 +44,14 @@ from ...evaluation import (
     BenchmarkSettings,
     BenchmarkSpec,
     Case,
+    CaseSet,
     EvaluationSettings,
     HFModel,
     ModelSettings,
     build_report,
-    cases_from_db,
-    cases_from_files,
+    case_set_from_db,
+    case_set_from_files,
+    first_cases,
     load_evaluation,
     metrics,
     rejudge,
@@ -151,29 +153,40 @@ def _role_identity(cfg: DictConfig, role: str, prompt_key: str) -> dict[str, Any
     return ident
 
 
-def select_cases(cfg: DictConfig) -> list[Case]:
-    """The benchmark cases: from the two files, or the database's eval split;
-    the first ``benchmark.cases``."""
+def select_cases(cfg: DictConfig) -> CaseSet:
+    """The benchmark cases: from the two files (each profile with the first
+    ``benchmark.personalities_per_profile`` personalities), or the database's
+    eval split; the first ``benchmark.cases``. The set's description (name,
+    count, files with their SHA-256) goes into the report."""
     b: BenchmarkSettings = to_settings(cfg.get("benchmark"), BenchmarkSettings, "benchmark")
     profiles, personalities, n = b.profiles, b.personalities, b.cases
     if profiles is not None:
-        cases = cases_from_files(str(profiles), str(personalities))
+        chosen = case_set_from_files(str(profiles), str(personalities), name=b.name,
+                                     personalities_per_profile=b.personalities_per_profile)
         source = "files"
+        if b.expected_cases is not None and len(chosen.cases) != b.expected_cases:
+            per, info = b.personalities_per_profile, chosen.info
+            got = (f"{info['profiles']['items']} profiles x {info['personalities']['used']}"
+                   f"{'' if per is None else f' (the first {per})'} personalities = {len(chosen.cases)} cases")
+            raise ConfigError("benchmark.profiles", str(profiles),
+                              f"files giving the {b.expected_cases} cases of the {b.name or 'chosen'} case set "
+                              f"(these give {got}; the published profile_eval.jsonl and personality_eval.jsonl "
+                              "give 20 x 5 = 100)")
     else:
         conn = connect(cfg.db, create=False)
         try:
-            cases = cases_from_db(conn)
+            chosen = case_set_from_db(conn, cfg.db, name=b.name)
         finally:
             conn.close()
         source = f"the eval split of {cfg.db}"
-        if not cases:
+        if not chosen.cases:
             raise ConfigError("benchmark.profiles", None,
                               f"files of evaluation profiles and personalities (no eval personas in {cfg.db})")
     if n is not None:
-        if n > len(cases):
-            raise ConfigError("benchmark.cases", n, f"at most {len(cases)} (the cases in {source})")
-        cases = cases[:n]
-    return cases
+        if n > len(chosen.cases):
+            raise ConfigError("benchmark.cases", n, f"at most {len(chosen.cases)} (the cases in {source})")
+        chosen = first_cases(chosen, n)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -219,9 +232,11 @@ def plan(cfg: DictConfig) -> Plan:
     judge_ident = _role_identity(cfg, "judge", "judge")
     second = second_judge_settings(cfg)
     labels = metrics.read_labels(e.labels) if e.labels else None
-    cases = select_cases(cfg)
+    case_set = select_cases(cfg)
+    cases = case_set.cases
     label = e.label or model.identity["name"]
     config = {k: v for k, v in _plain(cfg).items() if k not in ("log",)}
+    config["case_set"] = case_set.info  # stored with the run: the report names the cases it scored
     spec = BenchmarkSpec(label=str(label), turns=turns, concurrency=concurrency, seed=int(cfg.get("seed", 0)),
                          sampling=model.sampling, model=model.identity, user_model=user_ident,
                          judge_model=judge_ident, config=config)
@@ -283,7 +298,7 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
         "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
         "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
         "failed_cases": entry["failures"]["cases"], "retries": faults[0], "call_failures": faults[1],
-        "seconds": round(outcome.seconds, 1),
+        "seconds": round(outcome.seconds, 1), "case_set": entry.get("case_set"),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
         "report": {k: str(v) for k, v in paths.items()},
     }
