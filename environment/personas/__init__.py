@@ -4,6 +4,7 @@ paired into personas.
 
     read_items / write_items     the published JSONL format (one JSON string per line)
     SentenceEmbedder, embed      text -> normalised float32 vectors, off the event loop
+    embedder_identity            which embedding model exactly (name, source, weights hash)
     filter_candidates            the acceptance rule (max cosine similarity <= threshold)
     similarity_stats, calibrate_threshold
                                  choose a threshold that fits the embedder
@@ -15,7 +16,16 @@ paired into personas.
     PersonasSettings             the typed schema of the ``personas`` config group
 """
 
-from ._embed import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder, embed, from_blob, normalise, to_blob
+from ._embed import (
+    DEFAULT_EMBEDDER,
+    Embedder,
+    SentenceEmbedder,
+    embed,
+    embedder_identity,
+    from_blob,
+    normalise,
+    to_blob,
+)
 from ._export import export_pool, pool_vectors
 from ._filter import (
     THRESHOLD_GRID,
@@ -69,6 +79,7 @@ __all__ = [
     "add_items",
     "calibrate_threshold",
     "embed",
+    "embedder_identity",
     "ensure_seeds",
     "export_pool",
     "filter_candidates",

@@ -36,6 +36,7 @@ from ...environment.personas import (
     SentenceEmbedder,
     calibrate_threshold,
     embed,
+    embedder_identity,
     ensure_seeds,
     export_pool,
     grow_pool,
@@ -205,6 +206,20 @@ def _embedder(s: Settings) -> SentenceEmbedder:
     return SentenceEmbedder(s.embedder_model, batch_size=s.embedder_batch, device=s.embedder_device)
 
 
+def _filter_used(s: Settings, thresholds: dict[str, float | None], *, importing: bool) -> dict[str, Any]:
+    """How the similarity filter ran, in words and numbers (stored in the run's stats and printed)."""
+    if importing and not s.filter:
+        return {"mode": "unfiltered", "said": "filter=false: every item kept but exact duplicates (the published "
+                                              "pools were already filtered by their authors, with their embedder)"}
+    if s.keep_rate is not None:
+        shown = ", ".join(f"{k} {t:.4f}" for k, t in thresholds.items() if t is not None)
+        return {"mode": "calibrated", "keep_rate": s.keep_rate, "thresholds": thresholds,
+                "said": f"calibrated: threshold per pool so that {s.keep_rate:.0%} of the reference items pass "
+                        f"({shown})"}
+    return {"mode": "threshold", "threshold": s.threshold,
+            "said": f"max cosine similarity <= {s.threshold} (the paper's rule, with this embedder)"}
+
+
 # -- runs table ------------------------------------------------------------------
 
 async def _start_run(store: Store, config: str) -> int:
@@ -270,7 +285,8 @@ async def _reference(store: Store, s: Settings, kind: str, split: str, embedder,
 
 async def _import(s: Settings, items: dict[str, list[str]], config: str) -> dict:
     embedder, limiter = _embedder(s), anyio.CapacityLimiter(s.embedder_threads)
-    summary: dict[str, Any] = {"action": "import", "profiles_kept": 0, "personalities_kept": 0}
+    summary: dict[str, Any] = {"action": "import", "profiles_kept": 0, "personalities_kept": 0,
+                               "embedder": await anyio.to_thread.run_sync(embedder_identity, embedder)}
     async with Store.open(s.db) as store:
         # embed and calibrate everything first: a bad keep_rate leaves no run behind
         plans = {}
@@ -281,6 +297,8 @@ async def _import(s: Settings, items: dict[str, list[str]], config: str) -> dict
             if s.filter:
                 threshold = await _threshold(s, kind, np.vstack([pool.vectors, vecs]) if len(pool) else vecs)
             plans[kind] = (vecs, threshold, await _reference(store, s, kind, s.import_split, embedder, limiter))
+        summary["filter"] = _filter_used(s, {kind: plan[1] for kind, plan in plans.items()}, importing=True)
+        log.info("personas.import.filter", filter=summary["filter"]["said"], embedder=summary["embedder"]["name"])
         async with _Run(store, config) as run:
             for kind, texts in items.items():
                 vecs, threshold, reference = plans[kind]
@@ -305,7 +323,7 @@ def _export(s: Settings) -> dict:
 
 def _stats(s: Settings) -> dict:
     embedder = _embedder(s)
-    out: dict[str, Any] = {"action": "stats", "embedder": embedder.name, "threshold": s.threshold}
+    out: dict[str, Any] = {"action": "stats", "embedder": embedder_identity(embedder), "threshold": s.threshold}
     if s.import_files:
         for kind, path in s.import_files.items():
             texts = read_items(path)
@@ -358,7 +376,8 @@ async def _grow(cfg: DictConfig, s: Settings, config: str) -> dict:
     prompts = OmegaConf.to_container(cfg.prompts, resolve=True) if cfg.get("prompts") else {}
     async with Store.open(s.db) as store, _Run(store, config) as run:
         summary: dict[str, Any] = {"action": "grow", "run_id": run.id, "seeded": await _seed(store, s, embedder,
-                                                                                              limiter, run.id)}
+                                                                                              limiter, run.id),
+                                   "embedder": await anyio.to_thread.run_sync(embedder_identity, embedder)}
         plans = {}
         for kind in KINDS:
             pool = await load_pool(store, kind, "train", embedder, limiter)
@@ -367,6 +386,7 @@ async def _grow(cfg: DictConfig, s: Settings, config: str) -> dict:
                     raise ConfigError("personas.seeds", s.seeds, f"true (the {kind} pool is empty; import or seed it)")
                 plans[kind] = (await _threshold(s, kind, pool.vectors),
                                await _reference(store, s, kind, "train", embedder, limiter))
+        summary["filter"] = _filter_used(s, {kind: plan[0] for kind, plan in plans.items()}, importing=False)
         if plans:
             async with open_models(cfg, store, ["generator"], run_id=run.id) as models:
                 generator = PersonaGenerator(models["generator"], prompts, sampling, min_words=s.min_words,
