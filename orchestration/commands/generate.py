@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import anyio
@@ -12,6 +13,7 @@ from omegaconf import DictConfig
 from ...agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings, role_settings
 from ...environment import stable_int
 from ...environment.store import PERSONAS_SQL, Store, finish_run, persona_from_row
+from .._estimate import estimate_generation
 from .._generate import ROLES, GenerationSettings, Progress, TreeJob, grow_trees
 from .._progress import reporter, snapshot
 from .._runs import find_or_create_run
@@ -85,6 +87,11 @@ async def generate(cfg: DictConfig) -> dict:
         await _ensure_personas(store, settings, seed)
         jobs, chosen = await _select_trees(store, run_id, settings, seed, bool(cfg.get("retry_failed")))
         log.info("generate.start", run_id=run_id, resumed=resumed, trees=chosen, to_grow=len(jobs))
+        estimate = None
+        if settings.estimate and jobs:  # what the run will ask of the models, before the first call
+            limits = {role: role_settings(cfg, role).max_tokens for role in roles_needed}
+            estimate = estimate_generation(settings, cfg.prompts, limits, [j.persona for j in jobs])
+            print(f"aloe generate: {estimate.line()}", file=sys.stderr, flush=True)
         progress = Progress(trees_total=len(jobs))
         backends = []
         if jobs:
@@ -109,6 +116,8 @@ async def generate(cfg: DictConfig) -> dict:
             "retries": calls[3], "call_failures": calls[4], "cached_calls": calls[5],
             "wall_s": round(time.monotonic() - started, 2),
         }
+        if estimate is not None:
+            stats["estimate"] = estimate.as_dict()
         if progress.judge_total:
             stats["preference_agreement"] = round(progress.judge_agree / progress.judge_total, 4)
         if backends:
