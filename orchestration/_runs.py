@@ -16,6 +16,7 @@ from ..environment.store import Store, create_run
 VOLATILE = {
     "db", "log", "resume", "retry_failed", "cache",
     "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight",
+    "generation.estimate",
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",
                      ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls",

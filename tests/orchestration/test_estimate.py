@@ -109,3 +109,10 @@ def test_generate_prints_the_estimate_first_and_its_calls_are_the_runs(tmp_path:
     assert est["calls"] == 36 and est["roles"]["preference_judge"]["calls"] == 12
     assert stats["completion_tokens"] <= est["completion_tokens_at_limits"]
     assert all(tokens <= getattr(check_config(cfg).agents, role).max_tokens for role, tokens in completion)
+
+
+def test_printing_the_estimate_does_not_change_the_runs_identity() -> None:
+    from aloesim.orchestration._runs import identity, plain_config
+
+    plain, shown = (plain_config(compose_config("generate", o)) for o in ([], ["generation.estimate=true"]))
+    assert identity(plain) == identity(shown)  # the same run resumes whether or not it prints the estimate
