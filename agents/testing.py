@@ -18,7 +18,8 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from ..core.errors import LLMError, StructuredOutputError
-from .gateway._types import CallContext, ChatResult, Sampling, is_text_output
+from .gateway._outputs import is_text_output
+from .gateway._types import CallContext, ChatResult, Sampling
 
 __all__ = ["ScriptedModel", "ScriptedRequest"]
 

@@ -6,12 +6,13 @@ structured output (a JSON schema, or a ``TextOutput`` read from plain text),
 call records and a response cache.
 """
 
-from ._backend import Backend, Endpoint, response_format
+from ._backend import Backend, Endpoint
 from ._cache import request_key
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
+from ._outputs import TextOutput, is_text_output, response_format
 from ._record import CallRecord, Recorder, StoreRecorder
 from ._settings import BACKEND_SCHEMAS, BackendSettings, EmbeddedBackend, OpenAIBackend, VLLMBackend
-from ._types import CallContext, ChatModel, ChatResult, Sampling, TextOutput, is_text_output
+from ._types import CallContext, ChatModel, ChatResult, Sampling
 
 __all__ = [
     "BACKEND_SCHEMAS",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -23,22 +23,6 @@ class Sampling:
         if self.seed is not None:
             params["seed"] = self.seed
         return params
-
-
-class TextOutput(BaseModel):
-    """A typed reply read from plain text: passed as ``schema``, it sends no JSON
-    schema (the prompt asks for its own format) and ``from_text`` reads the
-    reply; a ``ValueError`` there is an invalid output, retried like a reply
-    that fails its JSON schema. The call's ``text`` stays the reply as sent."""
-
-    @classmethod
-    def from_text(cls, text: str) -> Self:
-        raise NotImplementedError(f"{cls.__name__}.from_text")
-
-
-def is_text_output(schema: type[BaseModel] | None) -> bool:
-    """True for a ``TextOutput`` schema (read from plain text, no JSON schema sent)."""
-    return isinstance(schema, type) and issubclass(schema, TextOutput)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ paired into personas.
     filter_candidates            the acceptance rule (max cosine similarity <= threshold)
     similarity_stats, calibrate_threshold
                                  choose a threshold that fits the embedder
+    describe_filter              how a run filtered (unfiltered / threshold / calibrated), stated
     load_pool, import_items, ensure_seeds
                                  pools in the store, embeddings cached per item
     grow_pool                    the iterative growth loop (generator injected)
@@ -31,6 +32,7 @@ from ._filter import (
     THRESHOLD_GRID,
     FilterResult,
     calibrate_threshold,
+    describe_filter,
     filter_candidates,
     greedy_keep_count,
     similarity_stats,
@@ -78,6 +80,7 @@ __all__ = [
     "SentenceEmbedder",
     "add_items",
     "calibrate_threshold",
+    "describe_filter",
     "embed",
     "embedder_identity",
     "ensure_seeds",

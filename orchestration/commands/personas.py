@@ -35,6 +35,7 @@ from ...environment.personas import (
     GrowthSettings,
     SentenceEmbedder,
     calibrate_threshold,
+    describe_filter,
     embed,
     embedder_identity,
     ensure_seeds,
@@ -206,20 +207,6 @@ def _embedder(s: Settings) -> SentenceEmbedder:
     return SentenceEmbedder(s.embedder_model, batch_size=s.embedder_batch, device=s.embedder_device)
 
 
-def _filter_used(s: Settings, thresholds: dict[str, float | None], *, importing: bool) -> dict[str, Any]:
-    """How the similarity filter ran, in words and numbers (stored in the run's stats and printed)."""
-    if importing and not s.filter:
-        return {"mode": "unfiltered", "said": "filter=false: every item kept but exact duplicates (the published "
-                                              "pools were already filtered by their authors, with their embedder)"}
-    if s.keep_rate is not None:
-        shown = ", ".join(f"{k} {t:.4f}" for k, t in thresholds.items() if t is not None)
-        return {"mode": "calibrated", "keep_rate": s.keep_rate, "thresholds": thresholds,
-                "said": f"calibrated: threshold per pool so that {s.keep_rate:.0%} of the reference items pass "
-                        f"({shown})"}
-    return {"mode": "threshold", "threshold": s.threshold,
-            "said": f"max cosine similarity <= {s.threshold} (the paper's rule, with this embedder)"}
-
-
 # -- runs table ------------------------------------------------------------------
 
 async def _start_run(store: Store, config: str) -> int:
@@ -297,8 +284,7 @@ async def _import(s: Settings, items: dict[str, list[str]], config: str) -> dict
             if s.filter:
                 threshold = await _threshold(s, kind, np.vstack([pool.vectors, vecs]) if len(pool) else vecs)
             plans[kind] = (vecs, threshold, await _reference(store, s, kind, s.import_split, embedder, limiter))
-        summary["filter"] = _filter_used(s, {kind: plan[1] for kind, plan in plans.items()}, importing=True)
-        log.info("personas.import.filter", filter=summary["filter"]["said"], embedder=summary["embedder"]["name"])
+        summary["filter"] = describe_filter(s.filter, s.threshold, s.keep_rate, {k: p[1] for k, p in plans.items()})
         async with _Run(store, config) as run:
             for kind, texts in items.items():
                 vecs, threshold, reference = plans[kind]
@@ -386,7 +372,7 @@ async def _grow(cfg: DictConfig, s: Settings, config: str) -> dict:
                     raise ConfigError("personas.seeds", s.seeds, f"true (the {kind} pool is empty; import or seed it)")
                 plans[kind] = (await _threshold(s, kind, pool.vectors),
                                await _reference(store, s, kind, "train", embedder, limiter))
-        summary["filter"] = _filter_used(s, {kind: plan[0] for kind, plan in plans.items()}, importing=False)
+        summary["filter"] = describe_filter(True, s.threshold, s.keep_rate, {k: p[0] for k, p in plans.items()})
         if plans:
             async with open_models(cfg, store, ["generator"], run_id=run.id) as models:
                 generator = PersonaGenerator(models["generator"], prompts, sampling, min_words=s.min_words,
