@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -42,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", default="default", choices=("default", "paper"))
     args = parser.parse_args(argv)
 
+    from aloesim.environment.store import Calls, Runs, connect
     from aloesim.orchestration._config import compose_config
     from aloesim.orchestration.commands import generate
 
@@ -54,11 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = generate.run(cfg)
-        with sqlite3.connect(db) as conn:
-            stats = json.loads(conn.execute("SELECT stats FROM runs WHERE kind = 'generate'").fetchone()[0])
-            used = {r[0]: {"calls": r[1], "prompt_tokens": r[2], "completion_tokens": r[3]} for r in conn.execute(
-                "SELECT role, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM llm_calls"
-                " WHERE error IS NULL GROUP BY role")}
+        conn = connect(db, readonly=True)
+        try:
+            run = Runs(conn).all("generate")[0]
+            stats = run.stats
+            # the calls made (a failed call counted too: it was asked for; its tokens are what it used)
+            used = {r.role: {"calls": r.calls, "prompt_tokens": r.prompt_tokens,
+                             "completion_tokens": r.completion_tokens} for r in Calls(conn).by_role(run.id)}
+        finally:
+            conn.close()
     est = stats["estimate"]
     rows = {}
     print(f"aloe generate exit {code}: {args.trees} trees x {args.turns} turns, agents={args.agents}")

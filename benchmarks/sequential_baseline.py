@@ -38,7 +38,7 @@ async def sequential(base_url: str, conversations: int, turns: int) -> dict[str,
     and gateway with call recording on; the continued reply is the preferred one."""
     from aloesim.agents import TreeRoles, make_roles, model_pool
     from aloesim.environment import Persona
-    from aloesim.environment.store import PERSONAS_SQL, Store, persona_from_row
+    from aloesim.environment.store import Personas, Store
 
     roles_needed = ("user", "inducer", "preferred", "rejected", "preference_judge")
     calls = 0
@@ -47,7 +47,7 @@ async def sequential(base_url: str, conversations: int, turns: int) -> dict[str,
         add_personas(db, conversations)
         cfg = generate_config(db, [base_url], conversations, turns, 1, extra=JUDGE)
         async with Store.open(db) as store:
-            personas: list[Persona] = [persona_from_row(r) for r in await store.fetchall(PERSONAS_SQL)]
+            personas: list[Persona] = await store.read(lambda c: Personas(c).personas())
             async with model_pool(cfg, store) as pool:
                 roles = TreeRoles.from_roles(make_roles(cfg, {r: await pool.for_role(cfg, r) for r in roles_needed}))
                 assert roles.preference_judge is not None

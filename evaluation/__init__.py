@@ -3,9 +3,11 @@ between a role-play user and the evaluated model, scored turn by turn by an
 LLM judge; the metrics AL(k), IR, N-IR and their fits (``metrics``); and
 reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG);
 the typed schemas of the ``benchmark`` and ``evaluation`` keys and of the
-``model`` config group (the evaluated model)."""
+``model`` config group (the evaluated model); ``evaluate`` is the whole
+``aloe evaluate`` use case for a checked plan."""
 
 from . import metrics
+from ._benchmark import BenchmarkModels, EvaluatedModel, EvaluationPlan, SecondJudge, evaluate
 from ._cases import (
     Case,
     CaseSet,
@@ -40,22 +42,27 @@ from ._settings import (
 __all__ = [
     "EVALUATED_ROLE",
     "MODEL_SCHEMAS",
+    "BenchmarkModels",
     "BenchmarkSettings",
     "BenchmarkSpec",
     "Case",
     "CaseSet",
     "EmbeddedModel",
+    "EvaluatedModel",
+    "EvaluationPlan",
     "EvaluationSettings",
     "HFModel",
     "ModelSettings",
     "OpenAIModel",
     "RunOutcome",
+    "SecondJudge",
     "VLLMModel",
     "build_report",
     "case_set_from_db",
     "case_set_from_files",
     "cases_from_db",
     "cases_from_files",
+    "evaluate",
     "first_cases",
     "load_evaluation",
     "metrics",

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..environment import Persona
 from ..environment.personas import read_items  # the published format's reader (file:line:column errors)
+from ..environment.store import Personas
 
 __all__ = ["Case", "CaseSet", "case_set_from_db", "case_set_from_files", "cases_from_db", "cases_from_files",
            "fingerprint", "first_cases", "read_items"]
@@ -84,18 +85,11 @@ def case_set_from_files(profiles: str | Path, personalities: str | Path, *, name
 def cases_from_db(conn: sqlite3.Connection) -> list[Case]:
     """Cases from the database's evaluation split: the eval personas (by id)
     when there are any, else every eval profile x eval personality."""
-    rows = conn.execute(
-        "SELECT pr.text, pe.text FROM personas p"
-        " JOIN persona_items pr ON pr.id = p.profile_id JOIN persona_items pe ON pe.id = p.personality_id"
-        " WHERE p.split = 'eval' ORDER BY p.id"
-    ).fetchall()
-    if rows:
-        return [Case(i, r[0], r[1]) for i, r in enumerate(rows)]
-    profiles = [r[0] for r in conn.execute(
-        "SELECT text FROM persona_items WHERE kind = 'profile' AND split = 'eval' ORDER BY id")]
-    personalities = [r[0] for r in conn.execute(
-        "SELECT text FROM persona_items WHERE kind = 'personality' AND split = 'eval' ORDER BY id")]
-    return _product(profiles, personalities)
+    repo = Personas(conn)
+    personas = repo.personas("eval")
+    if personas:
+        return [Case(i, p.profile, p.personality) for i, p in enumerate(personas)]
+    return _product(repo.texts("profile", "eval"), repo.texts("personality", "eval"))
 
 
 def case_set_from_db(conn: sqlite3.Connection, db: str | Path, *, name: str | None = None) -> CaseSet:

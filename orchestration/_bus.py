@@ -13,9 +13,6 @@ reply about a tree that already failed) is dropped.
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +24,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..core.errors import LLMError
-from ..environment.store import Store
+from ..environment.store import Store, Trees
 
 log = structlog.get_logger(__name__)
 
@@ -76,13 +73,8 @@ class Bus:
         self.published[kind.__name__] += 1
         if self._store is not None:
             payload = msg.event_payload()
-            row = (self._run_id, payload.get("tree_id"), kind.__name__, json.dumps(payload, ensure_ascii=False),
-                   time.time())
-
-            def write(conn: sqlite3.Connection) -> None:
-                conn.execute("INSERT INTO events (run_id, tree_id, kind, payload, created_at) VALUES (?,?,?,?,?)", row)
-
-            await self._store.submit(write)
+            run_id, tree_id = self._run_id, payload.get("tree_id")
+            await self._store.submit(lambda c: Trees(c).add_event(run_id, tree_id, kind.__name__, payload))
         for send in self._routes.get(kind, ()):
             try:
                 await send.send(msg)

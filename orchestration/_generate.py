@@ -45,7 +45,7 @@ from ..environment import (
     TreePlan,
     TreeSpec,
 )
-from ..environment.store import Store, insert_node, node_from_row
+from ..environment.store import Store, Trees
 from ._actors import InducerActor, PreferenceJudgeActor, PreferredActor, RejectedActor, RoleActor, UserActor
 from ._bus import Actor, Bus
 from ._messages import (
@@ -173,15 +173,14 @@ class TreeEnvironment:
             self.all_done.set()
         for job in jobs:
             await self.slots.acquire()
-            rows = await self.store.fetchall("SELECT * FROM nodes WHERE tree_id = ?", (job.tree_id,))
+            nodes = await self.store.read(lambda c, t=job.tree_id: Trees(c).nodes(t))
             plan = TreePlan(TreeSpec(job.tree_id, job.seed, self.settings.turns, self.settings.mode,
-                                     self.settings.node_budget), [node_from_row(r) for r in rows])
+                                     self.settings.node_budget), nodes)
             self.plans[job.tree_id] = plan
             self.personas[job.tree_id] = job.persona
             # queued, not awaited: the writer applies it before this tree's first node, and a
             # commit round trip per tree would hold back every later tree's start
-            await self.store.submit(lambda c, t=job.tree_id: c.execute(
-                "UPDATE trees SET status = 'running', error = NULL WHERE id = ?", (t,)))
+            await self.store.submit(lambda c, t=job.tree_id: Trees(c).start(t))
             await self._advance(job.tree_id)
 
     async def _advance(self, tree_id: int) -> None:
@@ -193,8 +192,7 @@ class TreeEnvironment:
             node = NodeRef(tree_id, plan.turn_of(branch), branch, plan.spec.seed)
             await self.bus.publish(TurnRequested(node, self.personas[tree_id], history))
         if not wanted and plan.complete():
-            await self.store.write(lambda c: c.execute(
-                "UPDATE trees SET status = 'complete', finished_at = ? WHERE id = ?", (time.time(), tree_id)))
+            await self.store.write(lambda c: Trees(c).complete(tree_id))
             self.progress.trees_done += 1
             self._release(tree_id)
 
@@ -254,7 +252,7 @@ class TreeEnvironment:
         node = Node(tree_id=ref.tree_id, turn=ref.turn, branch=ref.branch, user_message=part.message,
                     inferred=part.inferred or InferredPersona(), preferred=preferred or "", rejected=rejected or "",
                     continued=plan.continued_of(ref.branch), judge=judge)
-        node_id = await self.store.write(lambda c: insert_node(c, node))
+        node_id = await self.store.write(lambda c: Trees(c).insert_node(node))
         if ref.tree_id in self.failed or ref.tree_id not in self.plans:
             return
         plan.add(replace(node, id=node_id))
@@ -268,9 +266,7 @@ class TreeEnvironment:
         reason = f"{msg.role} at branch {msg.node.branch!r}: {msg.reason}"
         for key in [k for k in self.partial if k[0] == msg.tree_id]:
             del self.partial[key]
-        await self.store.write(lambda c: c.execute(
-            "UPDATE trees SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
-            (reason, time.time(), msg.tree_id)))
+        await self.store.write(lambda c: Trees(c).fail(msg.tree_id, reason))
         log.warning("tree.failed", tree_id=msg.tree_id, reason=reason)
         self.progress.trees_failed += 1
         self.progress.failures.append({"tree_id": msg.tree_id, "reason": reason})

@@ -16,6 +16,7 @@ from ..core import Settings, setting
 from ..core.errors import ConfigError
 from ..environment import MAX_TURNS
 from ..environment.personas import PersonasSettings
+from ..environment.store import LeaseSettings
 from ..evaluation import BenchmarkSettings, EvaluationSettings, ModelSettings
 from ..training import TrainingSettings, parse_runs
 from ._generate import GenerationSettings
@@ -45,6 +46,7 @@ class BaseConfig(Settings):
 
 
 _BACKEND_HELP = "the default model endpoint(s): a `backend` group option (embedded | openai | vllm)"
+_LEASE_HELP = "one process at a time holds a run; a second one on it is refused (docs/store.md)"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class RolesConfig(BaseConfig):
     agents: AgentsSettings = setting(help="one entry per role: backend, model, sampling, concurrency",
                                      factory=AgentsSettings)
     prompts: PromptsSettings = setting(PROMPTS, help="one prompt per role: a `prompts` group option (paper)")
+    lease: LeaseSettings = setting(help=_LEASE_HELP, factory=LeaseSettings)
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,7 @@ class ShowConfig(BaseConfig):
 @dataclass(frozen=True)
 class TrainConfig(BaseConfig):
     training: TrainingSettings = setting(help="SFT then DPO: a `training` group option", factory=TrainingSettings)
+    lease: LeaseSettings = setting(help=_LEASE_HELP, factory=LeaseSettings)
 
 
 @dataclass(frozen=True)

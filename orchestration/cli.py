@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from ..core import AloeError, the_lone_error
+from ..core import AloeError, Interrupted, the_lone_error
 from . import commands as _commands_pkg
 from ._config import CONFIG_MODULE, check_config, compose_config, config_yaml, sweep_combinations
 from ._logging import configure_logging
@@ -58,6 +58,13 @@ def usage() -> str:
 def _err(command: str, exc: AloeError) -> int:
     print(f"aloe {command}: {exc}", file=sys.stderr)
     return exc.exit_code
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    name = exc.name if isinstance(exc, Interrupted) else "SIGINT"
+    print(f"aloe {command}: interrupted ({name}); what was committed is kept: run the same command again to "
+          "continue", file=sys.stderr)
+    return exc.exit_code if isinstance(exc, Interrupted) else 130
 
 
 def run_command(command: str, overrides: Sequence[str]) -> int:
@@ -168,9 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if lone is None:
             raise
         return _err(command, lone)
-    except KeyboardInterrupt:
-        print(f"aloe {command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through run_interruptible / terminate_as_interrupt
+        return _interrupted(command, exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,8 +15,22 @@ paired into personas.
     pair_personas, load_personas profile x personality pairs per split
     export_pool, pool_vectors    read-only tools
     PersonasSettings             the typed schema of the ``personas`` config group
+    import_files, export_files, pool_stats, pair_only
+                                 the model-free actions of ``aloe personas`` (one run each)
 """
 
+from ._actions import (
+    PoolActionSettings,
+    RunIdentity,
+    export_files,
+    import_files,
+    pair_only,
+    pair_pools,
+    pool_stats,
+    reference_vectors,
+    seed_pools,
+    threshold_for,
+)
 from ._embed import (
     DEFAULT_EMBEDDER,
     Embedder,
@@ -77,6 +91,8 @@ __all__ = [
     "PairReport",
     "PersonasSettings",
     "Pool",
+    "PoolActionSettings",
+    "RunIdentity",
     "SentenceEmbedder",
     "add_items",
     "calibrate_threshold",
@@ -84,21 +100,29 @@ __all__ = [
     "embed",
     "embedder_identity",
     "ensure_seeds",
+    "export_files",
     "export_pool",
     "filter_candidates",
     "from_blob",
     "greedy_keep_count",
     "grow_pool",
+    "import_files",
     "import_items",
     "iteration_seed",
     "load_personas",
     "load_pool",
     "normalise",
+    "pair_only",
     "pair_personas",
+    "pair_pools",
+    "pool_stats",
     "pool_vectors",
     "read_items",
+    "reference_vectors",
     "seed_items",
+    "seed_pools",
     "similarity_stats",
+    "threshold_for",
     "to_blob",
     "warn_if_collapsing",
     "write_items",

@@ -16,17 +16,18 @@ import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 import structlog
 from omegaconf import DictConfig, OmegaConf
 
 from ...agents import (
-    AlignmentJudge,
+    ModelPool,
     backend_preset,
     check_reachable,
     make_roles,
@@ -36,28 +37,27 @@ from ...agents import (
     role_sampling,
 )
 from ...agents.gateway import BackendSettings, ChatModel, Sampling
-from ...core import to_settings
+from ...core import run_interruptible, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import Store, connect
 from ...evaluation import (
     MODEL_SCHEMAS,
     BenchmarkSettings,
     BenchmarkSpec,
-    Case,
     CaseSet,
+    EvaluatedModel,
+    EvaluationPlan,
     EvaluationSettings,
     HFModel,
     ModelSettings,
-    build_report,
+    SecondJudge,
     case_set_from_db,
     case_set_from_files,
+    evaluate,
     first_cases,
-    load_evaluation,
     metrics,
-    rejudge,
-    run_benchmark,
-    write_report,
 )
+from .._runs import lease_settings
 
 HELP = "run the ALOE benchmark (role-play user x evaluated model, LLM judge) and write its report"
 
@@ -69,18 +69,6 @@ _NOT_BACKEND = {"kind", "name", "path", "gguf_file", "device", "dtype", *_SAMPLI
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-@dataclass(frozen=True)
-class EvaluatedModel:
-    """The evaluated model's settings, checked: ``backend`` for an
-    OpenAI-compatible endpoint, or the hf fields."""
-
-    kind: str
-    sampling: Sampling
-    identity: dict[str, Any]
-    backend: BackendSettings | None = None
-    hf: dict[str, Any] | None = None
 
 
 def model_settings(cfg: DictConfig) -> ModelSettings:
@@ -189,18 +177,6 @@ def select_cases(cfg: DictConfig) -> CaseSet:
     return chosen
 
 
-@dataclass(frozen=True)
-class Plan:
-    cases: list[Case]
-    spec: BenchmarkSpec
-    model: EvaluatedModel
-    out_dir: Path
-    n_boot: int
-    level: float
-    labels: dict[tuple[int, int], int] | None
-    second_judge: BackendSettings | None = None
-
-
 def second_judge_settings(cfg: DictConfig) -> BackendSettings | None:
     """The backend of ``evaluation.second_judge`` (None when not set)."""
     e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
@@ -213,13 +189,7 @@ def second_judge_settings(cfg: DictConfig) -> BackendSettings | None:
     return BackendSettings.from_config(base, prefix="evaluation.second_judge")
 
 
-class SecondJudge(AlignmentJudge):
-    """The benchmark judge's prompt on another model; its calls are recorded as ``second_judge``."""
-
-    role = "second_judge"
-
-
-def plan(cfg: DictConfig) -> Plan:
+def plan(cfg: DictConfig) -> EvaluationPlan:
     """Check everything the user gave; no file or database is written."""
     turns = to_settings(cfg.get("benchmark"), BenchmarkSettings, "benchmark").turns
     e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
@@ -241,64 +211,49 @@ def plan(cfg: DictConfig) -> Plan:
                          sampling=model.sampling, model=model.identity, user_model=user_ident,
                          judge_model=judge_ident, config=config)
     spec.validate()
-    return Plan(cases, spec, model, out, n_boot, level, labels, second)
+    source = f"labels {e.labels}" if labels is not None else "labels"
+    return EvaluationPlan(cases, spec, model, out, n_boot, level, labels, second, labels_source=source)
+
+
+@dataclass
+class _Models:
+    """The evaluation's models out of the command's model pool (``BenchmarkModels``)."""
+
+    pool: ModelPool
+    user: Any
+    judge: Any
+    judge_prompt: str
+    judge_sampling: Sampling
+    judge_output: str  # prompts.format: json | text
+
+    async def endpoint(self, settings: BackendSettings, *, name: str | None = None) -> ChatModel:
+        return await self.pool.backend(settings, name=name)
+
+    def judge_on(self, model: ChatModel) -> SecondJudge:
+        return SecondJudge(model, self.judge_prompt, self.judge_sampling, self.judge_output)
+
+
+def models_of(cfg: DictConfig):
+    """Opens the user and judge roles (and endpoints) of ``cfg`` on a store."""
+
+    @asynccontextmanager
+    async def open_models(store: Store) -> AsyncIterator[_Models]:
+        async with model_pool(cfg, store) as pool:
+            roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user"),
+                                     "judge": await pool.for_role(cfg, "judge")})
+            yield _Models(pool, roles["user"], roles["judge"], str(cfg.prompts.judge), role_sampling(cfg, "judge"),
+                          prompt_format(cfg))
+
+    return open_models
 
 
 def run(cfg: DictConfig) -> int:
     p = plan(cfg)
+    lease = lease_settings(cfg)
     endpoints = [role_backend_settings(cfg, "user"), role_backend_settings(cfg, "judge")]
     endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
     check_reachable(endpoints)  # a server down now: one line, nothing written
-    summary = anyio.run(_evaluate, cfg, p)
+    summary = run_interruptible(partial(evaluate, lease=lease), p, cfg.db, models_of(cfg))
     print(json.dumps(summary, ensure_ascii=False))
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
     return 3 if summary["failed_cases"] else 0
-
-
-async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
-    async with Store.open(cfg.db) as store:
-        async with model_pool(cfg, store) as pool:
-            models = {"user": await pool.for_role(cfg, "user"), "judge": await pool.for_role(cfg, "judge")}
-            roles = make_roles(cfg, models)
-            if p.model.kind == "hf":
-                from ...agents.gateway import StoreRecorder
-                from ...agents.hf import HFChatModel
-
-                hf = p.model.hf or {}
-                evaluated: ChatModel = HFChatModel(hf["path"], gguf_file=hf["gguf_file"], name=hf["name"],
-                                                   device=hf["device"], dtype=hf["dtype"],
-                                                   max_retries=hf["max_retries"], recorder=StoreRecorder(store))
-                await evaluated.load()
-            else:
-                assert p.model.backend is not None
-                evaluated = await pool.backend(p.model.backend, name=p.model.identity["name"])
-            outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=roles["judge"],
-                                          model=evaluated, spec=p.spec)
-            labels, source = p.labels, f"labels {cfg.evaluation.labels}" if p.labels is not None else "labels"
-            if p.second_judge is not None:
-                judge2 = SecondJudge(await pool.backend(p.second_judge), str(cfg.prompts.judge),
-                                     role_sampling(cfg, "judge"), prompt_format(cfg))
-                labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=p.spec.concurrency,
-                                       seed=p.spec.seed, run_id=outcome.run_id)
-                source = f"second judge {p.second_judge.kind}:{p.second_judge.model}"
-        data = await load_evaluation(store, outcome.evaluation_id)
-        faults = await store.fetchone(  # the run's totals, over every invocation (as `aloe runs` shows them)
-            "SELECT COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0),"
-            " COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls WHERE run_id = ?", (outcome.run_id,))
-        report = await anyio.to_thread.run_sync(
-            lambda: build_report([data], n_boot=p.n_boot, seed=p.spec.seed, level=p.level, labels=labels,
-                                 labels_source=source))
-        text = json.dumps(report, ensure_ascii=False)
-        await store.write(lambda c: c.execute("UPDATE evaluations SET report = ? WHERE id = ?",
-                                              (text, outcome.evaluation_id)))
-    paths = await anyio.to_thread.run_sync(write_report, report, p.out_dir)
-    entry = report["evaluations"][0]
-    return {
-        "evaluation_id": outcome.evaluation_id, "status": entry["status"], "resumed": outcome.resumed,
-        "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
-        "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
-        "failed_cases": entry["failures"]["cases"], "retries": faults[0], "call_failures": faults[1],
-        "seconds": round(outcome.seconds, 1), "case_set": entry.get("case_set"),
-        **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
-        "report": {k: str(v) for k, v in paths.items()},
-    }

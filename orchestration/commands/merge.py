@@ -5,7 +5,7 @@
 Every input is checked first (a bad one changes nothing); then each is
 copied in one transaction with its ids remapped. Merging an input twice
 adds nothing. Prints one JSON line per input with the rows added and
-matched per table. See ``aloesim.orchestration._merge`` for the keys.
+matched per table. See ``aloesim.environment.store._merge`` for the keys.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from omegaconf import DictConfig
 
 from ...core import to_settings
-from .._merge import MergeResult, merge_databases
+from ...environment.store import MergeResult, merge_databases
 from .._schemas import MergeConfig
 
 HELP = "merge databases (e.g. one per shard) into db without duplicates: aloe merge db=OUT inputs=[A,B]"

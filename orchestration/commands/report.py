@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from ...core import to_settings
 from ...core.errors import ConfigError
-from ...environment.store import Store, connect
+from ...environment.store import Evaluations, Store, connect
 from ...evaluation import build_report, load_evaluation, metrics, write_report
 from .._schemas import ReportConfig
 
@@ -43,7 +43,7 @@ async def _report(cfg: DictConfig, ids: list[int], out: Path, n_boot: int, level
                   labels: dict[tuple[int, int], int] | None) -> dict[str, Any]:
     async with Store.open(cfg.db, create=False) as store:
         if not ids:
-            ids = [int(r[0]) for r in await store.fetchall("SELECT id FROM evaluations ORDER BY id")]
+            ids = await store.read(lambda c: Evaluations(c).ids())
             if not ids:
                 raise ConfigError("report.evaluations", [], f"stored evaluations (none in {cfg.db}; run aloe evaluate)")
         data = [await load_evaluation(store, i) for i in ids]

@@ -26,8 +26,8 @@ from aloesim.environment import Persona, continued_choice
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration._generate import ROLES, GenerationSettings, Progress, grow_trees
+from aloesim.orchestration._generate_run import select_trees
 from aloesim.orchestration._runs import find_or_create_run
-from aloesim.orchestration.commands.generate import _select_trees
 
 pytestmark = pytest.mark.anyio
 
@@ -133,7 +133,7 @@ async def grow(db: Path, cfg, script: Script, *, per_role: bool = False,
     settings = GenerationSettings.from_config(cfg.generation)
     async with Store.open(db) as store:
         run_id, _ = await find_or_create_run(store, "generate", cfg)
-        jobs, _ = await _select_trees(store, run_id, settings, int(cfg.seed), bool(cfg.retry_failed))
+        jobs, _ = await select_trees(store, run_id, settings, int(cfg.seed), bool(cfg.retry_failed))
         roles, models = scripted_roles(cfg, script, per_role=per_role, delay=delay)
         with anyio.fail_after(60):
             progress = await grow_trees(store, run_id, jobs, roles, settings, cfg)
@@ -444,7 +444,7 @@ async def _shard_personas(db: Path, shard: str | None, trees: int) -> set[tuple[
     settings = GenerationSettings.from_config(cfg.generation)
     async with Store.open(db) as store:
         run_id, _ = await find_or_create_run(store, "generate", cfg)
-        jobs, _ = await _select_trees(store, run_id, settings, int(cfg.seed), False)
+        jobs, _ = await select_trees(store, run_id, settings, int(cfg.seed), False)
     return {(j.persona.profile, j.persona.personality) for j in jobs}
 
 
@@ -525,7 +525,7 @@ async def test_an_interrupted_run_resumes_from_the_committed_nodes(tmp_path: Pat
 
         async with Store.open(db) as store:
             run_id, _ = await find_or_create_run(store, "generate", cfg)
-            jobs, _ = await _select_trees(store, run_id, settings, int(cfg.seed), False)
+            jobs, _ = await select_trees(store, run_id, settings, int(cfg.seed), False)
             roles, _ = scripted_roles(cfg, script, delay=0.01)
             with anyio.fail_after(60), scope:
                 await grow_trees(store, run_id, jobs, roles, settings, cfg)
