@@ -10,7 +10,9 @@ number them, bullet them, add headings or chatter, so ``split_items`` cleans
 the reply: numbering, bullets, markdown emphasis, "Profile 3:" labels,
 surrounding quotes and blank lines are stripped, and lines that are too short
 to be an item, that introduce a list (ending with ':'), that are dialogue turns
-("A: ...") or in which the model talks about itself ("as an AI") are dropped.
+("Assistant: ...", or "A: ..." spoken in the first or second person) or in
+which the model talks about itself ("as an AI") are dropped; a one-letter
+label of a described person ("A: 34-year-old nurse ...") is stripped.
 """
 
 from __future__ import annotations
@@ -41,9 +43,13 @@ _LABEL = re.compile(
     re.IGNORECASE,
 )
 _EMPHASIS = re.compile(r"(\*\*|__)")
-# chatter, not items: dialogue turns ("A: ...", "Assistant: ...") and the model talking about itself
-_CHATTER = re.compile(r"^(?:[AB]|user|assistant|human|system)\s*:|\b(?:as an ai|i am an ai|you are an ai|language model)\b",
+# chatter, not items: dialogue turns ("Assistant: ...") and the model talking about itself
+_CHATTER = re.compile(r"^(?:user|assistant|human|system)\s*:|\b(?:as an ai|i am an ai|you are an ai|language model)\b",
                       re.IGNORECASE)
+# a one-letter label ("A: ...", "B. ..."): an enumerated item ("A: 34-year-old nurse ...") or a dialogue
+# turn ("A: Yes, thank you!"); a turn speaks in the first or second person, an item describes someone
+_LETTER = re.compile(r"^\s*\(?[A-H]\s*[:.)]\s+")
+_SPOKEN = re.compile(r"\b(?:i|i'm|i've|me|my|we|you|your|thanks?)\b", re.IGNORECASE)
 
 
 def _clean(line: str) -> str:
@@ -66,6 +72,11 @@ def split_items(text: str, *, min_words: int = 5, limit: int | None = None) -> l
     out: list[str] = []
     seen: set[str] = set()
     for raw in text.splitlines():
+        lettered = _LETTER.match(raw)
+        if lettered:
+            raw = raw[lettered.end():]
+            if _SPOKEN.search(raw):
+                continue
         line = _clean(raw)
         if not line or line.endswith(":") or len(line.split()) < min_words:
             continue

@@ -120,9 +120,10 @@ def _valid(value: Any, hint: Any, meta: Mapping[str, Any]) -> bool:
 
 
 def _in_bounds(v: float, meta: Mapping[str, Any]) -> bool:
-    checks = ((meta.get("ge"), v.__ge__), (meta.get("gt"), v.__gt__), (meta.get("le"), v.__le__),
-              (meta.get("lt"), v.__lt__))
-    return all(bound is None or test(bound) is True for bound, test in checks)
+    # operator.ge, not int.__ge__: (120).__ge__(0.5) is NotImplemented, an int against a float bound
+    checks = ((meta.get("ge"), operator.ge), (meta.get("gt"), operator.gt), (meta.get("le"), operator.le),
+              (meta.get("lt"), operator.lt))
+    return all(bound is None or test(v, bound) for bound, test in checks)
 
 
 def _number(bound: float) -> str:

@@ -46,6 +46,16 @@ def test_split_items_cleans_what_small_models_write() -> None:
     assert split_items("") == [] and split_items("\n\n  \n") == []
 
 
+def test_split_items_strips_letter_labels_of_items_and_drops_spoken_turns() -> None:
+    # SmolLM2-135M, asked for profiles with the paper's prompt, labels them "A:", "B:" (seen in CI)
+    text = ("A: 34-year-old nurse with a family of five who takes pride in her work.\n"
+            "B. 71-year-old Scottish man who restores clocks and keeps bees.\n"
+            "A: Yes, that's correct. Thank you very much!\n"
+            "B: Do you have any hobbies you enjoy on weekends?\n")
+    assert split_items(text) == ["34-year-old nurse with a family of five who takes pride in her work.",
+                                 "71-year-old Scottish man who restores clocks and keeps bees."]
+
+
 def test_split_items_keeps_plain_lines_as_they_are() -> None:
     text = "Likes jazz, hates mornings, has two cats.\nA 25-year-old (recently moved) who runs 5k daily.\n"
     assert split_items(text) == text.strip().splitlines()

@@ -64,6 +64,18 @@ def test_allowed_and_help_come_from_the_schema() -> None:
         Inner(rate=float("nan"))
 
 
+def test_an_integer_is_a_number_against_float_bounds() -> None:
+    @dataclass(frozen=True)
+    class Timeout(Settings):
+        seconds: float = setting(1.5, help="a timeout", gt=0.0, le=86400.0)
+
+    assert Timeout(seconds=120).seconds == 120  # int against float bounds (was refused: int.__le__(float))
+    with pytest.raises(ConfigError):
+        Timeout(seconds=86401)
+    with pytest.raises(ConfigError):
+        Timeout(seconds=0)
+
+
 def test_valid_objects_are_frozen_and_tuples_stay_tuples() -> None:
     o = Outer(batch=8, inner=Inner(names=["x", "y"]))  # type: ignore[arg-type]
     assert o.inner.names == ("x", "y") and o.batch == 8
