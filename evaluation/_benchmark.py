@@ -101,6 +101,9 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
                 labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=plan.spec.concurrency,
                                        seed=plan.spec.seed, run_id=outcome.run_id)
                 source = f"second judge {plan.second_judge.kind}:{plan.second_judge.model}"
+        # the recorder queues call records without waiting (store.submit); a write commits after them (the
+        # writer is FIFO), so the report's token table counts every call, the second judge's last ones too
+        await store.write(lambda c: None)
         data = await load_evaluation(store, outcome.evaluation_id)
         # the run's totals, over every invocation (as `aloe runs` shows them)
         totals = await store.read(lambda c: Calls(c).totals(outcome.run_id))
