@@ -3,8 +3,9 @@
 A role is a protocol with one async call (``UserRole``, ``InducerRole``,
 ``PreferredRole``, ``RejectedRole``, ``PreferenceJudgeRole``,
 ``AlignmentJudgeRole``; ``TreeRoles`` bundles the ones that grow a tree); the
-concrete roles are built from a ``ChatModel``, a prompt and sampling
-settings. ``model_pool``/``open_models`` resolve each role's backend from
+concrete roles are built from a ``ChatModel``, a prompt, sampling settings
+and the prompts' output format (JSON against a schema, or the paper's plain
+text read by ``InducerText`` / ``JudgeText`` / ``PreferenceText``). ``model_pool``/``open_models`` resolve each role's backend from
 config, start managed servers on demand and share one backend between roles
 with equal settings; ``make_roles`` builds the role objects. The gateway
 (``aloesim.agents.gateway``) is the only way roles reach a model; managed
@@ -20,6 +21,7 @@ from ._pool import (
     make_roles,
     model_pool,
     open_models,
+    prompt_format,
     role_backend_settings,
     role_sampling,
     role_settings,
@@ -38,8 +40,11 @@ from ._roles import (
     AlignmentJudge,
     Inducer,
     InducerOutput,
+    InducerText,
     JudgeScore,
+    JudgeText,
     PreferenceJudge,
+    PreferenceText,
     PreferenceVerdict,
     PreferredResponder,
     RejectedResponder,
@@ -56,12 +61,15 @@ __all__ = [
     "Inducer",
     "InducerOutput",
     "InducerRole",
+    "InducerText",
     "JudgeScore",
+    "JudgeText",
     "Messages",
     "ModelPool",
     "PersonaGenerator",
     "PreferenceJudge",
     "PreferenceJudgeRole",
+    "PreferenceText",
     "PreferenceVerdict",
     "PreferredResponder",
     "PreferredRole",
@@ -77,6 +85,7 @@ __all__ = [
     "make_roles",
     "model_pool",
     "open_models",
+    "prompt_format",
     "render_history",
     "role_backend_settings",
     "role_sampling",

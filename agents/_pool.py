@@ -32,7 +32,7 @@ from ._roles import (
     RejectedResponder,
     UserSimulator,
 )
-from ._settings import RoleSettings
+from ._settings import PromptsSettings, RoleSettings
 from .gateway import (
     BACKEND_SCHEMAS,
     Backend,
@@ -179,9 +179,22 @@ async def open_models(cfg: DictConfig, store: Store | None, roles: Iterable[str]
         yield {role: await pool.backend(settings[role]) for role in roles}
 
 
+def prompt_format(cfg: Any) -> str:
+    """``prompts.format`` (json | text; the schema's default when the config has none)."""
+    node = cfg.get("prompts") or {}
+    value = node.get("format") if hasattr(node, "get") else None
+    default = PromptsSettings.__dataclass_fields__["format"].default
+    value = default if value is None else value
+    if value not in ("json", "text"):
+        raise ConfigError("prompts.format", value, "json | text")
+    return str(value)
+
+
 def make_roles(cfg: DictConfig, models: Mapping[str, ChatModel]) -> dict[str, Any]:
     """The role objects (UserSimulator, Inducer, ...) for the given models,
-    with prompts from ``cfg.prompts`` and sampling from ``cfg.agents``."""
+    with prompts from ``cfg.prompts`` (read as ``prompts.format`` says) and
+    sampling from ``cfg.agents``."""
+    output = prompt_format(cfg)
     out = {}
     for role, model in models.items():
         if role not in ROLE_CLASSES:
@@ -190,5 +203,5 @@ def make_roles(cfg: DictConfig, models: Mapping[str, ChatModel]) -> dict[str, An
         prompt = (cfg.get("prompts") or {}).get(prompt_key)
         if not prompt:
             raise ConfigError(f"prompts.{prompt_key}", prompt, "a prompt template")
-        out[role] = cls(model, str(prompt), role_sampling(cfg, role))
+        out[role] = cls(model, str(prompt), role_sampling(cfg, role), output)
     return out

@@ -10,6 +10,12 @@ recorded requests):
 - ``RejectedResponder``: the conversation and m_i only, no persona at all.
 - ``PreferenceJudge``: the full persona, the conversation, m_i and both replies.
 - ``AlignmentJudge``: the full persona, m_i and one reply (ALOE, B.3).
+
+The inducer and both judges read their reply as JSON against a schema
+(``output="json"``, the default prompts) or, with the paper's verbatim
+prompts (``prompts.format=text``), from plain text (``InducerText``,
+``JudgeText``, ``PreferenceText``; readers in ``_plain_text``). Either way
+the call goes through the gateway, which retries a reply it cannot read.
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from ..core.errors import LLMError
 from ..environment import InferredPersona, Persona, PreferenceCheck
+from ._plain_text import read_choice_text, read_persona_text, read_score_text
 from ._protocols import Messages
-from .gateway import CallContext, ChatModel, Sampling
+from .gateway import CallContext, ChatModel, Sampling, TextOutput
+
+OUTPUTS = ("json", "text")  # how the inducer and the judges answer: JSON against a schema, or the paper's plain text
 
 _STAGE = re.compile(r"\*[^*\n]*\*")
 _SPEAKER = re.compile(r"^\s*(?:user|me|a|human|person)\s*:\s*", re.IGNORECASE)
@@ -87,14 +96,47 @@ class PreferenceVerdict(BaseModel):
         return v.strip().upper() if isinstance(v, str) else v
 
 
+class InducerText(InducerOutput, TextOutput):
+    """The inducer's B.2.2 plain-text reply ("Profile: ... / Personalities: ...")."""
+
+    @classmethod
+    def from_text(cls, text: str) -> InducerText:
+        profile, personalities = read_persona_text(text)
+        return cls(profile=profile, personalities=personalities)
+
+
+class JudgeText(JudgeScore, TextOutput):
+    """The judge's B.3 plain-text reply: a bare score 1-5."""
+
+    @classmethod
+    def from_text(cls, text: str) -> JudgeText:
+        return cls(score=read_score_text(text))  # type: ignore[arg-type]
+
+
+class PreferenceText(PreferenceVerdict, TextOutput):
+    """The preference check's plain-text reply: "A" or "B"."""
+
+    @classmethod
+    def from_text(cls, text: str) -> PreferenceText:
+        return cls(better=read_choice_text(text))  # type: ignore[arg-type]
+
+
+_TEXT_OF = {InducerOutput: InducerText, JudgeScore: JudgeText, PreferenceVerdict: PreferenceText}
+
+
 @dataclass(frozen=True)
 class _Role:
     model: ChatModel
     prompt: str
     sampling: Sampling = field(default_factory=Sampling)
+    output: str = "json"  # json | text: how a structured reply is asked for and read (prompts.format)
 
     def _sampling(self, seed: int | None) -> Sampling:
         return self.sampling if seed is None else replace(self.sampling, seed=seed)
+
+    def _schema(self, schema: type[BaseModel]) -> type[BaseModel]:
+        """``schema`` itself (JSON output), or its plain-text reader (``output="text"``)."""
+        return _TEXT_OF[schema] if self.output == "text" else schema
 
 
 class UserSimulator(_Role):
@@ -132,7 +174,7 @@ class Inducer(_Role):
         content = self.prompt.format(history=render_history(conversation), profile=persona.profile,
                                      personality=persona.personality)
         result = await self.model.chat([{"role": "user", "content": content}], role=self.role,
-                                       sampling=self._sampling(seed), schema=InducerOutput, context=context)
+                                       sampling=self._sampling(seed), schema=self._schema(InducerOutput), context=context)
         out = result.parsed
         assert isinstance(out, InducerOutput)
         return InferredPersona(_none_if_empty(out.profile), _none_if_empty(out.personalities))
@@ -176,7 +218,8 @@ class PreferenceJudge(_Role):
             content = self.prompt.format(profile=persona.profile, personality=persona.personality,
                                          history=render_history(conversation), message=message, reply_a=a, reply_b=b)
             result = await self.model.chat([{"role": "user", "content": content}], role=self.role,
-                                           sampling=self._sampling(seed), schema=PreferenceVerdict, context=context)
+                                           sampling=self._sampling(seed), schema=self._schema(PreferenceVerdict),
+                                           context=context)
             assert isinstance(result.parsed, PreferenceVerdict)
             return result.parsed.better
 
@@ -195,6 +238,6 @@ class AlignmentJudge(_Role):
         content = self.prompt.format(profile=persona.profile, personality=persona.personality,
                                      message=message, reply=reply)
         result = await self.model.chat([{"role": "user", "content": content}], role=self.role,
-                                       sampling=self._sampling(seed), schema=JudgeScore, context=context)
+                                       sampling=self._sampling(seed), schema=self._schema(JudgeScore), context=context)
         assert isinstance(result.parsed, JudgeScore)
         return result.parsed.score

@@ -3,8 +3,11 @@ config groups.
 
 ``RoleSettings`` is one role's entry (which backend, which model, sampling,
 how many requests its actor keeps in flight); ``AgentsSettings`` holds one
-per role with that role's defaults. ``PromptsSettings`` has no defaults: the
-paper's prompts are text and live in ``conf/prompts/paper.yaml``.
+per role with that role's defaults. ``PromptsSettings`` has no default
+prompts: the paper's prompts are text and live in ``conf/prompts/paper.yaml``
+(JSON outputs) and ``conf/prompts/paper_verbatim.yaml`` (Appendix B as
+printed, plain-text outputs); its ``format`` says which kind of output the
+prompts ask for.
 """
 
 from __future__ import annotations
@@ -77,3 +80,6 @@ class PromptsSettings(Settings):
     judge: str = _prompt("B.3: the benchmark judge ({profile}, {personality}, {message}, {reply})")
     preference: str = _prompt("the optional preference check ({profile}, {personality}, {history}, {message}, "
                               "{reply_a}, {reply_b})")
+    format: str = setting("json", help="what the inducer, judge and preference prompts ask for: json (read against a "
+                                       "schema) | text (the paper's plain 'Profile: ... Personalities: ...', bare "
+                                       "score, A/B; prompts=paper_verbatim)", choices=("json", "text"))

@@ -18,6 +18,7 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from ..core.errors import LLMError, StructuredOutputError
+from .gateway._outputs import is_text_output
 from .gateway._types import CallContext, ChatResult, Sampling
 
 __all__ = ["ScriptedModel", "ScriptedRequest"]
@@ -38,7 +39,8 @@ Script = Callable[[ScriptedRequest], Reply | Awaitable[Reply]]
 
 class ScriptedModel:
     """Answers each call with ``script(request)``. A dict (or model) answer to a
-    call with a schema is validated against it; an Exception is raised as an
+    call with a schema is validated against it; a text answer to a call with a
+    ``TextOutput`` schema is read by its ``from_text``; an Exception is raised as an
     ``LLMError`` carrying the role. ``delay`` seconds are awaited per call.
     ``peak_in_flight`` records the most concurrent calls seen."""
 
@@ -72,7 +74,13 @@ class ScriptedModel:
         if isinstance(answer, Exception):
             raise LLMError(role, "scripted", str(answer))
         parsed = None
-        if schema is not None:
+        if is_text_output(schema) and isinstance(answer, str):
+            try:
+                parsed = schema.from_text(answer)  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise StructuredOutputError(role, "scripted", f"reply not readable as {schema.__name__}: {exc}") from None
+            text = answer
+        elif schema is not None:
             if isinstance(answer, BaseModel):
                 answer = answer.model_dump()
             try:

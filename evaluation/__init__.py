@@ -8,7 +8,16 @@ the typed schemas of the ``benchmark`` and ``evaluation`` keys and of the
 
 from . import metrics
 from ._benchmark import BenchmarkModels, EvaluatedModel, EvaluationPlan, SecondJudge, evaluate
-from ._cases import Case, cases_from_db, cases_from_files, read_items
+from ._cases import (
+    Case,
+    CaseSet,
+    case_set_from_db,
+    case_set_from_files,
+    cases_from_db,
+    cases_from_files,
+    first_cases,
+    read_items,
+)
 from ._rejudge import rejudge
 from ._report import (
     build_report,
@@ -37,6 +46,7 @@ __all__ = [
     "BenchmarkSettings",
     "BenchmarkSpec",
     "Case",
+    "CaseSet",
     "EmbeddedModel",
     "EvaluatedModel",
     "EvaluationPlan",
@@ -48,9 +58,12 @@ __all__ = [
     "SecondJudge",
     "VLLMModel",
     "build_report",
+    "case_set_from_db",
+    "case_set_from_files",
     "cases_from_db",
     "cases_from_files",
     "evaluate",
+    "first_cases",
     "load_evaluation",
     "metrics",
     "read_items",

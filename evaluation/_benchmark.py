@@ -101,6 +101,9 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
                 labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=plan.spec.concurrency,
                                        seed=plan.spec.seed, run_id=outcome.run_id)
                 source = f"second judge {plan.second_judge.kind}:{plan.second_judge.model}"
+        # the recorder queues call records without waiting (store.submit); a write commits after them (the
+        # writer is FIFO), so the report's token table counts every call, the second judge's last ones too
+        await store.write(lambda c: None)
         data = await load_evaluation(store, outcome.evaluation_id)
         # the run's totals, over every invocation (as `aloe runs` shows them)
         totals = await store.read(lambda c: Calls(c).totals(outcome.run_id))
@@ -115,7 +118,7 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
         "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
         "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
         "failed_cases": entry["failures"]["cases"], "retries": totals.retries, "call_failures": totals.failures,
-        "seconds": round(outcome.seconds, 1), "wall_s": outcome.wall_s,
+        "seconds": round(outcome.seconds, 1), "wall_s": outcome.wall_s, "case_set": entry.get("case_set"),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
         "report": {k: str(v) for k, v in paths.items()},
     }

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..environment.store import Calls, Evaluations, Store
+from ..environment.store import Calls, Evaluations, Runs, Store
 from . import metrics
 
 __all__ = ["REPORT_VERSION", "build_report", "load_evaluation", "render_markdown", "render_plot", "summarize_evaluation",
@@ -64,7 +64,10 @@ def evaluation_data(conn: sqlite3.Connection, evaluation_id: int) -> dict[str, A
         for r in Calls(conn).by_role(ev.run_id):
             tokens[r.role] = {"calls": r.calls, "prompt_tokens": r.prompt_tokens,
                               "completion_tokens": r.completion_tokens, "cached": r.cached, "errors": r.errors}
+    run = Runs(conn).get(ev.run_id) if ev.run_id is not None else None
+    config = run.config if run is not None and isinstance(run.config, dict) else {}
     return {
+        "case_set": config.get("case_set"),  # which cases, from which files (hashes), how many
         "id": ev.id, "run_id": ev.run_id, "label": ev.label, "status": ev.status,
         "model": ev.model, "user_model": ev.user_model, "judge_model": ev.judge_model, "turns": turns,
         "created_at": ev.created_at, "case_indices": [c.case_index for c in cases], "scores": scores,
@@ -97,7 +100,7 @@ def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: i
     entry: dict[str, Any] = {
         "id": data["id"], "label": data["label"], "status": data["status"],
         "model": data["model"], "user_model": data["user_model"], "judge_model": data["judge_model"],
-        "cases": len(data["scores"]), "turns": turns,
+        "cases": len(data["scores"]), "turns": turns, "case_set": data.get("case_set"),
         "al": per_turn, "summary": summary,
         "ci": {"average": [_r(v) for v in ci["average"]], "ir": [_r(v) for v in ci["ir"]]},
         "undefined": metrics.reasons(curve),
@@ -173,6 +176,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         a, b = e["ci"]["average"], e["ci"]["ir"]
         lines.append(f"| {e['label']} | " + " | ".join(cis) + f" | {_fmt(a[0], 2)}–{_fmt(a[1], 2)} | "
                      f"{_fmt(b[0], 3)}–{_fmt(b[1], 3)} |")
+    sets = [(e["label"], e["case_set"]) for e in entries if e.get("case_set")]
+    if sets:
+        lines += ["", "## Case sets", ""]
+        lines += [f"- {label}: {describe_case_set(cs)}" for label, cs in sets]
     lines += ["", "## Cases scored per turn, and failures", ""]
     lines.append("| Type | cases | " + " | ".join(ks) + " | judge failures | failed cases | unfinished |")
     lines.append("|---|---:|" + "---:|" * (K + 3))
@@ -216,6 +223,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             lines.append(f"| {e['label']} | {k['against']} | {k['pairs']} | {_fmt(k['kappa'], 3)} | "
                          f"{_fmt(k['kappa_linear'], 3)} |")
     return "\n".join(lines) + "\n"
+
+
+def describe_case_set(cs: Mapping[str, Any]) -> str:
+    """One line: the case set's name, its count and where it came from (files with their SHA-256)."""
+    count = f"{cs.get('cases')} cases" + (f" (the first {cs['cases']} of {cs['of']})" if cs.get("of") else "")
+    if cs.get("source") != "files":
+        return f"{cs.get('name')}: {count} from {cs.get('db') or 'the database'} (fingerprint {cs.get('fingerprint')})"
+    p, q = cs.get("profiles") or {}, cs.get("personalities") or {}
+    used = (f"all {q.get('items')}" if q.get("used") == q.get("items")
+            else f"the first {q.get('used')} of {q.get('items')}")
+    return (f"{cs.get('name')}: {count} = {p.get('used')} profiles x {used} personalities; {p.get('file')} "
+            f"sha256 {str(p.get('sha256'))[:16]}…, {q.get('file')} sha256 {str(q.get('sha256'))[:16]}… "
+            f"(fingerprint {cs.get('fingerprint')})")
 
 
 def _ident(ident: Mapping[str, Any]) -> str:

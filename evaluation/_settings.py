@@ -26,6 +26,13 @@ class BenchmarkSettings(Settings):
     cases: int | None = setting(None, help="take the first N cases (profile-major order); null = all (published "
                                            "benchmark: 100)", ge=1, le=1_000_000)
     turns: int = setting(10, help="conversation turns K per case", ge=1, le=MAX_TURNS)
+    name: str | None = setting(None, help="name of the case set in reports (benchmark=aloe: ALOE); null = named by "
+                                          "its source (files or the database's eval split)", nonempty=True)
+    personalities_per_profile: int | None = setting(None, help="pair each profile with only the first N "
+                                                               "personalities of the file (benchmark=aloe: 5); "
+                                                               "null = all", ge=1, le=1_000_000)
+    expected_cases: int | None = setting(None, help="refuse files that do not give exactly this many cases "
+                                                    "(benchmark=aloe: 100); null = any", ge=1, le=1_000_000)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -33,6 +40,11 @@ class BenchmarkSettings(Settings):
             missing = "personalities" if self.personalities is None else "profiles"
             raise ConfigError(missing, None,
                               "a file too (profiles and personalities go together), or neither for the DB")
+        if self.profiles is None and (self.personalities_per_profile is not None or self.expected_cases is not None):
+            preset = f"the {self.name} case set" if self.name else "this case set"
+            raise ConfigError("profiles", None, f"the published files ({preset} is built from them): "
+                                                "benchmark.profiles=.../profile_eval.jsonl "
+                                                "benchmark.personalities=.../personality_eval.jsonl")
 
 
 @dataclass(frozen=True)

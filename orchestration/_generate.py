@@ -86,6 +86,9 @@ class GenerationSettings(Settings):
     progress: str = setting("auto", help="auto (live display on a TTY, log lines otherwise) | live | log | off",
                             choices=("auto", "live", "log", "off"))
     progress_interval: float = setting(5.0, help="seconds between progress log lines", gt=0, le=86_400)
+    estimate: bool = setting(False, help="print the number of LLM calls and a token estimate (from the prompts' "
+                                         "lengths and the max_tokens limits) before the first call "
+                                         "(experiment=paper: true)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

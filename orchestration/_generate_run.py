@@ -8,15 +8,17 @@ time), so a second process on the same run is refused before it writes.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import anyio
 import structlog
 from omegaconf import DictConfig
 
-from ..agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings
+from ..agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings, role_settings
 from ..environment import stable_int
 from ..environment.store import ActiveRun, Calls, Personas, Store, Trees, open_run
+from ._estimate import estimate_generation
 from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
 from ._progress import reporter, snapshot
 from ._runs import identity, lease_settings, plain_config
@@ -100,6 +102,11 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
         await ensure_personas(store, settings, seed)
         jobs, chosen = await select_trees(store, run.id, settings, seed, bool(cfg.get("retry_failed")))
         log.info("generate.start", run_id=run.id, resumed=run.resumed, trees=chosen, to_grow=len(jobs))
+        estimate = None
+        if settings.estimate and jobs:  # what the run will ask of the models, before the first call
+            limits = {role: role_settings(cfg, role).max_tokens for role in roles_needed}
+            estimate = estimate_generation(settings, cfg.prompts, limits, [j.persona for j in jobs])
+            print(f"aloe generate: {estimate.line()}", file=sys.stderr, flush=True)
         progress = Progress(trees_total=len(jobs))
         backends: list[Any] = []
         if jobs:
@@ -110,6 +117,8 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
                 await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
                                  on_started=reporter(settings.progress, settings.progress_interval, backends))
         stats = await _summary(store, run, progress, backends)
+        if estimate is not None:
+            stats["estimate"] = estimate.as_dict()
         run.finish("complete" if stats["trees_complete"] == stats["trees"] else "failed", stats)
     stats["db"] = str(cfg.db)
     return stats

@@ -21,6 +21,8 @@ from ..environment.personas import (
     KINDS,
     PoolActionSettings,
     RunIdentity,
+    describe_filter,
+    embedder_identity,
     grow_pool,
     load_pool,
     pair_pools,
@@ -43,7 +45,8 @@ async def grow_personas(cfg: DictConfig, s: PoolActionSettings, record: RunIdent
     async with Store.open(s.db) as store, open_run(store, "personas", record.config, record.identity,
                                                    resume=False, lease=record.lease) as run:
         summary: dict[str, Any] = {"action": "grow", "run_id": run.id,
-                                   "seeded": await seed_pools(store, s, embedder, limiter, run.id)}
+                                   "seeded": await seed_pools(store, s, embedder, limiter, run.id),
+                                   "embedder": await anyio.to_thread.run_sync(embedder_identity, embedder)}
         plans = {}
         for kind in KINDS:
             pool = await load_pool(store, kind, "train", embedder, limiter)
@@ -52,6 +55,7 @@ async def grow_personas(cfg: DictConfig, s: PoolActionSettings, record: RunIdent
                     raise ConfigError("personas.seeds", s.seeds, f"true (the {kind} pool is empty; import or seed it)")
                 plans[kind] = (await threshold_for(s, kind, pool.vectors),
                                await reference_vectors(store, s, kind, "train", embedder, limiter))
+        summary["filter"] = describe_filter(True, s.threshold, s.keep_rate, {k: p[0] for k, p in plans.items()})
         if plans:
             async with open_models(cfg, store, ["generator"], run_id=run.id) as models:
                 generate = PersonaGenerator(models["generator"], prompts, sampling, min_words=s.min_words,

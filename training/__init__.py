@@ -22,8 +22,9 @@ from ._export import (
     verify_export,
 )
 from ._fit import FitStats, fit_rows
+from ._mix import read_mix
 from ._settings import STAGES, LoraSettings, MixSettings, StageSettings, TrainingSettings, TrainSettings
-from ._train import StageResult, TrainResult, check, run_dpo, run_sft, train
+from ._train import StageResult, TrainResult, check, general_rows, run_dpo, run_sft, train
 
 __all__ = [
     "FILES",
@@ -49,12 +50,14 @@ __all__ = [
     "export_dataset",
     "features",
     "fit_rows",
+    "general_rows",
     "iter_examples",
     "load_dataset",
     "mix_rows",
     "parse_runs",
     "read_general_messages",
     "read_manifest",
+    "read_mix",
     "resolve_base_model",
     "run_dpo",
     "run_sft",

@@ -97,11 +97,12 @@ def read_general_messages(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def mix_rows(rows: list[dict[str, Any]], general_rows: list[dict[str, Any]], ratio: float, seed: int) -> list[dict[str, Any]]:
+def mix_rows(rows: list[dict[str, Any]], general_rows: list[dict[str, Any]], ratio: float | None,
+             seed: int) -> list[dict[str, Any]]:
     """Add ``round(ratio * len(rows))`` general rows (sampled without replacement;
-    all of them if there are fewer) and shuffle the whole with ``seed``."""
+    all of them if there are fewer, or if ``ratio`` is None) and shuffle the whole with ``seed``."""
     rng = random.Random(seed)
-    want = min(len(general_rows), round(ratio * len(rows)))
+    want = len(general_rows) if ratio is None else min(len(general_rows), round(ratio * len(rows)))
     if want <= 0:
         return list(rows)
     mixed = list(rows) + rng.sample(general_rows, want)

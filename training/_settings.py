@@ -88,15 +88,23 @@ class LoraSettings(Settings):
 
 @dataclass(frozen=True)
 class MixSettings(Settings):
-    path: str | None = setting(None, help="JSONL of general multi-turn chats {\"messages\": [...]} to mix into SFT "
-                                          "(paper: CodeActInstruct)", nonempty=True)
-    ratio: float = setting(0.0, help="general examples added per personalised SFT example (e.g. 0.5); needs path",
-                           ge=0, le=1000)
+    """General multi-turn data mixed into SFT (paper: CodeActInstruct), from a local copy."""
+
+    path: str | None = setting(None, help="general chats to mix into SFT (paper: CodeActInstruct): a JSONL file of "
+                                          "{\"messages\": [...]} lines, or a folder saved by datasets' "
+                                          "save_to_disk (messages or conversations column)", nonempty=True)
+    ratio: float | None = setting(0.0, help="general examples added per personalised SFT example (e.g. 0.5); null "
+                                            "= every example of the dataset (the authors' code: all of it); needs "
+                                            "path", ge=0, le=1000)
+    split: str | None = setting(None, help="the split of a saved DatasetDict (CodeActInstruct: codeact); null = its "
+                                           "only split", nonempty=True)
+    expected: bool = setting(False, help="warn when SFT runs without mix.path (training=paper: the paper mixes "
+                                         "general data into SFT)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.path is not None and self.ratio <= 0:
-            raise ConfigError("ratio", self.ratio, "a number > 0 when training.mix.path is set")
+        if self.path is not None and self.ratio is not None and self.ratio <= 0:
+            raise ConfigError("ratio", self.ratio, "a number > 0 (or null = all of it) when training.mix.path is set")
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,9 @@ class TrainSettings:
     dpo: StageSettings
     lora: LoraSettings = field(default_factory=LoraSettings)
     mix_path: Path | None = None
-    mix_ratio: float = 0.0
+    mix_ratio: float | None = 0.0  # None: every general example
+    mix_split: str | None = None
+    mix_expected: bool = False
     world_size: int = 1
 
     @property
@@ -185,8 +195,9 @@ class TrainSettings:
         """Build from a composed ``aloe train`` config (keys ``db``, ``seed``, ``training``)."""
         t: TrainingSettings = to_settings(cfg.get("training"), TrainingSettings, "training")
         mix_path = Path(t.mix.path).expanduser() if t.mix.path is not None else None
-        if mix_path is not None and not mix_path.is_file():
-            raise ConfigError("training.mix.path", t.mix.path, "an existing JSONL file of {\"messages\": [...]} lines")
+        if mix_path is not None and not (mix_path.is_file() or mix_path.is_dir()):
+            raise ConfigError("training.mix.path", t.mix.path, "an existing JSONL file of {\"messages\": [...]} lines "
+                                                                "or a folder saved by datasets' save_to_disk")
         seed = t.seed if t.seed is not None else int(cfg.get("seed", 0))  # the top-level seed: checked by its schema
         world = int(os.environ.get("WORLD_SIZE", "1"))
         return cls(
@@ -212,6 +223,8 @@ class TrainSettings:
             lora=t.lora,
             mix_path=mix_path,
             mix_ratio=t.mix.ratio,
+            mix_split=t.mix.split,
+            mix_expected=t.mix.expected,
             world_size=world,
         )
 

@@ -34,9 +34,10 @@ from aloesim.core.errors import ConfigError, InputError
 from aloesim.environment.store import Checkpoints, LeaseSettings, open_run_sync, transaction
 
 from ._base_model import check_base_model, resolve_base_model
-from ._dataset import features, mix_rows, read_general_messages
+from ._dataset import features, mix_rows
 from ._export import FILES, ExportFilter, check_selection, export_dataset, open_source, read_manifest
 from ._fit import FitStats, fit_rows
+from ._mix import read_mix
 from ._settings import StageSettings, TrainSettings
 
 log = structlog.get_logger(__name__)
@@ -84,8 +85,20 @@ def check(settings: TrainSettings) -> list[dict[str, Any]]:
                         key="training.runs")
     finally:
         conn.close()
-    if settings.mix_path is not None and "sft" in settings.stages:
-        return read_general_messages(settings.mix_path)
+    return general_rows(settings)
+
+
+def general_rows(settings: TrainSettings) -> list[dict[str, Any]]:
+    """The general rows to mix into SFT (``training.mix.path``, read whole: a bad
+    row fails here), or none; a warning when the preset expects them (training=paper)."""
+    if "sft" not in settings.stages:
+        return []
+    if settings.mix_path is not None:
+        return read_mix(settings.mix_path, split=settings.mix_split)
+    if settings.mix_expected:
+        log.warning("training.mix_missing: this preset expects general data mixed into SFT (the paper mixes "
+                    "CodeActInstruct); training on the personalised data only (the paper's 'Preferred' ablation)",
+                    hint="training.mix.path=FILE.jsonl or a save_to_disk folder (training.mix.split=codeact)")
     return []
 
 

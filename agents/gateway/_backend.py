@@ -8,9 +8,9 @@
    Retry-After or ``backoff_max`` seconds), and holds that endpoint's
    concurrency limit;
 3. retries timeouts, connection errors, 408/409/429/5xx, empty replies and
-   replies that fail schema validation, with exponential backoff and full
-   jitter, honouring ``Retry-After``, within the per-call ``max_retries`` and
-   the run-wide retry budget;
+   replies that fail their schema (or a ``TextOutput``'s ``from_text``), with
+   exponential backoff and full jitter, honouring ``Retry-After``, within the
+   per-call ``max_retries`` and the run-wide retry budget;
 4. records the call (request, response, usage, latency, attempts, error);
 5. raises ``LLMError`` (role, endpoint, reason) when it gives up.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import functools
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 from ...core.errors import ConfigError, LLMError, StructuredOutputError
 from ._cache import request_key
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
+from ._outputs import is_text_output, read_cached, request_schema, response_format, schema_json
 from ._record import CallRecord, Recorder
 from ._settings import BackendSettings
 from ._types import CallContext, ChatResult, Sampling
@@ -150,21 +150,6 @@ def _seconds(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-@functools.lru_cache(maxsize=256)
-def schema_json(schema: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema of ``schema``, built once per class (pydantic rebuilds
-    it on every call, about 0.1 ms). Shared: do not modify it."""
-    return schema.model_json_schema()
-
-
-def response_format(schema: type[BaseModel], dialect: str) -> dict[str, Any]:
-    """The ``response_format`` each server family understands for a JSON schema."""
-    js = schema_json(schema)
-    if dialect == "llamacpp":
-        return {"type": "json_object", "schema": js}
-    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": js}}
-
-
 class Backend:
     """A ``ChatModel`` over the endpoints of one backend."""
 
@@ -239,17 +224,16 @@ class Backend:
     ) -> ChatResult:
         sampling = sampling or Sampling()
         params = sampling.as_params()
-        schema_js = schema_json(schema) if schema is not None else None
-        key = request_key(self.model, messages, params, schema_js)
+        schema_js = schema_json(schema) if schema is not None and not is_text_output(schema) else None
+        key = request_key(self.model, messages, params, request_schema(schema))
         request = {"model": self.model, "messages": messages, **params}
         if schema_js is not None:
             request["schema"] = schema_js
         self.stats["calls"] += 1
 
         if self.cache and self.recorder is not None:
-            hit = await self.recorder.lookup(key)
+            parsed, hit = read_cached(schema, await self.recorder.lookup(key))
             if hit is not None:
-                parsed = schema.model_validate_json(hit["text"]) if schema is not None else None
                 result = ChatResult(
                     text=hit["text"], parsed=parsed, prompt_tokens=hit.get("prompt_tokens", 0),
                     completion_tokens=hit.get("completion_tokens", 0), attempts=0, cached=True,
@@ -336,7 +320,7 @@ class Backend:
         if self.tpm is not None:
             await self.tpm.take(estimate)
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **params}
-        if schema is not None:
+        if schema is not None and not is_text_output(schema):
             kwargs["response_format"] = response_format(schema, self.settings.dialect)
         ep.outstanding += 1
         try:
@@ -368,7 +352,13 @@ class Backend:
         if not text.strip():
             raise _Retryable("empty reply")
         parsed = None
-        if schema is not None:
+        if is_text_output(schema):
+            try:
+                parsed = schema.from_text(text)  # type: ignore[union-attr]
+            except ValueError as exc:
+                raise _Retryable(f"invalid structured output (plain text): {self._clip(str(exc))}; reply was "
+                                 f"{self._clip(text, 120)!r}") from None
+        elif schema is not None:
             try:
                 # strict=False: llama.cpp's grammar lets raw newlines into strings
                 parsed = schema.model_validate(json.loads(text, strict=False))

@@ -64,6 +64,6 @@ class ChatModel(Protocol):
         *,
         role: str,
         sampling: Sampling | None = None,
-        schema: type[BaseModel] | None = None,
+        schema: type[BaseModel] | None = None,  # JSON schema output, or a TextOutput read from plain text
         context: CallContext | None = None,
     ) -> ChatResult: ...

@@ -4,9 +4,11 @@ paired into personas.
 
     read_items / write_items     the published JSONL format (one JSON string per line)
     SentenceEmbedder, embed      text -> normalised float32 vectors, off the event loop
+    embedder_identity            which embedding model exactly (name, source, weights hash)
     filter_candidates            the acceptance rule (max cosine similarity <= threshold)
     similarity_stats, calibrate_threshold
                                  choose a threshold that fits the embedder
+    describe_filter              how a run filtered (unfiltered / threshold / calibrated), stated
     load_pool, import_items, ensure_seeds
                                  pools in the store, embeddings cached per item
     grow_pool                    the iterative growth loop (generator injected)
@@ -29,12 +31,22 @@ from ._actions import (
     seed_pools,
     threshold_for,
 )
-from ._embed import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder, embed, from_blob, normalise, to_blob
+from ._embed import (
+    DEFAULT_EMBEDDER,
+    Embedder,
+    SentenceEmbedder,
+    embed,
+    embedder_identity,
+    from_blob,
+    normalise,
+    to_blob,
+)
 from ._export import export_pool, pool_vectors
 from ._filter import (
     THRESHOLD_GRID,
     FilterResult,
     calibrate_threshold,
+    describe_filter,
     filter_candidates,
     greedy_keep_count,
     similarity_stats,
@@ -84,7 +96,9 @@ __all__ = [
     "SentenceEmbedder",
     "add_items",
     "calibrate_threshold",
+    "describe_filter",
     "embed",
+    "embedder_identity",
     "ensure_seeds",
     "export_files",
     "export_pool",

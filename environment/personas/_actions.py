@@ -19,9 +19,9 @@ import structlog
 
 from ...core.errors import ConfigError
 from ..store import LeaseSettings, Personas, Store, open_readonly, open_run
-from ._embed import SentenceEmbedder, embed
+from ._embed import SentenceEmbedder, embed, embedder_identity
 from ._export import export_pool, pool_vectors
-from ._filter import calibrate_threshold, similarity_stats
+from ._filter import calibrate_threshold, describe_filter, similarity_stats
 from ._grow import GrowthSettings
 from ._jsonl import read_items
 from ._pairs import pair_personas
@@ -110,7 +110,8 @@ async def reference_vectors(store: Store, s: PoolActionSettings, kind: str, spli
 async def import_files(s: PoolActionSettings, items: dict[str, list[str]], record: RunIdentity) -> dict:
     """Add parsed items to the pools (each through the filter unless ``filter`` is off)."""
     embedder, limiter = s.embedder(), anyio.CapacityLimiter(s.embedder_threads)
-    summary: dict[str, Any] = {"action": "import", "profiles_kept": 0, "personalities_kept": 0}
+    summary: dict[str, Any] = {"action": "import", "profiles_kept": 0, "personalities_kept": 0,
+                               "embedder": await anyio.to_thread.run_sync(embedder_identity, embedder)}
     async with Store.open(s.db) as store:
         # embed and calibrate everything first: a bad keep_rate leaves no run behind
         plans = {}
@@ -121,6 +122,7 @@ async def import_files(s: PoolActionSettings, items: dict[str, list[str]], recor
             if s.filter:
                 threshold = await threshold_for(s, kind, np.vstack([pool.vectors, vecs]) if len(pool) else vecs)
             plans[kind] = (vecs, threshold, await reference_vectors(store, s, kind, s.import_split, embedder, limiter))
+        summary["filter"] = describe_filter(s.filter, s.threshold, s.keep_rate, {k: p[1] for k, p in plans.items()})
         async with open_run(store, "personas", record.config, record.identity, resume=False,
                             lease=record.lease) as run:
             for kind, texts in items.items():
@@ -148,7 +150,7 @@ def export_files(s: PoolActionSettings) -> dict:
 def pool_stats(s: PoolActionSettings) -> dict:
     """The similarity distribution of the pools (or of the files to import)."""
     embedder = s.embedder()
-    out: dict[str, Any] = {"action": "stats", "embedder": embedder.name, "threshold": s.threshold}
+    out: dict[str, Any] = {"action": "stats", "embedder": embedder_identity(embedder), "threshold": s.threshold}
     if s.import_files:
         for kind, path in s.import_files.items():
             texts = read_items(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,7 @@ __all__ = [
     "THRESHOLD_GRID",
     "FilterResult",
     "calibrate_threshold",
+    "describe_filter",
     "filter_candidates",
     "greedy_keep_count",
     "similarity_stats",
@@ -173,3 +175,21 @@ def similarity_stats(vectors: np.ndarray, thresholds: Sequence[float] = (0.5, 0.
         hit = [t for t in sorted(counts) if counts[t] >= r * n - 1e-9]
         out["threshold_for_keep_rate"][f"{r:g}"] = hit[0] if hit else None
     return out
+
+
+def describe_filter(applied: bool, threshold: float, keep_rate: float | None = None,
+                    thresholds: dict[str, float | None] | None = None) -> dict[str, Any]:
+    """How a persona run filtered, in numbers and one sentence (``said``), for its
+    summary and stats: ``unfiltered`` (an import with ``filter=false``),
+    ``calibrated`` (``keep_rate``, with the threshold each pool got) or
+    ``threshold`` (the fixed threshold)."""
+    if not applied:
+        return {"mode": "unfiltered", "said": "filter=false: every item kept but exact duplicates (the published "
+                                              "pools were already filtered by their authors, with their embedder)"}
+    if keep_rate is not None:
+        given = thresholds or {}
+        shown = ", ".join(f"{k} {t:.4f}" for k, t in given.items() if t is not None)
+        return {"mode": "calibrated", "keep_rate": keep_rate, "thresholds": given,
+                "said": f"calibrated: threshold per pool so that {keep_rate:.0%} of the reference items pass ({shown})"}
+    return {"mode": "threshold", "threshold": threshold,
+            "said": f"max cosine similarity <= {threshold} (the paper's rule, with this embedder)"}

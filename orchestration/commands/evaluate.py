@@ -32,6 +32,7 @@ from ...agents import (
     check_reachable,
     make_roles,
     model_pool,
+    prompt_format,
     role_backend_settings,
     role_sampling,
 )
@@ -43,16 +44,17 @@ from ...evaluation import (
     MODEL_SCHEMAS,
     BenchmarkSettings,
     BenchmarkSpec,
-    Case,
+    CaseSet,
     EvaluatedModel,
     EvaluationPlan,
     EvaluationSettings,
     HFModel,
     ModelSettings,
     SecondJudge,
-    cases_from_db,
-    cases_from_files,
+    case_set_from_db,
+    case_set_from_files,
     evaluate,
+    first_cases,
     metrics,
 )
 from .._runs import lease_settings
@@ -139,29 +141,40 @@ def _role_identity(cfg: DictConfig, role: str, prompt_key: str) -> dict[str, Any
     return ident
 
 
-def select_cases(cfg: DictConfig) -> list[Case]:
-    """The benchmark cases: from the two files, or the database's eval split;
-    the first ``benchmark.cases``."""
+def select_cases(cfg: DictConfig) -> CaseSet:
+    """The benchmark cases: from the two files (each profile with the first
+    ``benchmark.personalities_per_profile`` personalities), or the database's
+    eval split; the first ``benchmark.cases``. The set's description (name,
+    count, files with their SHA-256) goes into the report."""
     b: BenchmarkSettings = to_settings(cfg.get("benchmark"), BenchmarkSettings, "benchmark")
     profiles, personalities, n = b.profiles, b.personalities, b.cases
     if profiles is not None:
-        cases = cases_from_files(str(profiles), str(personalities))
+        chosen = case_set_from_files(str(profiles), str(personalities), name=b.name,
+                                     personalities_per_profile=b.personalities_per_profile)
         source = "files"
+        if b.expected_cases is not None and len(chosen.cases) != b.expected_cases:
+            per, info = b.personalities_per_profile, chosen.info
+            got = (f"{info['profiles']['items']} profiles x {info['personalities']['used']}"
+                   f"{'' if per is None else f' (the first {per})'} personalities = {len(chosen.cases)} cases")
+            raise ConfigError("benchmark.profiles", str(profiles),
+                              f"files giving the {b.expected_cases} cases of the {b.name or 'chosen'} case set "
+                              f"(these give {got}; the published profile_eval.jsonl and personality_eval.jsonl "
+                              "give 20 x 5 = 100)")
     else:
         conn = connect(cfg.db, create=False)
         try:
-            cases = cases_from_db(conn)
+            chosen = case_set_from_db(conn, cfg.db, name=b.name)
         finally:
             conn.close()
         source = f"the eval split of {cfg.db}"
-        if not cases:
+        if not chosen.cases:
             raise ConfigError("benchmark.profiles", None,
                               f"files of evaluation profiles and personalities (no eval personas in {cfg.db})")
     if n is not None:
-        if n > len(cases):
-            raise ConfigError("benchmark.cases", n, f"at most {len(cases)} (the cases in {source})")
-        cases = cases[:n]
-    return cases
+        if n > len(chosen.cases):
+            raise ConfigError("benchmark.cases", n, f"at most {len(chosen.cases)} (the cases in {source})")
+        chosen = first_cases(chosen, n)
+    return chosen
 
 
 def second_judge_settings(cfg: DictConfig) -> BackendSettings | None:
@@ -189,9 +202,11 @@ def plan(cfg: DictConfig) -> EvaluationPlan:
     judge_ident = _role_identity(cfg, "judge", "judge")
     second = second_judge_settings(cfg)
     labels = metrics.read_labels(e.labels) if e.labels else None
-    cases = select_cases(cfg)
+    case_set = select_cases(cfg)
+    cases = case_set.cases
     label = e.label or model.identity["name"]
     config = {k: v for k, v in _plain(cfg).items() if k not in ("log",)}
+    config["case_set"] = case_set.info  # stored with the run: the report names the cases it scored
     spec = BenchmarkSpec(label=str(label), turns=turns, concurrency=concurrency, seed=int(cfg.get("seed", 0)),
                          sampling=model.sampling, model=model.identity, user_model=user_ident,
                          judge_model=judge_ident, config=config)
@@ -209,12 +224,13 @@ class _Models:
     judge: Any
     judge_prompt: str
     judge_sampling: Sampling
+    judge_output: str  # prompts.format: json | text
 
     async def endpoint(self, settings: BackendSettings, *, name: str | None = None) -> ChatModel:
         return await self.pool.backend(settings, name=name)
 
     def judge_on(self, model: ChatModel) -> SecondJudge:
-        return SecondJudge(model, self.judge_prompt, self.judge_sampling)
+        return SecondJudge(model, self.judge_prompt, self.judge_sampling, self.judge_output)
 
 
 def models_of(cfg: DictConfig):
@@ -225,7 +241,8 @@ def models_of(cfg: DictConfig):
         async with model_pool(cfg, store) as pool:
             roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user"),
                                      "judge": await pool.for_role(cfg, "judge")})
-            yield _Models(pool, roles["user"], roles["judge"], str(cfg.prompts.judge), role_sampling(cfg, "judge"))
+            yield _Models(pool, roles["user"], roles["judge"], str(cfg.prompts.judge), role_sampling(cfg, "judge"),
+                          prompt_format(cfg))
 
     return open_models
 

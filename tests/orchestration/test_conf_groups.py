@@ -43,12 +43,17 @@ KEY = re.compile(r"^\s*([A-Za-z_][\w./@-]*):(.*)$")
 
 @pytest.mark.parametrize("path", sorted(str(p) for p in CONF.rglob("*.yaml")) if hasattr(CONF, "rglob") else [])
 def test_every_key_has_a_comment(path: str) -> None:
-    if path.endswith("paper.yaml"):  # block-string prompts, one comment per prompt
-        return
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     missing = []
+    block: int | None = None  # indentation of the key whose block string (|, |-, >) the lines belong to
     for i, line in enumerate(lines):
+        indent = len(line) - len(line.lstrip())
+        if block is not None and (not line.strip() or indent > block):
+            continue  # text of a block string (a prompt), not a key
+        block = None
         m = KEY.match(line)
+        if m and m.group(2).strip().split("#")[0].strip() in ("|", "|-", "|+", ">", ">-", ">+"):
+            block = indent
         if not m or m.group(1) == "defaults" or line.lstrip().startswith(("#", "- ")):
             continue
         value = m.group(2)

@@ -48,7 +48,7 @@ def _schema_defaults(top: str, backend: str) -> dict[str, Any]:
 
 
 OPTION_FILES = sorted(str(p.relative_to(CONF)) for p in CONF.rglob("*/*.yaml")
-                      if p.parent.name not in ("prompts", "experiment"))
+                      if not {"prompts", "experiment"} & set(p.relative_to(CONF).parts))
 
 
 @pytest.mark.parametrize("name", OPTION_FILES)

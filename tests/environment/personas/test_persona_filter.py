@@ -115,3 +115,14 @@ def test_similarity_stats_by_hand() -> None:
     hist = {h["from"]: h["count"] for h in st["nearest_neighbour_histogram"]}
     assert hist[0.8] == 4 and sum(hist.values()) == 4
     assert similarity_stats(vecs[:1])["n"] == 1
+
+
+def test_describe_filter_states_which_filter_ran() -> None:
+    from aloesim.environment.personas import describe_filter
+
+    assert describe_filter(False, 0.6)["mode"] == "unfiltered"
+    fixed = describe_filter(True, 0.6)
+    assert fixed["mode"] == "threshold" and fixed["threshold"] == 0.6 and "<= 0.6" in fixed["said"]
+    calibrated = describe_filter(True, 0.6, 0.9, {"profile": 0.71, "personality": None})
+    assert calibrated["mode"] == "calibrated" and calibrated["thresholds"]["profile"] == 0.71
+    assert "90%" in calibrated["said"] and "profile 0.7100" in calibrated["said"]
