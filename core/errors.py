@@ -14,7 +14,8 @@ exit; anything else is a bug and keeps its traceback.
                                the reply never matched the requested schema
 
 Errors carry their data as attributes so callers (and tests) need not parse
-messages; ``str(err)`` is the one line a user sees.
+messages; ``str(err)`` is the one line a user sees. ``with_hint`` appends the
+next step (``re-run with retry_failed=true``) to that line.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ class AloeError(Exception):
     """Base of every deliberate aloesim error."""
 
     exit_code = 1
+    hint: str | None = None  # the next step, printed at the end of the line
+
+    def with_hint(self, hint: str) -> AloeError:
+        """This error with ``hint`` (what to do next) at the end of its line; returns self."""
+        self.hint = hint
+        return self
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class ConfigError(AloeError):

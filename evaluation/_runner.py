@@ -180,7 +180,8 @@ async def run_benchmark(
     except BaseException:
         with anyio.CancelScope(shield=True):
             await store.write(lambda c: c.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?", (time.time(), run_id)))
+                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?", (time.time(), run_id)),
+                despite_failure=True)  # also after a lost write: the run must not look like it is running
         raise
 
     statuses = await store.fetchall(

@@ -3,10 +3,12 @@
 ``Bus.subscribe(kind, buffer)`` gives an actor its own bounded inbox for a
 message type; ``Bus.publish(msg)`` delivers to every inbox subscribed to the
 message's type, waiting for room (that wait is the backpressure), and
-appends the message to the ``events`` table. ``Actor`` runs ``concurrency``
-workers on one inbox inside a task group; a worker that hits an
-``LLMError`` reports it with ``on_error`` instead of dying, so one bad
-call fails one tree, not the run.
+appends the message to the ``events`` table; once the bus is closed, a late
+message (a reply for a tree that failed meanwhile) is dropped. ``Actor`` runs
+``concurrency`` workers on one inbox inside a task group; a worker that hits
+an ``LLMError`` (or a bug: any other exception but an ``AloeError``) reports
+it with ``on_error`` instead of dying, so one bad call fails one tree, not
+the run; an ``AloeError`` (the database, a dead server) stops the run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..core.errors import LLMError
+from ..core.errors import AloeError, LLMError
 from ..environment import InferredPersona, Persona
 from ..environment.store import Store
 
@@ -129,6 +131,7 @@ class Bus:
         self._store = store
         self._run_id = run_id
         self.published: dict[str, int] = defaultdict(int)
+        self.closed = False
 
     def subscribe(self, kind: type, buffer: float) -> MemoryObjectReceiveStream:
         send, receive = anyio.create_memory_object_stream[Any](buffer)
@@ -144,6 +147,9 @@ class Bus:
         return receive
 
     async def publish(self, msg: object) -> None:
+        if self.closed:  # every tree is done: a late reply has nowhere to go
+            log.debug("bus.late_message", kind=type(msg).__name__, tree_id=getattr(msg, "tree_id", None))
+            return
         kind = type(msg)
         self.published[kind.__name__] += 1
         if self._store is not None:
@@ -154,12 +160,16 @@ class Bus:
             def write(conn: sqlite3.Connection) -> None:
                 conn.execute("INSERT INTO events (run_id, tree_id, kind, payload, created_at) VALUES (?,?,?,?,?)", row)
 
-            await self._store.submit(write)
+            await self._store.submit(write, what=f"a {kind.__name__} event")
         for send in self._routes.get(kind, ()):
-            await send.send(msg)
+            try:
+                await send.send(msg)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return  # closed while this waited for room: as above
 
     async def aclose(self) -> None:
         """Close every inbox's sending side: actors drain what is queued and stop."""
+        self.closed = True
         for sends in self._routes.values():
             for send in sends:
                 await send.aclose()
@@ -174,7 +184,7 @@ class Actor:
     inbox: MemoryObjectReceiveStream
     handle: Callable[[Any], Awaitable[None]]
     concurrency: int = 1
-    on_error: Callable[[Any, LLMError], Awaitable[None]] | None = None
+    on_error: Callable[[Any, Exception], Awaitable[None]] | None = None  # an LLMError, or a bug
     handled: int = field(default=0, init=False)
     busy: int = field(default=0, init=False)
 
@@ -196,6 +206,13 @@ class Actor:
                 except LLMError as exc:
                     if self.on_error is None:
                         raise
+                    await self.on_error(msg, exc)
+                except AloeError:
+                    raise  # the database or a managed server failed: the run cannot go on
+                except Exception as exc:  # a bug in a handler: fail its tree (named), keep the run going
+                    if self.on_error is None:
+                        raise
+                    log.exception("actor.bug", actor=self.name, error=f"{type(exc).__name__}: {exc}")
                     await self.on_error(msg, exc)
                 finally:
                     self.busy -= 1

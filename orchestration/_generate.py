@@ -304,11 +304,12 @@ async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], role
         await bus.publish(PreferenceChecked(p.spoke, verdict))
 
     def failer(role: str):
-        async def on_error(msg: Any, exc: LLMError) -> None:
+        async def on_error(msg: Any, exc: Exception) -> None:
             req = msg if isinstance(msg, TurnRequested) else getattr(msg, "spoke", None) or msg.request
             if isinstance(req, UserSpoke):
                 req = req.request
-            await bus.publish(TreeFailed(req.tree_id, req.branch, role, exc.reason))
+            reason = exc.reason if isinstance(exc, LLMError) else f"internal error: {type(exc).__name__}: {exc}"
+            await bus.publish(TreeFailed(req.tree_id, req.branch, role, reason))
         return on_error
 
     actors = [

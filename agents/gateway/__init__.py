@@ -2,13 +2,17 @@
 
 ``Backend`` is a ``ChatModel`` over one or more OpenAI-compatible endpoints
 (GPT-4o, vLLM replicas, the embedded llama.cpp server) with limits, retries,
-structured output, call records and a response cache.
+structured output, call records and a response cache. Every reply is read
+by ``parse_reply`` (raw bytes to a validated, storable ``Reply``); redirects
+are never followed; an ``EndpointGuard`` watches a managed server.
 """
 
-from ._backend import Backend, Endpoint, response_format
+from ._backend import Backend, response_format
 from ._cache import request_key
+from ._endpoint import Endpoint, EndpointGuard
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._record import CallRecord, Recorder, StoreRecorder
+from ._reply import MalformedReply, Reply, parse_reply
 from ._settings import BackendSettings
 from ._types import CallContext, ChatModel, ChatResult, Sampling
 
@@ -20,12 +24,16 @@ __all__ = [
     "ChatModel",
     "ChatResult",
     "Endpoint",
+    "EndpointGuard",
+    "MalformedReply",
     "PeakLimiter",
     "Recorder",
+    "Reply",
     "RetryBudget",
     "Sampling",
     "StoreRecorder",
     "TokenBucket",
+    "parse_reply",
     "request_key",
     "response_format",
 ]

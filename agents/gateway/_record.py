@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ...core import safe_count, safe_seconds, safe_text
 from ...environment.store import Store
 from ._types import CallContext
 
@@ -30,6 +31,7 @@ class CallRecord:
     cached: bool
     error: str | None
     cache_key: str | None
+    finish_reason: str | None = None  # the server's ("stop", "length", ...); None = unknown or failed
 
 
 class Recorder(Protocol):
@@ -61,15 +63,19 @@ class StoreRecorder:
     async def record(self, call: CallRecord, cache_value: dict[str, Any] | None) -> None:
         ctx = call.context or CallContext()
         run_id = ctx.run_id if ctx.run_id is not None else self.run_id
+        # values made safe here too, whoever produced the record: a row that cannot be
+        # written (an integer past 2^63, a lone surrogate) would fail the run
         row = (
             run_id, call.role, call.endpoint, call.model, ctx.tree_id, ctx.turn, ctx.branch, ctx.case_id,
-            json.dumps(call.request, ensure_ascii=False), call.response, call.prompt_tokens,
-            call.completion_tokens, call.latency_s, call.attempts, int(call.cached), call.error,
-            call.cache_key, time.time(),
+            safe_text(json.dumps(call.request, ensure_ascii=False)),
+            None if call.response is None else safe_text(call.response), safe_count(call.prompt_tokens),
+            safe_count(call.completion_tokens), safe_seconds(call.latency_s), safe_count(call.attempts),
+            int(call.cached), None if call.error is None else safe_text(call.error), call.cache_key, time.time(),
+            None if call.finish_reason is None else safe_text(call.finish_reason)[:40],
         )
         cache_row = None
         if cache_value is not None and call.cache_key is not None:
-            cache_row = (call.cache_key, json.dumps(cache_value, ensure_ascii=False), time.time())
+            cache_row = (call.cache_key, safe_text(json.dumps(cache_value, ensure_ascii=False)), time.time())
             self._recent[call.cache_key] = cache_value
             if len(self._recent) > self._recent_max:
                 self._recent.popitem(last=False)
@@ -78,10 +84,10 @@ class StoreRecorder:
             conn.execute(
                 "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, case_id, request,"
                 " response, prompt_tokens, completion_tokens, latency_s, attempts, cached, error, cache_key,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " created_at, finish_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 row,
             )
             if cache_row is not None:
                 conn.execute("INSERT OR IGNORE INTO llm_cache (key, response, created_at) VALUES (?,?,?)", cache_row)
 
-        await self.store.submit(write)
+        await self.store.submit(write, what=f"the record of a {call.role} call")

@@ -30,6 +30,7 @@ class BackendSettings:
     retry_budget: int = 10000
     backoff_base: float = 0.5          # first retry waits about this long (with jitter)
     backoff_max: float = 30.0
+    max_reply_chars: int = 100_000     # a longer reply is cut here (recorded with finish_reason "length")
     # managed servers (embedded / vllm with no base_url)
     gguf: str | None = None
     servers: int = 1
@@ -37,6 +38,8 @@ class BackendSettings:
     n_ctx: int = 4096
     n_threads: int | None = None
     startup_timeout: float = 120.0
+    max_restarts: int = 2              # a managed server that dies is restarted this often, then the run stops
+    hang_timeout: float = 60.0         # a managed server that answers no health check this long is restarted
     extra: dict[str, Any] = field(default_factory=dict)   # anything else (e.g. vLLM server args)
 
     @classmethod
@@ -64,15 +67,15 @@ class BackendSettings:
             raise bad("kind", self.kind, " | ".join(KINDS))
         if self.dialect not in DIALECTS:
             raise bad("dialect", self.dialect, " | ".join(DIALECTS))
-        for key in ("concurrency", "servers", "n_ctx"):
+        for key in ("concurrency", "servers", "n_ctx", "max_reply_chars"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise bad(key, value, "an integer >= 1")
-        for key in ("max_retries", "retry_budget"):
+        for key in ("max_retries", "retry_budget", "max_restarts"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 0:
                 raise bad(key, value, "an integer >= 0")
-        for key in ("timeout", "startup_timeout", "backoff_base", "backoff_max"):
+        for key in ("timeout", "startup_timeout", "backoff_base", "backoff_max", "hang_timeout"):
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise bad(key, value, "a number > 0")

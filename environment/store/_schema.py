@@ -170,6 +170,10 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX llm_calls_run_role ON llm_calls(run_id, role, attempts, prompt_tokens, completion_tokens, latency_s, error);
     """,
+    # 2 -> 3: why each reply ended ('stop', 'length' = cut at max_tokens or max_reply_chars, ...; NULL = unknown).
+    """
+    ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,13 @@ for). ``await store.submit(fn)`` only waits for queue space; use it for
 records nobody waits on (LLM call logs, bus events). Both are flushed before
 ``Store.open`` exits, even on error or cancellation.
 
+Nothing submitted is dropped silently: the first submitted write that fails
+is kept (and logged), and from then on every ``write``/``submit`` raises it
+as a ``StoreError`` naming what was lost, and so does the exit of
+``Store.open`` (the run fails loudly instead of finishing with a hole).
+``write(fn, despite_failure=True)`` is for the one write that still has to
+happen then: marking the run failed.
+
 Reads go through aiosqlite on their own connection (WAL lets them run
 beside the writer).
 """
@@ -27,12 +34,15 @@ from typing import Any, Generic, TypeVar
 
 import aiosqlite
 import anyio
+import structlog
 from anyio.abc import TaskStatus
 
 from ...core import StoreError, lone_error
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -164,6 +174,7 @@ def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -
 class _Op(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
     wait: bool
+    what: str = ""  # what a submitted write holds, for the error that names it
     done: anyio.Event = field(default_factory=anyio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -180,6 +191,7 @@ class Store:
         self._send, self._receive = anyio.create_memory_object_stream[_Op](queue)
         self._thread = anyio.CapacityLimiter(1)
         self._drained = anyio.Event()  # set when the writer has committed everything and stopped
+        self.failure: StoreError | None = None  # the first submitted write that failed (see the module docstring)
         self.batches = 0
         self.ops = 0
 
@@ -211,6 +223,8 @@ class Store:
                         with anyio.CancelScope(shield=True):
                             await store._send.aclose()
                             await store._drained.wait()
+                    if store.failure is not None:  # the body went on, but a queued write was lost
+                        raise store.failure
         finally:
             with anyio.CancelScope(shield=True):
                 await reader.close()
@@ -243,7 +257,17 @@ class Store:
                 self.batches += 1
                 self.ops += len(batch)
                 for op in batch:
+                    if op.error is not None and not op.wait:
+                        self._lost(op)
                     op.done.set()
+
+    def _lost(self, op: _Op) -> None:
+        """A submitted write failed: nobody waits for it, so keep it for the next caller."""
+        assert op.error is not None
+        reason = op.error.reason if isinstance(op.error, StoreError) else f"{type(op.error).__name__}: {op.error}"
+        log.error("store.write_lost", what=op.what, error=reason)
+        if self.failure is None:
+            self.failure = StoreError(str(self.path), f"a queued write failed ({op.what}): {reason}")
 
     def _commit(self, batch: list[_Op]) -> None:
         conn = self._writer_conn
@@ -268,8 +292,12 @@ class Store:
                 op.error = err
 
     # -- writing ---------------------------------------------------------
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction; return its result once committed."""
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, despite_failure: bool = False) -> T:
+        """Run ``fn`` in a write transaction; return its result once committed.
+        Raises the kept ``failure`` of an earlier submitted write first, unless
+        ``despite_failure`` (for marking the run failed)."""
+        if self.failure is not None and not despite_failure:
+            raise self.failure
         op: _Op[T] = _Op(fn, wait=True)
         await self._send.send(op)
         await op.done.wait()
@@ -277,10 +305,15 @@ class Store:
             raise op.error
         return op.result
 
-    async def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        """Queue ``fn`` for the next batch without waiting for the commit.
-        A failure is not reported to the caller; use for logs and events."""
-        await self._send.send(_Op(fn, wait=False))
+    async def submit(self, fn: Callable[[sqlite3.Connection], Any], *, what: str = "") -> None:
+        """Queue ``fn`` for the next batch without waiting for the commit (for
+        records nobody waits on: call records, events). If it fails, the next
+        ``write``/``submit`` and the store's close raise a StoreError naming
+        ``what`` (default: the function's name); so does this call when an
+        earlier one failed."""
+        if self.failure is not None:
+            raise self.failure
+        await self._send.send(_Op(fn, wait=False, what=what or getattr(fn, "__qualname__", "a write")))
 
     # -- reading ---------------------------------------------------------
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...agents import AlignmentJudge
 from ...agents.gateway import BackendSettings, ChatModel, Sampling
+from ...core import AloeError, the_lone_error
 from ...core.errors import ConfigError
 from ...environment.store import Store, connect
 from ...evaluation import (
@@ -282,8 +283,15 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
             else:
                 assert p.model.backend is not None
                 evaluated = await pool.backend(p.model.backend, name=p.model.identity["name"])
-            outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=roles["judge"],
-                                          model=evaluated, spec=p.spec)
+            try:
+                outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=roles["judge"],
+                                              model=evaluated, spec=p.spec)
+            except Exception as exc:  # a lost database write, a managed server that died for good
+                lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+                if not isinstance(lone, AloeError):
+                    raise
+                raise lone.with_hint("the evaluation is marked interrupted and its finished turns are kept;"
+                                    " once the cause is fixed, re-run the same command to continue") from None
             labels, source = p.labels, f"labels {cfg.evaluation.labels}" if p.labels is not None else "labels"
             if p.second_judge is not None:
                 judge2 = SecondJudge(await pool.backend(p.second_judge), str(cfg.prompts.judge),
@@ -294,7 +302,8 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
         data = await load_evaluation(store, outcome.evaluation_id)
         faults = await store.fetchone(  # the run's totals, over every invocation (as `aloe runs` shows them)
             "SELECT COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0),"
-            " COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls WHERE run_id = ?", (outcome.run_id,))
+            " COALESCE(SUM(error IS NOT NULL), 0), COALESCE(SUM(finish_reason = 'length'), 0)"
+            " FROM llm_calls WHERE run_id = ?", (outcome.run_id,))
         report = await anyio.to_thread.run_sync(
             lambda: build_report([data], n_boot=p.n_boot, seed=p.spec.seed, level=p.level, labels=labels,
                                  labels_source=source))
@@ -308,6 +317,7 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
         "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
         "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
         "failed_cases": entry["failures"]["cases"], "retries": faults[0], "call_failures": faults[1],
+        "truncated_calls": faults[2],
         "seconds": round(outcome.seconds, 1),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
         "report": {k: str(v) for k, v in paths.items()},

@@ -9,6 +9,7 @@ import anyio
 import structlog
 from omegaconf import DictConfig
 
+from ...core import AloeError, the_lone_error
 from ...environment import stable_int
 from ...environment.store import PERSONAS_SQL, Store, finish_run, persona_from_row
 from .._generate import ROLES, GenerationSettings, Progress, TreeJob, _concurrency, grow_trees
@@ -61,6 +62,34 @@ async def _select_trees(store: Store, run_id: int, settings: GenerationSettings,
     return jobs, len(chosen)
 
 
+RETRY_HINT = "the run is marked failed; once the cause is fixed, re-run the same command with retry_failed=true"
+
+
+async def _stop_run(store: Store, run_id: int, exc: BaseException) -> BaseException:
+    """The run could not go on (a database write was lost, a managed server died, a bug):
+    mark it and its unfinished trees failed with the error named (resumable with
+    retry_failed=true), and return the error to raise (a lone AloeError, with that hint)."""
+    lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    error = lone if lone is not None else exc
+    reason = f"run stopped: {type(error).__name__}: {error}" if not isinstance(error, AloeError) else \
+        f"run stopped: {error}"
+    now = time.time()
+
+    def mark(c) -> None:
+        c.execute("UPDATE trees SET status = 'failed', error = ?, finished_at = ? WHERE run_id = ?"
+                  " AND status IN ('pending', 'running')", (reason, now, run_id))
+        c.execute("UPDATE runs SET status = 'failed', finished_at = ?, stats = ? WHERE id = ?",
+                  (now, json.dumps({"run_id": run_id, "error": reason}), run_id))
+
+    with anyio.CancelScope(shield=True):
+        try:
+            await store.write(mark, despite_failure=True)
+        except AloeError as marking:  # the database itself is gone: say so, keep the first error
+            log.error("generate.cannot_mark_run", run_id=run_id, error=str(marking))
+    log.error("generate.stopped", run_id=run_id, error=reason)
+    return error.with_hint(RETRY_HINT) if isinstance(error, AloeError) else exc
+
+
 def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
     """Check every value before anything is opened or started (also run by ``-m``
     for every job of a sweep before the first one runs)."""
@@ -93,8 +122,11 @@ async def generate(cfg: DictConfig) -> dict:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
                 roles = make_roles(cfg, models)
                 backends = pool.backends
-                await grow_trees(store, run_id, jobs, roles, settings, cfg, progress,
-                                 on_started=reporter(settings.progress, settings.progress_interval, backends))
+                try:
+                    await grow_trees(store, run_id, jobs, roles, settings, cfg, progress,
+                                     on_started=reporter(settings.progress, settings.progress_interval, backends))
+                except Exception as exc:  # noqa: BLE001 -- re-raised; not Ctrl-C or cancellation (resumable as is)
+                    raise await _stop_run(store, run_id, exc) from None
         counts = {r[0]: r[1] for r in await store.fetchall(
             "SELECT status, COUNT(*) FROM trees WHERE run_id = ? GROUP BY status", (run_id,))}
         nodes = await store.fetchval("SELECT COUNT(*) FROM nodes n JOIN trees t ON t.id = n.tree_id WHERE t.run_id = ?",
@@ -102,12 +134,13 @@ async def generate(cfg: DictConfig) -> dict:
         calls = await store.fetchone(
             "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
             " COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END),0),"
-            " COALESCE(SUM(error IS NOT NULL),0), COALESCE(SUM(cached),0) FROM llm_calls WHERE run_id = ?", (run_id,))
+            " COALESCE(SUM(error IS NOT NULL),0), COALESCE(SUM(cached),0),"
+            " COALESCE(SUM(finish_reason = 'length'),0) FROM llm_calls WHERE run_id = ?", (run_id,))
         stats = {
             "run_id": run_id, "resumed": resumed, "trees": sum(counts.values()),
             "trees_complete": counts.get("complete", 0), "trees_failed": counts.get("failed", 0),
             "nodes": nodes, "llm_calls": calls[0], "prompt_tokens": calls[1], "completion_tokens": calls[2],
-            "retries": calls[3], "call_failures": calls[4], "cached_calls": calls[5],
+            "retries": calls[3], "call_failures": calls[4], "cached_calls": calls[5], "truncated_calls": calls[6],
             "wall_s": round(time.monotonic() - started, 2),
         }
         if progress.judge_total:
