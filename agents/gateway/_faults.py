@@ -24,7 +24,7 @@ __all__ = ["RETRY_STATUS", "Retryable", "first_error", "redactor", "retry_after"
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 MASKED = "[redacted]"
-_MASK = re.compile(r"\s?(?:[*•●·…#]{2,}|\.{3,}|x{4,}|X{4,})\s?")
+_MASK = re.compile(r"(?:[*•●·…#]{2,}|\.{3,}|x{4,}|X{4,})")
 _WORD_BEFORE = re.compile(r"[\w\-]{1,64}$")
 _WORD_AFTER = re.compile(r"[\w\-]{1,64}")
 _FRAGMENT = 8  # this many characters of the key in a row are recognisable
@@ -93,16 +93,18 @@ def redactor(secret: str | None) -> Callable[[str], str]:
         spans = []
         for m in _MASK.finditer(text):
             start, end = m.start(), m.end()
-            before = _WORD_BEFORE.search(text, max(0, start - 64), start)
+            gap = int(start > 0 and text[start - 1] == " ")  # "sk-ab ... wxyz": one space may part them
+            before = _WORD_BEFORE.search(text, max(0, start - gap - 64), start - gap)
             if before is not None:  # the longest tail of the word before that starts the key
                 word = before.group()
                 k = next((k for k in range(len(word), 2, -1) if secret.startswith(word[-k:])), 0)
-                start -= k
-            after = _WORD_AFTER.match(text, end)
+                start -= k + gap if k else 0
+            gap = int(text[end:end + 1] == " ")
+            after = _WORD_AFTER.match(text, end + gap)
             if after is not None:  # the longest head of the word after that ends the key
                 word = after.group()
                 k = next((k for k in range(len(word), 3, -1) if secret.endswith(word[:k])), 0)
-                end += k
+                end += k + gap if k else 0
             if (start, end) != (m.start(), m.end()):
                 spans.append((start, end))
         return spans

@@ -265,7 +265,7 @@ class Store:
         """A submitted write failed: nobody waits for it, so keep it for the next caller."""
         assert op.error is not None
         reason = op.error.reason if isinstance(op.error, StoreError) else f"{type(op.error).__name__}: {op.error}"
-        log.error("store.write_lost", what=op.what, error=reason)
+        log.warning("store.write_lost", what=op.what, error=reason)
         if self.failure is None:
             self.failure = StoreError(str(self.path), f"a queued write failed ({op.what}): {reason}")
 

@@ -62,17 +62,14 @@ async def _select_trees(store: Store, run_id: int, settings: GenerationSettings,
     return jobs, len(chosen)
 
 
-RETRY_HINT = "the run is marked failed; once the cause is fixed, re-run the same command with retry_failed=true"
-
-
 async def _stop_run(store: Store, run_id: int, exc: BaseException) -> BaseException:
     """The run could not go on (a database write was lost, a managed server died, a bug):
     mark it and its unfinished trees failed with the error named (resumable with
-    retry_failed=true), and return the error to raise (a lone AloeError, with that hint)."""
+    retry_failed=true), and return the error to raise (a lone AloeError, with the next step)."""
     lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
     error = lone if lone is not None else exc
-    reason = f"run stopped: {type(error).__name__}: {error}" if not isinstance(error, AloeError) else \
-        f"run stopped: {error}"
+    reason = f"run stopped: {error}" if isinstance(error, AloeError) else \
+        f"run stopped: {type(error).__name__}: {error}"
     now = time.time()
 
     def mark(c) -> None:
@@ -81,13 +78,15 @@ async def _stop_run(store: Store, run_id: int, exc: BaseException) -> BaseExcept
         c.execute("UPDATE runs SET status = 'failed', finished_at = ?, stats = ? WHERE id = ?",
                   (now, json.dumps({"run_id": run_id, "error": reason}), run_id))
 
+    hint = "the run is marked failed; once the cause is fixed, re-run the same command with retry_failed=true"
     with anyio.CancelScope(shield=True):
         try:
             await store.write(mark, despite_failure=True)
-        except AloeError as marking:  # the database itself is gone: say so, keep the first error
-            log.error("generate.cannot_mark_run", run_id=run_id, error=str(marking))
-    log.error("generate.stopped", run_id=run_id, error=reason)
-    return error.with_hint(RETRY_HINT) if isinstance(error, AloeError) else exc
+        except AloeError as marking:  # the database itself is unusable (a full disk): nothing more to mark
+            log.warning("generate.cannot_mark_run", run_id=run_id, error=str(marking))
+            hint = "once the cause is fixed, re-run the same command to continue"
+    log.warning("generate.stopped", run_id=run_id, error=reason)
+    return error.with_hint(hint) if isinstance(error, AloeError) else exc
 
 
 def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
