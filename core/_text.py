@@ -29,7 +29,7 @@ _SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", '"': '"', "\\"
 # a fast pre-check: any character that might be refused (the exact test is refused_char)
 _SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
                       "\U0001fffe-\U0001ffff\U0002fffe-\U0002ffff\U0003fffe-\U0003ffff\U0004fffe-\U0010ffff]"
-                      r"|\\u")
+                      r"|\\[ubf]")
 
 
 def refused_char(ch: str) -> str | None:

@@ -6,6 +6,7 @@ exit; anything else is a bug and keeps its traceback.
     AloeError
     ├── ConfigError            a config key or value is not allowed
     ├── InputError             a user file cannot be read (file, line, column)
+    ├── OutputError            an output folder or file cannot be written (full disk, ...)
     ├── StoreError             the database cannot be used (not SQLite, newer schema,
     │                          read-only, disk full, ...)
     ├── ServerError            a managed model server did not start or died
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LLMError",
+    "OutputError",
     "ServerError",
     "StoreError",
     "StructuredOutputError",
@@ -70,6 +72,14 @@ class InputError(AloeError):
             if column is not None:
                 where += f":{column}"
         super().__init__(f"input error: {where}: {reason}")
+
+
+class OutputError(AloeError):
+    """An output (export files, a report) cannot be written. What was there stays."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"output error: {self.path}: {reason}")
 
 
 class StoreError(AloeError):
