@@ -18,7 +18,8 @@ VOLATILE = {
     "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight",
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",
-                     ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls")
+                     ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls",
+                     ".max_restarts", ".hang_timeout")
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -211,6 +211,12 @@ class Backend:
                     cool = exc.retry_after if exc.retry_after is not None else self.settings.backoff_max
                     endpoint.cool_until = time.monotonic() + min(cool, 120.0)
                 if attempt > self.settings.max_retries or not self.budget.take():
+                    if exc.endpoint_fault and endpoint.guard is not None:
+                        try:  # a managed server that is gone for good is the run's error, not this call's
+                            await endpoint.guard.usable()
+                        except ServerError as gone:
+                            await self._fail(role, endpoint, context, request, key, start, attempt, str(gone))
+                            raise
                     why = "retries exhausted" if attempt > self.settings.max_retries else "run retry budget exhausted"
                     await self._fail(role, endpoint, context, request, key, start, attempt, f"{reason} ({why})")
                     err_cls = StructuredOutputError if reason.startswith(_STRUCTURED) else LLMError
