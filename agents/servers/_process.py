@@ -99,12 +99,11 @@ class ManagedServer:
     def check(self) -> None:
         """Raise ``ServerError`` (with the log tail) if the server is gone: its process
         exited, or, when it is watched, its watch gave up restarting it."""
-        if self.watch is not None:
-            if self.watch.failure is not None:
-                raise self.watch.failure
-            return
+        watch = self.watch
+        if watch is not None and watch.failure is not None:
+            raise watch.failure
         code = self.process.poll()
-        if code is not None:
+        if code is not None and (watch is None or watch.restarts >= watch.max_restarts):  # else: restarting
             raise ServerError(self.what, f"exited with code {code}; {log_hint(self.log_path)}")
 
 

@@ -224,3 +224,45 @@ def test_evaluate_takes_hostile_replies_without_a_traceback(tmp_path: Path, clea
     assert summary["truncated_calls"] == length
     run = json.loads(aloe("runs", f"db={db}", "format=json").out)[0]
     assert run["status"] in ("complete", "failed")
+
+
+BUGGY = """
+import sys
+from aloesim.orchestration import _generate
+original, seen = _generate.TreeEnvironment._commit, []
+async def commit(self, part):
+    seen.append(part)
+    if len(seen) == 3:
+        raise KeyError("a bug in the environment")
+    return await original(self, part)
+_generate.TreeEnvironment._commit = commit
+from aloesim.orchestration.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_bug_that_stops_the_run_leaves_it_marked_with_the_error_named(tmp_path: Path, clean_server) -> None:
+    """A bug outside any role (here: in the tree environment) ends the run with its
+    traceback, but never with trees left ``running``: the run and its unfinished
+    trees are marked failed, naming the error; retry_failed=true finishes them."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, env
+
+    db = tmp_path / "g.db"
+    add_personas(db, 4)
+    args = ["generate", f"db={db}", "generation.trees=4", "generation.turns=2", *GEN,
+            *backend_args(clean_server.base_url)]
+    proc = subprocess.run([sys.executable, "-c", BUGGY, *args], env=env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=180, check=False)
+    assert proc.returncode == 1 and "KeyError: 'a bug in the environment'" in proc.stderr, proc.stderr[-3000:]
+    conn = sqlite3.connect(db)
+    run_status, stats = conn.execute("SELECT status, stats FROM runs").fetchone()
+    assert run_status == "failed" and "KeyError" in json.loads(stats)["error"]
+    trees = conn.execute("SELECT status, error FROM trees").fetchall()
+    assert {s for s, _ in trees} <= {"complete", "failed"}
+    assert any(s == "failed" and e == "run stopped: KeyError: 'a bug in the environment'" for s, e in trees)
+    conn.close()
+    again = aloe(*args, "retry_failed=true")
+    assert again.code == 0 and again.summary()["trees_complete"] == 4, again.err[-2000:]

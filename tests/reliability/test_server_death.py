@@ -129,7 +129,7 @@ def test_a_hung_server_is_killed_and_restarted(tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     add_personas(db, 3)
     started = time.monotonic()
-    code, err, pid = run_and_strike(tmp_path, db, signal.SIGSTOP, "backend.max_restarts=1", "backend.hang_timeout=8")
+    code, err, _ = run_and_strike(tmp_path, db, signal.SIGSTOP, "backend.max_restarts=1", "backend.hang_timeout=8")
     assert code == 0, err[-3000:]
     assert "Traceback" not in err
     (down,) = events(err, "server.down")
