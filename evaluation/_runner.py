@@ -191,13 +191,19 @@ async def run_benchmark(
     status = "complete" if out.complete == len(rows) else "failed" if counts.get("pending", 0) == 0 else "running"
     out.seconds = time.monotonic() - started
     stats = {k: v for k, v in vars(out).items()}
+    lost = store.failure  # a queued write (a call record) failed: the run must not look whole
+    if lost is not None:
+        stats["error"] = lost.reason
 
     def finish(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
         conn.execute("UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE id = ?",
-                     ("complete" if status == "complete" else "failed", time.time(), json.dumps(stats), run_id))
+                     ("complete" if status == "complete" and lost is None else "failed", time.time(),
+                      json.dumps(stats), run_id))
 
-    await store.write(finish)
+    await store.write(finish, despite_failure=True)
+    if lost is not None:
+        raise lost
     log.info("evaluate.done", evaluation_id=eval_id, status=status, complete=out.complete, failed=out.failed,
              turns_run=out.turns_run, judge_failures=out.judge_failures, seconds=round(out.seconds, 1))
     return out

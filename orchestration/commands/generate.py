@@ -146,6 +146,8 @@ async def generate(cfg: DictConfig) -> dict:
             stats["preference_agreement"] = round(progress.judge_agree / progress.judge_total, 4)
         if backends:
             stats["this_invocation"] = snapshot(progress, backends)
+        if store.failure is not None:  # a queued write (a call record, an event) was lost: fail loudly
+            raise await _stop_run(store, run_id, store.failure)
         status = "complete" if stats["trees_complete"] == stats["trees"] else "failed"
         await store.write(lambda c: finish_run(c, run_id, status, stats))
     stats["db"] = str(cfg.db)

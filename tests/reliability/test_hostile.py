@@ -266,3 +266,44 @@ def test_a_bug_that_stops_the_run_leaves_it_marked_with_the_error_named(tmp_path
     conn.close()
     again = aloe(*args, "retry_failed=true")
     assert again.code == 0 and again.summary()["trees_complete"] == 4, again.err[-2000:]
+
+
+UNCLAMPED = """
+import sys
+from aloesim.agents.gateway import _record, _reply
+_record.safe_count = _reply.safe_count = lambda value, maximum=0: value  # as before counts were made safe
+from aloesim.orchestration.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["generate", "evaluate"])
+def test_a_queued_write_that_fails_fails_the_run_loudly(tmp_path: Path, clean_server, command: str) -> None:
+    """The class behind 'usage 10^30 left no row': with the clamping taken out again
+    (so the call record's INSERT overflows), the lost record is not swallowed: the
+    command ends with one line naming it, exit 1, and the run is marked failed."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, env
+
+    clean_server.configure(fault_rate=0.3, fault_mix="usage_huge", reset=True)
+    db = tmp_path / "g.db"
+    url = clean_server.base_url
+    if command == "generate":
+        add_personas(db, 3)
+        args = ["generate", f"db={db}", "generation.trees=3", "generation.turns=2", *GEN]
+    else:
+        args = ["evaluate", f"db={db}", *write_benchmark(tmp_path), "benchmark.turns=2", "log.format=json",
+                f"evaluation.out_dir={tmp_path / 'report'}", *model_args(url)]
+    proc = subprocess.run([sys.executable, "-c", UNCLAMPED, *args, *backend_args(url), "log.level=ERROR"],
+                          env=env(), cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith(f"aloe {command}: database error: {db}: a queued write failed (the record of a ")
+    assert "Python int too large to convert to SQLite INTEGER" in lines[0]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT status FROM runs").fetchone()[0] in ("failed", "interrupted")
+    assert conn.execute("SELECT COUNT(*) FROM trees WHERE status IN ('pending', 'running')").fetchone()[0] == 0
+    conn.close()
