@@ -265,9 +265,11 @@ class Store:
         """A submitted write failed: nobody waits for it, so keep it for the next caller."""
         assert op.error is not None
         reason = op.error.reason if isinstance(op.error, StoreError) else f"{type(op.error).__name__}: {op.error}"
-        log.warning("store.write_lost", what=op.what, error=reason)
         if self.failure is None:
+            log.warning("store.write_lost", what=op.what, error=reason)
             self.failure = StoreError(str(self.path), f"a queued write failed ({op.what}): {reason}")
+        else:  # (a full disk fails a whole batch: one warning is enough)
+            log.debug("store.write_lost", what=op.what, error=reason)
 
     def _commit(self, batch: list[_Op]) -> None:
         conn = self._writer_conn
