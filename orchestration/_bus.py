@@ -26,6 +26,7 @@ import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ..core import safe_text
 from ..core.errors import AloeError, LLMError
 from ..environment import InferredPersona, Persona
 from ..environment.store import Store
@@ -154,8 +155,8 @@ class Bus:
         self.published[kind.__name__] += 1
         if self._store is not None:
             payload = event_payload(msg)
-            row = (self._run_id, payload.get("tree_id"), kind.__name__, json.dumps(payload, ensure_ascii=False),
-                   time.time())
+            row = (self._run_id, payload.get("tree_id"), kind.__name__,
+                   safe_text(json.dumps(payload, ensure_ascii=False)), time.time())  # storable whatever it holds
 
             def write(conn: sqlite3.Connection) -> None:
                 conn.execute("INSERT INTO events (run_id, tree_id, kind, payload, created_at) VALUES (?,?,?,?,?)", row)

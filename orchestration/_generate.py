@@ -158,7 +158,7 @@ class TreeEnvironment:
             # queued, not awaited: the writer applies it before this tree's first node, and a
             # commit round trip per tree would hold back every later tree's start
             await self.store.submit(lambda c, t=job.tree_id: c.execute(
-                "UPDATE trees SET status = 'running', error = NULL WHERE id = ?", (t,)))
+                "UPDATE trees SET status = 'running', error = NULL WHERE id = ?", (t,)), what="a tree's status")
             await self._advance(job.tree_id)
 
     async def _advance(self, tree_id: int) -> None:
