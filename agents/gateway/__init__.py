@@ -13,19 +13,22 @@ from ._endpoint import Endpoint, EndpointGuard
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._record import CallRecord, Recorder, StoreRecorder
 from ._reply import MalformedReply, Reply, parse_reply
-from ._settings import BackendSettings
+from ._settings import BACKEND_SCHEMAS, BackendSettings, EmbeddedBackend, OpenAIBackend, VLLMBackend
 from ._types import CallContext, ChatModel, ChatResult, Sampling
 
 __all__ = [
+    "BACKEND_SCHEMAS",
     "Backend",
     "BackendSettings",
     "CallContext",
     "CallRecord",
     "ChatModel",
     "ChatResult",
+    "EmbeddedBackend",
     "Endpoint",
     "EndpointGuard",
     "MalformedReply",
+    "OpenAIBackend",
     "PeakLimiter",
     "Recorder",
     "Reply",
@@ -33,6 +36,7 @@ __all__ = [
     "Sampling",
     "StoreRecorder",
     "TokenBucket",
+    "VLLMBackend",
     "parse_reply",
     "request_key",
     "response_format",

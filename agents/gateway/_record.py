@@ -4,15 +4,12 @@ protocol; ``StoreRecorder`` is the SQLite implementation."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ...core import safe_count, safe_seconds, safe_text
-from ...environment.store import Store
+from ...environment.store import Calls, NewCall, Store
 from ._types import CallContext
 
 
@@ -57,37 +54,25 @@ class StoreRecorder:
     async def lookup(self, key: str) -> dict[str, Any] | None:
         if key in self._recent:
             return self._recent[key]
-        row = await self.store.fetchone("SELECT response FROM llm_cache WHERE key = ?", (key,))
-        return None if row is None else json.loads(row[0])
+        return await self.store.read(lambda c: Calls(c).cached(key))
 
     async def record(self, call: CallRecord, cache_value: dict[str, Any] | None) -> None:
         ctx = call.context or CallContext()
         run_id = ctx.run_id if ctx.run_id is not None else self.run_id
         # values made safe here too, whoever produced the record: a row that cannot be
         # written (an integer past 2^63, a lone surrogate) would fail the run
-        row = (
+        new = NewCall(
             run_id, call.role, call.endpoint, call.model, ctx.tree_id, ctx.turn, ctx.branch, ctx.case_id,
-            safe_text(json.dumps(call.request, ensure_ascii=False)),
-            None if call.response is None else safe_text(call.response), safe_count(call.prompt_tokens),
-            safe_count(call.completion_tokens), safe_seconds(call.latency_s), safe_count(call.attempts),
-            int(call.cached), None if call.error is None else safe_text(call.error), call.cache_key, time.time(),
-            None if call.finish_reason is None else safe_text(call.finish_reason)[:40],
+            call.request, None if call.response is None else safe_text(call.response),
+            safe_count(call.prompt_tokens), safe_count(call.completion_tokens), safe_seconds(call.latency_s),
+            safe_count(call.attempts), call.cached, None if call.error is None else safe_text(call.error),
+            call.cache_key, None if call.finish_reason is None else safe_text(call.finish_reason)[:40],
         )
-        cache_row = None
+        cache = None
         if cache_value is not None and call.cache_key is not None:
-            cache_row = (call.cache_key, safe_text(json.dumps(cache_value, ensure_ascii=False)), time.time())
+            cache = (call.cache_key, cache_value)
             self._recent[call.cache_key] = cache_value
             if len(self._recent) > self._recent_max:
                 self._recent.popitem(last=False)
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, case_id, request,"
-                " response, prompt_tokens, completion_tokens, latency_s, attempts, cached, error, cache_key,"
-                " created_at, finish_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                row,
-            )
-            if cache_row is not None:
-                conn.execute("INSERT OR IGNORE INTO llm_cache (key, response, created_at) VALUES (?,?,?)", cache_row)
-
-        await self.store.submit(write, what=f"the record of a {call.role} call")
+        await self.store.submit(lambda c: Calls(c).add(new, cache), what=f"the record of a {call.role} call")
