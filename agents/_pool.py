@@ -127,6 +127,7 @@ class ModelPool:
         self._seed = seed
         self._backends: dict[str, Backend] = {}
         self._servers: dict[str, list[str]] = {}
+        self._guards: dict[str, Any] = {}  # URL -> the watch of the managed server behind it
         self.budget: RetryBudget | None = None
 
     async def urls(self, s: BackendSettings) -> list[str]:
@@ -139,6 +140,7 @@ class ModelPool:
 
             servers = await self._stack.enter_async_context(managed_servers(spec))
             self._servers[key] = [server.url for server in servers]
+            self._guards.update({server.url: server.watch for server in servers})
         return self._servers[key]
 
     async def backend(self, s: BackendSettings, *, name: str | None = None) -> Backend:
@@ -149,7 +151,7 @@ class ModelPool:
                 self.budget = RetryBudget(s.retry_budget)
             recorder = StoreRecorder(self._store, self._run_id) if self._store is not None else None
             backend = Backend(s, urls, name=name, recorder=recorder, cache=self._cache, budget=self.budget,
-                              seed=self._seed)
+                              seed=self._seed, guards=self._guards)
             self._stack.push_async_callback(backend.aclose)
             self._backends[key] = backend
         return self._backends[key]

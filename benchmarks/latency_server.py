@@ -31,6 +31,13 @@ structured requests). The draw is a hash of (seed, request body, how many
 times this body was seen before): deterministic for a seed whatever the
 arrival order, and a retry of the same body gets a fresh draw.
 
+Hostile mode: the mix may also name the kinds of ``hostile_replies.HOSTILE_KINDS``
+(``hostile`` = all of them): replies with a lone surrogate, usage of 10^30,
+``choices`` a string, HTML or zero bytes with status 200, gzip garbage,
+JSON nested 100,000 deep, a 302/307 to ``--redirect-to`` (another origin),
+a 401 echoing the key masked, random mutations (``fuzz``), ... (``all``
+stays the classic kinds above).
+
 Run it: ``python benchmarks/latency_server.py --port 8000 --latency 0.05
 --fault-rate 0.2 --fault-mix 429=2,500,hang --seed 1``. With ``--port 0`` it
 picks a free port; either way the first line on stdout is ``PORT <n>``.
@@ -64,8 +71,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+try:
+    from hostile_replies import HOSTILE_KINDS, hostile_reply
+except ImportError:  # imported as benchmarks.latency_server
+    from .hostile_replies import HOSTILE_KINDS, hostile_reply
+
 __all__ = [
     "FAULT_KINDS",
+    "HOSTILE_KINDS",
     "ServerConfig",
     "build_app",
     "instance_for",
@@ -124,9 +137,12 @@ _TRAITS = (
 
 def parse_fault_mix(text: str | dict[str, float] | None) -> dict[str, float]:
     """``"429=2,500,hang"`` -> ``{"429": 2.0, "500": 1.0, "hang": 1.0}``;
-    ``None``/``""``/``"all"`` -> every kind with weight 1."""
+    ``None``/``""``/``"all"`` -> every classic kind with weight 1; ``"hostile"``
+    -> every hostile kind (``HOSTILE_KINDS``) with weight 1."""
     if text is None or text == "" or text == "all":
         return {kind: 1.0 for kind in FAULT_KINDS}
+    if text == "hostile":
+        return {kind: 1.0 for kind in HOSTILE_KINDS}
     if isinstance(text, dict):
         items = [(str(k), float(v)) for k, v in text.items()]
     else:
@@ -136,8 +152,8 @@ def parse_fault_mix(text: str | dict[str, float] | None) -> dict[str, float]:
             items.append((name.strip(), float(weight) if weight else 1.0))
     mix: dict[str, float] = {}
     for name, weight in items:
-        if name not in FAULT_KINDS:
-            raise ValueError(f"fault kind {name!r} unknown; allowed: {', '.join(FAULT_KINDS)}")
+        if name not in FAULT_KINDS and name not in HOSTILE_KINDS:
+            raise ValueError(f"fault kind {name!r} unknown; allowed: {', '.join((*FAULT_KINDS, *HOSTILE_KINDS))}")
         if weight < 0:
             raise ValueError(f"fault weight for {name!r} is {weight}; must be >= 0")
         mix[name] = weight
@@ -158,6 +174,7 @@ class ServerConfig:
     retry_after: float = 1.0  # seconds sent in the Retry-After header of a 429
     hang: float = 300.0  # seconds a "hang" fault waits before answering (unless the client leaves first)
     model: str = "latency-server"  # the model id listed by /v1/models
+    redirect_to: str = "http://127.0.0.1:9/elsewhere"  # where the "redirect" kinds point (another origin)
     log_size: int = 100_000  # decisions kept for /stats?log=1
 
     def __post_init__(self) -> None:
@@ -615,7 +632,7 @@ class FakeLLM:
         out: dict[str, Any] = {
             "requests": self.requests,
             "replies": self.replies,
-            "faults": {kind: self.faults.get(kind, 0) for kind in FAULT_KINDS},
+            "faults": {kind: self.faults.get(kind, 0) for kind in (*FAULT_KINDS, *HOSTILE_KINDS)},
             "faults_total": sum(self.faults.values()),
             "bad_requests": self.bad_requests,
             "model_listings": self.model_listings,
@@ -670,6 +687,14 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
                 fake.replies += 1
                 return Response(json.dumps(fake.completion(req, digest)), media_type="application/json")
             fake.faults[kind] += 1
+            if kind in HOSTILE_KINDS:
+                draw = hashlib.blake2b(digest + cfg.seed.to_bytes(8, "little", signed=True)
+                                       + fake.attempts.get(digest, 0).to_bytes(4, "little"), digest_size=8).digest()
+                token = request.headers.get("authorization", "").removeprefix("Bearer ")
+                status, headers, content = hostile_reply(
+                    kind, fake.completion(req, digest), random.Random(draw), structured=structured,
+                    redirect_to=cfg.redirect_to, api_key=token)
+                return Response(content, status_code=status, headers=headers)
             if kind == "429":
                 return _error(429, "Rate limit reached (injected)", "rate_limit_error",
                               {"Retry-After": f"{cfg.retry_after:g}"})
@@ -823,11 +848,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds of a 429")
     parser.add_argument("--hang", type=float, default=300.0, help="seconds a hang fault waits at most")
     parser.add_argument("--model", default="latency-server", help="model id listed by /v1/models")
+    parser.add_argument("--redirect-to", default="http://127.0.0.1:9/elsewhere",
+                        help="where the hostile redirect kinds point")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
     args = parser.parse_args(argv)
     try:
         config = ServerConfig(latency=args.latency, fault_rate=args.fault_rate, fault_mix=args.fault_mix,
-                              seed=args.seed, retry_after=args.retry_after, hang=args.hang, model=args.model)
+                              seed=args.seed, retry_after=args.retry_after, hang=args.hang, model=args.model,
+                              redirect_to=args.redirect_to)
     except ValueError as err:
         print(f"latency_server: {err}", file=sys.stderr)
         return 2

@@ -6,18 +6,24 @@ in its docstring; ``lone_error`` re-raises a task group's single failure as
 itself; ``Settings`` / ``setting`` / ``to_settings`` are how every config
 group's typed schema is written, checked and built (``_settings.py``);
 ``run_interruptible`` and ``terminate_as_interrupt`` turn SIGINT and SIGTERM
-into the same clean stop (``Interrupted``).
+into the same clean stop (``Interrupted``); ``safe_text``/``safe_count`` make
+a value safe to store where it is produced; ``decode_utf8``/``check_json_line``/
+``check_text_line`` refuse a user file's bad bytes and characters with
+file:line:column.
 """
 
 from ._compose import CONFIG_MODULE, compose_option, group_options
+from ._safe import MAX_COUNT, plain_json, safe_count, safe_seconds, safe_text
 from ._settings import Settings, allowed, config_error, help_of, schema_node, setting, to_settings
 from ._signals import Interrupted, run_interruptible, terminate_as_interrupt
 from ._tasks import lone_error, the_lone_error
+from ._text import check_json_line, check_text_line, decode_utf8, refused_char
 from .errors import (
     AloeError,
     ConfigError,
     InputError,
     LLMError,
+    OutputError,
     RunBusyError,
     ServerError,
     StoreError,
@@ -26,23 +32,33 @@ from .errors import (
 
 __all__ = [
     "CONFIG_MODULE",
+    "MAX_COUNT",
     "AloeError",
     "ConfigError",
     "InputError",
     "Interrupted",
     "LLMError",
+    "OutputError",
     "RunBusyError",
     "ServerError",
     "Settings",
     "StoreError",
     "StructuredOutputError",
     "allowed",
+    "check_json_line",
+    "check_text_line",
     "compose_option",
     "config_error",
+    "decode_utf8",
     "group_options",
     "help_of",
     "lone_error",
+    "plain_json",
+    "refused_char",
     "run_interruptible",
+    "safe_count",
+    "safe_seconds",
+    "safe_text",
     "schema_node",
     "setting",
     "terminate_as_interrupt",

@@ -6,6 +6,7 @@ exit; anything else is a bug and keeps its traceback.
     AloeError
     ├── ConfigError            a config key or value is not allowed
     ├── InputError             a user file cannot be read (file, line, column)
+    ├── OutputError            an output folder or file cannot be written (full disk, ...)
     ├── StoreError             the database cannot be used (not SQLite, newer schema,
     │                          read-only, disk full, ...)
     ├── RunBusyError           another process holds the run's lease (or took it over)
@@ -15,7 +16,8 @@ exit; anything else is a bug and keeps its traceback.
                                the reply never matched the requested schema
 
 Errors carry their data as attributes so callers (and tests) need not parse
-messages; ``str(err)`` is the one line a user sees.
+messages; ``str(err)`` is the one line a user sees. ``with_hint`` appends the
+next step (``re-run with retry_failed=true``) to that line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LLMError",
+    "OutputError",
     "RunBusyError",
     "ServerError",
     "StoreError",
@@ -36,6 +39,16 @@ class AloeError(Exception):
     """Base of every deliberate aloesim error."""
 
     exit_code = 1
+    hint: str | None = None  # the next step, printed at the end of the line
+
+    def with_hint(self, hint: str) -> AloeError:
+        """This error with ``hint`` (what to do next) at the end of its line; returns self."""
+        self.hint = hint
+        return self
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class ConfigError(AloeError):
@@ -61,6 +74,14 @@ class InputError(AloeError):
             if column is not None:
                 where += f":{column}"
         super().__init__(f"input error: {where}: {reason}")
+
+
+class OutputError(AloeError):
+    """An output (export files, a report) cannot be written. What was there stays."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"output error: {self.path}: {reason}")
 
 
 class StoreError(AloeError):

@@ -19,6 +19,7 @@ import anyio
 
 from ..agents import AlignmentJudge, AlignmentJudgeRole, UserRole
 from ..agents.gateway import BackendSettings, ChatModel, Sampling, StoreRecorder
+from ..core import AloeError, the_lone_error
 from ..environment.store import Calls, Evaluations, LeaseSettings, Store
 from ._cases import Case
 from ._rejudge import rejudge
@@ -93,8 +94,15 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
     async with Store.open(db) as store:
         async with open_models(store) as models:
             evaluated = await _evaluated(plan, store, models)
-            outcome = await run_benchmark(store, plan.cases, user=models.user, judge=models.judge, model=evaluated,
-                                          spec=plan.spec, lease=lease)
+            try:
+                outcome = await run_benchmark(store, plan.cases, user=models.user, judge=models.judge,
+                                              model=evaluated, spec=plan.spec, lease=lease)
+            except Exception as exc:  # a lost database write, a managed server that died for good
+                lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+                if not isinstance(lone, AloeError):
+                    raise
+                raise lone.with_hint("the run is marked failed and its finished turns are kept; once the cause"
+                                     " is fixed, re-run the same command to continue") from None
             labels, source = plan.labels, plan.labels_source
             if plan.second_judge is not None:
                 judge2 = models.judge_on(await models.endpoint(plan.second_judge))
@@ -118,6 +126,7 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
         "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
         "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
         "failed_cases": entry["failures"]["cases"], "retries": totals.retries, "call_failures": totals.failures,
+        "truncated_calls": totals.truncated,
         "seconds": round(outcome.seconds, 1), "wall_s": outcome.wall_s, "case_set": entry.get("case_set"),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
         "report": {k: str(v) for k, v in paths.items()},

@@ -156,7 +156,8 @@ async def run_benchmark(
         status = "complete" if out.complete == len(rows) else "failed" if counts.get("pending", 0) == 0 else "running"
         out.seconds = time.monotonic() - started
         out.wall_s = run.wall_s
-        await store.write(lambda c: Evaluations(c).set_status(eval_id, status))
+        # also after a lost queued write (then open_run marks the run failed, naming it)
+        await store.write(lambda c: Evaluations(c).set_status(eval_id, status), despite_failure=True)
         run.finish("complete" if status == "complete" else "failed", {k: v for k, v in vars(out).items()})
     log.info("evaluate.done", evaluation_id=eval_id, status=status, complete=out.complete, failed=out.failed,
              turns_run=out.turns_run, judge_failures=out.judge_failures, seconds=round(out.seconds, 1))

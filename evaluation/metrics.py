@@ -20,6 +20,7 @@ says why each one is undefined.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import check_text_line, decode_utf8
 from ..core.errors import InputError
 
 __all__ = [
@@ -228,8 +230,14 @@ def read_labels(path: str | Path) -> dict[tuple[int, int], int]:
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such file")
+    try:
+        text = decode_utf8(path, path.read_bytes()).removeprefix("\ufeff")
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror})") from None
+    for lineno, line in enumerate(text.split("\n"), start=1):  # NUL, controls, U+FFFF: file:line:column
+        check_text_line(path, line, lineno)
     out: dict[tuple[int, int], int] = {}
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         need = {"case", "turn", "score"}
         if reader.fieldnames is None or not need <= {f.strip() for f in reader.fieldnames}:

@@ -2,8 +2,9 @@
 
 An actor takes one message type from its own bounded inbox, calls its role
 with what that role may see, and publishes the result. A call that fails
-after the gateway's retries (``LLMError``) becomes ``TreeFailed`` for the
-node's tree: one bad call fails one tree, not the run.
+after the gateway's retries (``LLMError``), or a bug in a handler (any
+other exception but an ``AloeError``, named in the reason), becomes
+``TreeFailed`` for the node's tree: one bad call fails one tree, not the run.
 
     user               TurnRequested        ─▶ UserSpoke
     inducer            UserSpoke            ─▶ PersonaInferred
@@ -37,7 +38,7 @@ R = TypeVar("R")
 
 
 class RoleActor(Generic[In, R]):
-    """One role on the bus: ``handle`` one ``In`` message, ``fail`` its tree on an ``LLMError``."""
+    """One role on the bus: ``handle`` one ``In`` message, ``fail`` its tree on an ``LLMError`` (or a bug)."""
 
     name: ClassVar[str]
     listens: ClassVar[type[NodeMessage]]
@@ -52,8 +53,9 @@ class RoleActor(Generic[In, R]):
     async def handle(self, msg: In) -> None:
         raise NotImplementedError
 
-    async def fail(self, msg: In, exc: LLMError) -> None:
-        await self.bus.publish(TreeFailed(msg.node, self.name, exc.reason))
+    async def fail(self, msg: In, exc: Exception) -> None:
+        reason = exc.reason if isinstance(exc, LLMError) else f"internal error: {type(exc).__name__}: {exc}"
+        await self.bus.publish(TreeFailed(msg.node, self.name, reason))
 
     def actor(self, concurrency: int) -> Actor[In]:
         """Subscribe (an inbox of ``concurrency`` messages) and give the runner of ``concurrency`` workers."""

@@ -5,10 +5,12 @@ message type; ``Bus.publish(msg)`` delivers to every inbox subscribed to the
 message's type, waiting for room (that wait is the backpressure), and
 appends the message to the ``events`` table. ``Actor`` runs ``concurrency``
 workers on one inbox inside a task group; a worker that hits an
-``LLMError`` reports it with ``on_error`` instead of dying, so one bad
-call fails one tree, not the run. ``Bus.aclose()`` ends the run: actors
-drain their inboxes and stop, and anything published after it (a late
-reply about a tree that already failed) is dropped.
+``LLMError`` (or a bug: any other exception but an ``AloeError``) reports it
+with ``on_error`` instead of dying, so one bad call fails one tree, not the
+run; an ``AloeError`` (the database, a dead server) stops the run.
+``Bus.aclose()`` ends the run: actors drain their inboxes and stop, and
+anything published after it (a late reply about a tree that already failed)
+is dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import structlog
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..core.errors import LLMError
+from ..core.errors import AloeError, LLMError
 from ..environment.store import Store, Trees
 
 log = structlog.get_logger(__name__)
@@ -74,11 +76,12 @@ class Bus:
         if self._store is not None:
             payload = msg.event_payload()
             run_id, tree_id = self._run_id, payload.get("tree_id")
-            await self._store.submit(lambda c: Trees(c).add_event(run_id, tree_id, kind.__name__, payload))
+            await self._store.submit(lambda c: Trees(c).add_event(run_id, tree_id, kind.__name__, payload),
+                                     what=f"a {kind.__name__} event")
         for send in self._routes.get(kind, ()):
             try:
                 await send.send(msg)
-            except anyio.ClosedResourceError:  # closed while this message was on its way
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # closed while this was on its way
                 self._drop(msg)
 
     def _drop(self, msg: Message) -> None:
@@ -105,7 +108,7 @@ class Actor(Generic[M]):
     inbox: MemoryObjectReceiveStream[M]
     handle: Callable[[M], Awaitable[None]]
     concurrency: int = 1
-    on_error: Callable[[M, LLMError], Awaitable[None]] | None = None
+    on_error: Callable[[M, Exception], Awaitable[None]] | None = None  # an LLMError, or a bug
     handled: int = field(default=0, init=False)
     busy: int = field(default=0, init=False)
 
@@ -126,6 +129,13 @@ class Actor(Generic[M]):
                 except LLMError as exc:
                     if self.on_error is None:
                         raise
+                    await self.on_error(msg, exc)
+                except AloeError:
+                    raise  # the database or a managed server failed: the run cannot go on
+                except Exception as exc:  # a bug in a handler: fail its tree (named), keep the run going
+                    if self.on_error is None:
+                        raise
+                    log.exception("actor.bug", actor=self.name, error=f"{type(exc).__name__}: {exc}")
                     await self.on_error(msg, exc)
                 finally:
                     self.busy -= 1

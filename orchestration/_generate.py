@@ -180,7 +180,7 @@ class TreeEnvironment:
             self.personas[job.tree_id] = job.persona
             # queued, not awaited: the writer applies it before this tree's first node, and a
             # commit round trip per tree would hold back every later tree's start
-            await self.store.submit(lambda c, t=job.tree_id: Trees(c).start(t))
+            await self.store.submit(lambda c, t=job.tree_id: Trees(c).start(t), what="a tree's status")
             await self._advance(job.tree_id)
 
     async def _advance(self, tree_id: int) -> None:

@@ -16,6 +16,7 @@ import structlog
 from omegaconf import DictConfig
 
 from ..agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings, role_settings
+from ..core import AloeError, the_lone_error
 from ..environment import stable_int
 from ..environment.store import ActiveRun, Calls, Personas, Store, Trees, open_run
 from ._estimate import estimate_generation
@@ -77,13 +78,33 @@ async def _summary(store: Store, run: ActiveRun, progress: Progress, backends: l
         "trees_complete": by_status.get("complete", 0), "trees_failed": by_status.get("failed", 0),
         "nodes": nodes, "llm_calls": calls.calls, "prompt_tokens": calls.prompt_tokens,
         "completion_tokens": calls.completion_tokens, "retries": calls.retries, "call_failures": calls.failures,
-        "cached_calls": calls.cached, "wall_s": round(run.wall_s, 2),
+        "cached_calls": calls.cached, "truncated_calls": calls.truncated, "wall_s": round(run.wall_s, 2),
     }
     if progress.judge_total:
         stats["preference_agreement"] = round(progress.judge_agree / progress.judge_total, 4)
     if backends:
         stats["this_invocation"] = snapshot(progress, backends)
     return stats
+
+
+async def _stop_trees(store: Store, run_id: int, exc: BaseException) -> BaseException:
+    """The run cannot go on (a database write was lost, a managed server died, a bug):
+    mark its unfinished trees failed naming the error (``retry_failed=true`` grows them
+    again) and return the error to raise (a lone ``AloeError`` with the next step);
+    ``open_run`` then marks the run failed with it."""
+    lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    error = lone if lone is not None else exc
+    reason = f"run stopped: {error}" if isinstance(error, AloeError) else \
+        f"run stopped: {type(error).__name__}: {error}"
+    hint = "the run is marked failed; once the cause is fixed, re-run the same command with retry_failed=true"
+    with anyio.CancelScope(shield=True):
+        try:
+            await store.write(lambda c: Trees(c).fail_unfinished(run_id, reason), despite_failure=True)
+        except AloeError as marking:  # the database itself is unusable (a full disk): nothing more to mark
+            log.warning("generate.cannot_mark_trees", run_id=run_id, error=str(marking))
+            hint = "once the cause is fixed, re-run the same command to continue"
+    log.warning("generate.stopped", run_id=run_id, error=reason)
+    return error.with_hint(hint) if isinstance(error, AloeError) else error
 
 
 async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_needed: list[str]) -> dict[str, Any]:
@@ -114,8 +135,13 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
                 roles = TreeRoles.from_roles(make_roles(cfg, models))
                 backends = pool.backends
-                await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
-                                 on_started=reporter(settings.progress, settings.progress_interval, backends))
+                try:
+                    await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
+                                     on_started=reporter(settings.progress, settings.progress_interval, backends))
+                    if store.failure is not None:  # a queued write (a call record, an event) was lost
+                        raise store.failure
+                except Exception as exc:  # noqa: BLE001 -- re-raised; not Ctrl-C or cancellation (resumable as is)
+                    raise await _stop_trees(store, run.id, exc) from None
         stats = await _summary(store, run, progress, backends)
         if estimate is not None:
             stats["estimate"] = estimate.as_dict()

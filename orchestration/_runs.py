@@ -21,7 +21,7 @@ VOLATILE = {
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",
                      ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls",
-                     ".backoff_base", ".backoff_max")
+                     ".backoff_base", ".backoff_max", ".max_restarts", ".hang_timeout")
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

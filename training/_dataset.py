@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from aloesim.core import check_json_line, decode_utf8
 from aloesim.core.errors import ConfigError, InputError
 
 from ._export import FILES, KINDS, ExportFilter, Kind, export_dataset, verify_export
@@ -71,27 +72,33 @@ def read_general_messages(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise ConfigError("training.mix.path", str(path), "an existing JSONL file of {\"messages\": [...]} lines")
     rows: list[dict[str, Any]] = []
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(str(p), f"not valid JSON: {exc.msg}", lineno, exc.colno) from None
-            msgs = obj.get("messages") if isinstance(obj, dict) else None
-            if not isinstance(msgs, list) or len(msgs) < 2:
-                raise InputError(str(p), "expected {\"messages\": [...]} with at least two messages", lineno)
-            clean = []
-            for m in msgs:
-                if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
-                        or not isinstance(m.get("content"), str)):
-                    raise InputError(str(p), "each message needs role system|user|assistant and a string content",
-                                     lineno)
-                clean.append({"role": m["role"], "content": m["content"]})
-            if clean[-1]["role"] != "assistant":
-                raise InputError(str(p), "the last message must be the assistant's (it is the completion)", lineno)
-            rows.append({"prompt": clean[:-1], "completion": clean[-1:]})
+    try:
+        text = decode_utf8(p, p.read_bytes()).removeprefix("\ufeff")
+    except OSError as exc:
+        raise InputError(str(p), f"cannot be read ({exc.strerror})") from None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+            raise InputError(str(p), f"not valid JSON: {msg}", lineno,
+                             exc.colno if isinstance(exc, json.JSONDecodeError) else None) from None
+        check_json_line(p, line, lineno)  # a lone surrogate, NUL, U+FFFF, ... raw or escaped
+        msgs = obj.get("messages") if isinstance(obj, dict) else None
+        if not isinstance(msgs, list) or len(msgs) < 2:
+            raise InputError(str(p), "expected {\"messages\": [...]} with at least two messages", lineno)
+        clean = []
+        for m in msgs:
+            if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
+                    or not isinstance(m.get("content"), str)):
+                raise InputError(str(p), "each message needs role system|user|assistant and a string content",
+                                 lineno)
+            clean.append({"role": m["role"], "content": m["content"]})
+        if clean[-1]["role"] != "assistant":
+            raise InputError(str(p), "the last message must be the assistant's (it is the completion)", lineno)
+        rows.append({"prompt": clean[:-1], "completion": clean[-1:]})
     if not rows:
         raise InputError(str(p), "no conversations in the file")
     return rows

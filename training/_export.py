@@ -21,6 +21,7 @@ so identical databases give byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,7 +33,8 @@ from typing import Any, Literal
 
 import structlog
 
-from aloesim.core.errors import ConfigError, InputError, StoreError
+from aloesim.core import decode_utf8
+from aloesim.core.errors import ConfigError, InputError, OutputError, StoreError
 from aloesim.environment import Message, Node, history_for
 from aloesim.environment.quality import QualitySettings, find_exclusions
 from aloesim.environment.store import Runs, Trees, open_readonly
@@ -170,6 +172,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _why(exc: OSError) -> str:
+    """An OS error in words ("No space left on device", "Not a directory", ...)."""
+    return exc.strerror or type(exc).__name__
+
+
 def parse_runs(value: Any, key: str = "export.run") -> tuple[int, ...]:
     """``null`` | an id | a list of ids -> a sorted tuple of distinct ids."""
     if value is None or value == "":
@@ -213,6 +220,8 @@ def export_dataset(
         if kind not in KINDS:
             raise ConfigError("export.kinds", kind, f"one of {list(KINDS)}")
     conn = open_source(db)
+    tmp: dict[Kind, Path] = {}
+    mtmp = out / f".{MANIFEST}.partial-{os.getpid()}"
     try:
         n_nodes, _ = check_selection(conn, flt, db=db)
         exclusion = find_exclusions(conn, flt.runs or None, flt.exclude, quality or QualitySettings(),
@@ -221,9 +230,12 @@ def export_dataset(
             raise InputError(str(db), f"all {n_nodes} selected nodes are excluded by export.exclude="
                              f"{list(flt.exclude)} (counts: {exclusion.summary()}); nothing to export")
         n_nodes -= len(exclusion.dropped)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent is a file, no permission, ...
+            raise ConfigError("export.dir", str(out), f"a folder that can be created ({_why(exc)})") from None
         tmp = {k: out / f".{FILES[k]}.partial-{os.getpid()}" for k in kinds}
-        handles = {k: tmp[k].open("wb") for k in kinds}
+        handles: dict[Kind, Any] = {}
         hashes = {k: hashlib.sha256() for k in kinds}
         sizes = {k: 0 for k in kinds}
         counts = {k: 0 for k in kinds}
@@ -231,6 +243,7 @@ def export_dataset(
         trees: set[int] = set()
         turns: dict[int, int] = {}
         try:
+            handles = {k: tmp[k].open("wb") for k in kinds}
             for ex in iter_examples(conn, flt, db=db):
                 if exclusion.drops(ex.tree_id, ex.branch):
                     continue
@@ -243,37 +256,41 @@ def export_dataset(
                     hashes[kind].update(line)
                     sizes[kind] += len(line)
                     counts[kind] += 1
-        except BaseException:
             for fh in handles.values():
+                fh.flush()
+                os.fsync(fh.fileno())
                 fh.close()
-            for p in tmp.values():
+            files = {FILES[k]: {"kind": k, "examples": counts[k], "bytes": sizes[k],
+                                "sha256": hashes[k].hexdigest()} for k in kinds}
+            manifest = {
+                "format": "aloesim-trl-export",
+                "format_version": FORMAT_VERSION,
+                "source_runs": sorted(runs),
+                "filter": {"runs": list(flt.runs), "include_incomplete": flt.include_incomplete,
+                           "exclude": list(flt.exclude)},
+                "trees": len(trees),
+                "nodes": n_nodes,
+                "excluded": exclusion.summary(),
+                "turns": {str(t): turns[t] for t in sorted(turns)},
+                "counts": {k: counts[k] for k in kinds},
+                "files": files,
+            }
+            # every byte is written before any file is renamed: a full disk leaves the earlier export whole
+            mtmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        except BaseException as exc:
+            for fh in handles.values():
+                with contextlib.suppress(OSError):  # closing flushes: on a full disk that fails again
+                    fh.close()
+            for p in (*tmp.values(), mtmp):
                 p.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise OutputError(str(out), f"cannot write the export ({_why(exc)}); nothing there was changed"
+                                  " (an earlier export is kept)") from None
             raise
-        for fh in handles.values():
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
     finally:
         conn.close()
-
-    files = {FILES[k]: {"kind": k, "examples": counts[k], "bytes": sizes[k], "sha256": hashes[k].hexdigest()}
-             for k in kinds}
-    manifest = {
-        "format": "aloesim-trl-export",
-        "format_version": FORMAT_VERSION,
-        "source_runs": sorted(runs),
-        "filter": {"runs": list(flt.runs), "include_incomplete": flt.include_incomplete, "exclude": list(flt.exclude)},
-        "trees": len(trees),
-        "nodes": n_nodes,
-        "excluded": exclusion.summary(),
-        "turns": {str(t): turns[t] for t in sorted(turns)},
-        "counts": {k: counts[k] for k in kinds},
-        "files": files,
-    }
     for k in kinds:
         os.replace(tmp[k], out / FILES[k])
-    mtmp = out / f".{MANIFEST}.partial-{os.getpid()}"
-    mtmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(mtmp, out / MANIFEST)
     log.info("export.done", dir=str(out), trees=len(trees), nodes=n_nodes, runs=sorted(runs))
     return ExportResult(out, manifest)
@@ -283,11 +300,17 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
     """The manifest of an export directory (InputError if missing or unreadable)."""
     path = Path(out_dir) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(decode_utf8(path, path.read_bytes()))
     except FileNotFoundError:
         raise InputError(str(path), "no manifest.json here; is this an `aloe export` directory?") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise InputError(str(path), f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+    except RecursionError:
+        raise InputError(str(path), "not valid JSON: nested too deep") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise InputError(str(path), "not an `aloe export` manifest (a JSON object with \"files\")")
     if manifest.get("format") != "aloesim-trl-export" or manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(str(path), f"unsupported export format {manifest.get('format')!r} "
                          f"version {manifest.get('format_version')!r} (expected version {FORMAT_VERSION})")
@@ -298,6 +321,8 @@ def verify_export(out_dir: str | Path) -> dict[str, Any]:
     """Check every file against the manifest's sha256; return the manifest."""
     manifest = read_manifest(out_dir)
     for name, info in manifest["files"].items():
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str) or Path(name).name != name:
+            raise InputError(str(Path(out_dir) / MANIFEST), f"entry {name!r} of \"files\" is not a file of this export")
         path = Path(out_dir) / name
         if not path.exists():
             raise InputError(str(path), "listed in manifest.json but missing")

@@ -3,14 +3,18 @@
 ``Backend`` is a ``ChatModel`` over one or more OpenAI-compatible endpoints
 (GPT-4o, vLLM replicas, the embedded llama.cpp server) with limits, retries,
 structured output (a JSON schema, or a ``TextOutput`` read from plain text),
-call records and a response cache.
+call records and a response cache. Every reply is read
+by ``parse_reply`` (raw bytes to a validated, storable ``Reply``); redirects
+are never followed; an ``EndpointGuard`` watches a managed server.
 """
 
-from ._backend import Backend, Endpoint
+from ._backend import Backend
 from ._cache import request_key
+from ._endpoint import Endpoint, EndpointGuard
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._outputs import TextOutput, is_text_output, response_format
 from ._record import CallRecord, Recorder, StoreRecorder
+from ._reply import MalformedReply, Reply, parse_reply
 from ._settings import BACKEND_SCHEMAS, BackendSettings, EmbeddedBackend, OpenAIBackend, VLLMBackend
 from ._types import CallContext, ChatModel, ChatResult, Sampling
 
@@ -24,9 +28,12 @@ __all__ = [
     "ChatResult",
     "EmbeddedBackend",
     "Endpoint",
+    "EndpointGuard",
+    "MalformedReply",
     "OpenAIBackend",
     "PeakLimiter",
     "Recorder",
+    "Reply",
     "RetryBudget",
     "Sampling",
     "StoreRecorder",
@@ -34,6 +41,7 @@ __all__ = [
     "TokenBucket",
     "VLLMBackend",
     "is_text_output",
+    "parse_reply",
     "request_key",
     "response_format",
 ]

@@ -6,148 +6,67 @@
    outstanding requests (skipping, while others are there, an endpoint that
    just timed out, refused or answered an HTTP error: it cools down for
    Retry-After or ``backoff_max`` seconds), and holds that endpoint's
-   concurrency limit;
-3. retries timeouts, connection errors, 408/409/429/5xx, empty replies and
-   replies that fail their schema (or a ``TextOutput``'s ``from_text``), with
-   exponential backoff and full jitter, honouring ``Retry-After``, within the
-   per-call ``max_retries`` and the run-wide retry budget;
-4. records the call (request, response, usage, latency, attempts, error);
-5. raises ``LLMError`` (role, endpoint, reason) when it gives up.
+   concurrency limit; a managed server that is restarting is waited for;
+3. retries timeouts, connection errors, 408/409/429/5xx, malformed bodies
+   (see ``parse_reply``: every reply is read there, nothing else trusts it),
+   empty replies and structured output that fails its schema (or a
+   ``TextOutput``'s ``from_text``) or was cut at ``max_tokens``, with exponential backoff and full jitter, honouring
+   ``Retry-After``, within the per-call ``max_retries`` and the run-wide
+   retry budget; a redirect or another 4xx is not retried;
+4. records the call (request, response, usage, finish reason, latency,
+   attempts, error);
+5. raises ``LLMError`` (role, endpoint, reason) when it gives up, or the
+   ``ServerError`` of a managed server that died for good.
 
 API keys are read from the environment variable named in the settings and
 handed straight to the SDK client; they never enter a record, a log line or
-an error message.
+an error message, and neither does a server's echo of one (see ``redactor``).
 """
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import json
-import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 import openai
 import structlog
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
-from ...core.errors import ConfigError, LLMError, StructuredOutputError
+from ...core import plain_json
+from ...core.errors import ConfigError, LLMError, ServerError, StructuredOutputError
 from ._cache import request_key
-from ._limits import PeakLimiter, RetryBudget, TokenBucket
+from ._endpoint import NO_KEY, POOL_PER_CLIENT, Endpoint, EndpointGuard
+from ._faults import RETRY_STATUS, Retryable, first_error, redactor, retry_after, short
+from ._limits import RetryBudget, TokenBucket
 from ._outputs import is_text_output, read_cached, request_schema, response_format, schema_json
 from ._record import CallRecord, Recorder
+from ._reply import MalformedReply, parse_reply
 from ._settings import BackendSettings
 from ._types import CallContext, ChatResult, Sampling
 
+__all__ = ["POOL_PER_CLIENT", "Backend", "response_format", "schema_json"]
+
 log = structlog.get_logger(__name__)
 
-_POST_OPTIONS: Any = {"security": {"bearer_auth": True}}  # what create() passes: send the API key
-POOL_PER_CLIENT = 8  # connections per AsyncOpenAI client of an endpoint (see Endpoint)
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-NO_KEY = "sk-no-key-required"
+_STRUCTURED = "invalid structured output"
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, endpoint_fault: bool = False) -> None:
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
-        self.endpoint_fault = endpoint_fault  # the endpoint failed (not the reply): route around it for a while
-
-
-class Endpoint:
-    """One base URL with its own connection pool and concurrency limit."""
-
-    def __init__(self, base_url: str, api_key: str, concurrency: int, timeout: float,
-                 transport: httpx2.AsyncBaseTransport | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        # Several clients when the limit is high: httpx2's pool scans (and probes the socket
-        # of) every idle connection on each request, so one pool of thousands costs more CPU
-        # per call than many small ones. The pools together hold exactly the limit. One
-        # TLS context for all (each client would otherwise build its own: ~17 ms, ~0.8 MB).
-        n = -(-concurrency // POOL_PER_CLIENT)
-        self._sizes = [concurrency // n + (i < concurrency % n) for i in range(n)]
-        tls = httpx2.create_ssl_context()
-        self.clients = [self._client(api_key, size, timeout, transport, tls) for size in self._sizes]
-        self.client = self.clients[0]
-        self._in_flight = [0] * n  # requests in flight per client
-        self._next = 0  # where the search for a client with a free connection starts
-        self.limit = PeakLimiter(concurrency)
-        self.outstanding = 0  # waiting for or holding the limit
-        self.cool_until = 0.0  # after a timeout / connection error / HTTP error: avoided until then
-
-    def _client(self, api_key: str, pool: int, timeout: float, transport: httpx2.AsyncBaseTransport | None,
-                tls: Any) -> openai.AsyncOpenAI:
-        # Size the pool to the limit: a custom client otherwise drops the SDK's pool limits.
-        http_client = openai.DefaultAsyncHttpxClient(
-            verify=tls,
-            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
-            timeout=httpx2.Timeout(timeout, connect=min(10.0, timeout)),
-            **({"transport": transport} if transport is not None else {}),
-        )
-        return openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout, http_client=http_client
-        )
-
-    async def post(self, body: dict[str, Any]) -> ChatCompletion:
-        """POST a chat completion through the next client with a free connection (call it
-        holding ``limit``: then one always has a free connection; round robin spreads the load)."""
-        n = len(self.clients)
-        i = self._next
-        for _ in range(n - 1):
-            if self._in_flight[i] < self._sizes[i]:
-                break
-            i = (i + 1) % n
-        self._next = (i + 1) % n
-        self._in_flight[i] += 1
-        try:
-            # the SDK's own POST, without ``chat.completions.create``'s walk of every
-            # message against the TypedDict params (about 0.1 ms of CPU per message:
-            # the largest client cost of long conversations); same request body
-            return await self.clients[i].post("/chat/completions", body=body, cast_to=ChatCompletion,
-                                              options=_POST_OPTIONS)
-        finally:
-            self._in_flight[i] -= 1
-
-    async def aclose(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after`` as
-    seconds or an HTTP date); None when absent or unusable (then backoff decides)."""
-    if headers is None:
-        return None
-    ms = _seconds(headers.get("retry-after-ms"))
-    if ms is not None:
-        return ms / 1000.0
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
+def _origin(url: str | None) -> str:
+    """scheme://host[:port] of a redirect target (never its path or query)."""
+    if not url:
+        return "nowhere"
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if parsed.tzinfo is None:  # an HTTP date is GMT
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return max(0.0, parsed.timestamp() - time.time())
-
-
-def _seconds(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
+        parts = urlsplit(url)
+    except ValueError:
+        return "an unreadable location"
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "a relative location"
 
 
 class Backend:
@@ -164,6 +83,7 @@ class Backend:
         budget: RetryBudget | None = None,
         seed: int = 0,
         transport: httpx2.AsyncBaseTransport | None = None,
+        guards: Mapping[str, EndpointGuard] | None = None,
     ) -> None:
         if not urls:
             raise ConfigError("backend.base_url", None, "at least one endpoint URL")
@@ -177,7 +97,9 @@ class Backend:
         self.settings = settings
         self.name = name or settings.model
         self.model = settings.model
-        self.endpoints = [Endpoint(u, api_key, settings.concurrency, settings.timeout, transport) for u in urls]
+        guards = guards or {}
+        self.endpoints = [Endpoint(u, api_key, settings.concurrency, settings.timeout, transport, guards.get(u))
+                          for u in urls]
         self.recorder = recorder
         self.cache = cache
         self.budget = budget or RetryBudget(settings.retry_budget)
@@ -185,9 +107,9 @@ class Backend:
         self.tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._rng = random.Random(seed)
         self.stats = {"calls": 0, "cached": 0, "retries": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
-        # a server may echo the key in an error body: such text is scrubbed before it is
-        # logged, recorded or raised (the key itself lives only in the SDK clients)
-        self._redact = _redactor(api_key if api_key != NO_KEY else None)
+        # a server may echo the key (or a masked form of it) in an error body: such text is
+        # scrubbed before it is logged, recorded or raised (the key itself lives only in the SDK clients)
+        self._redact = redactor(api_key if api_key != NO_KEY else None)
         del api_key
 
     async def aclose(self) -> None:
@@ -207,11 +129,26 @@ class Backend:
 
     def _clip(self, text: str, limit: int = 200) -> str:
         """Server or model text made fit for a reason: key scrubbed first, then shortened."""
-        return _short(self._redact(str(text)), limit)
+        return short(self._redact(str(text)), limit)
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.settings.backoff_max, self.settings.backoff_base * (2 ** (attempt - 1)))
         return self._rng.uniform(0, cap)
+
+    def _from_cache(self, hit: Any, schema: type[BaseModel] | None) -> ChatResult | None:
+        """The cached reply as a result, or None when the entry is unusable (then it is a miss)."""
+        try:
+            parsed, entry = read_cached(schema, hit)
+            if entry is None:
+                return None
+            text = hit["text"]
+            finish = hit.get("finish_reason")
+            return ChatResult(text=text, parsed=parsed, prompt_tokens=int(hit.get("prompt_tokens", 0)),
+                              completion_tokens=int(hit.get("completion_tokens", 0)), attempts=0, cached=True,
+                              endpoint=str(hit.get("endpoint", "cache")), model=self.model,
+                              finish_reason=finish if isinstance(finish, str) else None)
+        except (KeyError, TypeError, ValueError, AttributeError):  # pydantic's ValidationError is a ValueError
+            return None
 
     async def chat(
         self,
@@ -232,17 +169,13 @@ class Backend:
         self.stats["calls"] += 1
 
         if self.cache and self.recorder is not None:
-            parsed, hit = read_cached(schema, await self.recorder.lookup(key))
-            if hit is not None:
-                result = ChatResult(
-                    text=hit["text"], parsed=parsed, prompt_tokens=hit.get("prompt_tokens", 0),
-                    completion_tokens=hit.get("completion_tokens", 0), attempts=0, cached=True,
-                    endpoint=hit.get("endpoint", "cache"), model=self.model,
-                )
+            hit = await self.recorder.lookup(key)
+            result = self._from_cache(hit, schema) if hit is not None else None
+            if result is not None:
                 self.stats["cached"] += 1
                 await self.recorder.record(
                     CallRecord(role, "cache", self.model, context, request, result.text, result.prompt_tokens,
-                               result.completion_tokens, 0.0, 0, True, None, key),
+                               result.completion_tokens, 0.0, 0, True, None, key, result.finish_reason),
                     None,
                 )
                 return result
@@ -259,18 +192,24 @@ class Backend:
                 if attempt > 1 and "seed" in params:
                     tries["seed"] = params["seed"] + attempt - 1  # a retry must not replay the same sample
                 result = await self._attempt(endpoint, messages, tries, schema, role)
-            except _Retryable as exc:
+            except Retryable as exc:
                 reason = self._redact(exc.reason)
                 if exc.endpoint_fault and len(self.endpoints) > 1:
                     cool = exc.retry_after if exc.retry_after is not None else self.settings.backoff_max
                     endpoint.cool_until = time.monotonic() + min(cool, 120.0)
                 if attempt > self.settings.max_retries or not self.budget.take():
+                    if exc.endpoint_fault and endpoint.guard is not None:
+                        try:  # a managed server that is gone for good is the run's error, not this call's
+                            await endpoint.guard.usable()
+                        except ServerError as gone:
+                            await self._fail(role, endpoint, context, request, key, start, attempt, str(gone))
+                            raise
                     why = "retries exhausted" if attempt > self.settings.max_retries else "run retry budget exhausted"
                     await self._fail(role, endpoint, context, request, key, start, attempt, f"{reason} ({why})")
-                    err_cls = StructuredOutputError if reason.startswith("invalid structured output") else LLMError
+                    err_cls = StructuredOutputError if reason.startswith(_STRUCTURED) else LLMError
                     raise err_cls(role, endpoint.base_url, f"{reason} ({why})", attempt) from None
                 self.stats["retries"] += 1
-                if reason.startswith("invalid structured output") and max_tokens < 4 * sampling.max_tokens:
+                if reason.startswith(_STRUCTURED) and max_tokens < 4 * sampling.max_tokens:
                     max_tokens *= 2  # a cut-off JSON reply needs room, not luck
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.debug("llm.retry", role=role, endpoint=endpoint.base_url, attempt=attempt, reason=reason,
@@ -281,11 +220,15 @@ class Backend:
                 reason = self._redact(exc.reason)
                 await self._fail(role, endpoint, context, request, key, start, attempt, reason)
                 raise LLMError(role, endpoint.base_url, reason, attempt) from None
+            except ServerError as exc:  # the managed server behind the endpoint is gone for good
+                await self._fail(role, endpoint, context, request, key, start, attempt, str(exc))
+                raise
             latency = time.monotonic() - start
             result = ChatResult(
                 text=result.text, parsed=result.parsed, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, latency_s=latency, attempts=attempt,
-                cached=False, endpoint=endpoint.base_url, model=self.model,
+                cached=False, endpoint=endpoint.base_url, model=self.model, finish_reason=result.finish_reason,
+                extra=result.extra,
             )
             self.stats["prompt_tokens"] += result.prompt_tokens
             self.stats["completion_tokens"] += result.completion_tokens
@@ -293,10 +236,12 @@ class Backend:
                 cache_value = None
                 if self.cache:
                     cache_value = {"text": result.text, "prompt_tokens": result.prompt_tokens,
-                                   "completion_tokens": result.completion_tokens, "endpoint": endpoint.base_url}
+                                   "completion_tokens": result.completion_tokens, "endpoint": endpoint.base_url,
+                                   "finish_reason": result.finish_reason}
                 await self.recorder.record(
                     CallRecord(role, endpoint.base_url, self.model, context, request, result.text,
-                               result.prompt_tokens, result.completion_tokens, latency, attempt, False, None, key),
+                               result.prompt_tokens, result.completion_tokens, latency, attempt, False, None, key,
+                               result.finish_reason),
                     cache_value,
                 )
             return result
@@ -312,6 +257,37 @@ class Backend:
                 None,
             )
 
+    async def _post(self, ep: Endpoint, kwargs: dict[str, Any], role: str) -> httpx2.Response:
+        """One POST, every way it can fail turned into ``Retryable`` or ``LLMError``."""
+        guard = ep.guard
+        try:
+            if guard is not None:
+                await guard.usable()  # waits while a managed server restarts; ServerError when it is gone
+            async with ep.limit:
+                with anyio.fail_after(self.settings.timeout + 10):
+                    return await ep.post(kwargs)
+        except (TimeoutError, openai.APITimeoutError):
+            if guard is not None:
+                guard.trouble()
+            raise Retryable("timeout", endpoint_fault=True) from None
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if 300 <= status < 400:  # never followed: the prompt stays with this endpoint
+                target = _origin(exc.response.headers.get("location"))
+                raise LLMError(role, ep.base_url, f"HTTP {status} redirect to {target} not followed"
+                                                  " (a model call never leaves its endpoint)") from None
+            if status in RETRY_STATUS:
+                raise Retryable(f"HTTP {status}", retry_after(exc.response.headers), endpoint_fault=True) from None
+            raise LLMError(role, ep.base_url, f"HTTP {status}: {self._clip(exc.message)}") from None
+        except (openai.APIConnectionError, httpx2.HTTPError, OSError) as exc:
+            if guard is not None:
+                guard.trouble()
+            cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
+            detail = str(cause) or type(cause).__name__
+            raise Retryable(f"connection error: {self._clip(detail)}", endpoint_fault=True) from None
+        except openai.OpenAIError as exc:  # anything else the SDK makes of a reply
+            raise Retryable(f"malformed response: {self._clip(str(exc))}") from None
+
     async def _attempt(self, ep: Endpoint, messages: list[dict[str, str]], params: dict[str, Any],
                        schema: type[BaseModel] | None, role: str) -> ChatResult:
         if self.rpm is not None:
@@ -324,64 +300,45 @@ class Backend:
             kwargs["response_format"] = response_format(schema, self.settings.dialect)
         ep.outstanding += 1
         try:
-            async with ep.limit:
-                with anyio.fail_after(self.settings.timeout + 10):
-                    resp = await ep.post(kwargs)
-        except TimeoutError:
-            raise _Retryable("timeout", endpoint_fault=True) from None
-        except openai.APITimeoutError:
-            raise _Retryable("timeout", endpoint_fault=True) from None
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            if status in RETRY_STATUS:
-                raise _Retryable(f"HTTP {status}", _retry_after(exc.response.headers), endpoint_fault=True) from None
-            raise LLMError(role, ep.base_url, f"HTTP {status}: {self._clip(exc.message)}") from None
-        except openai.APIConnectionError as exc:
-            raise _Retryable(f"connection error: {self._clip(str(exc.__cause__ or exc))}", endpoint_fault=True) from None
-        except (json.JSONDecodeError, openai.APIResponseValidationError, ValueError) as exc:
-            raise _Retryable(f"malformed response: {self._clip(str(exc))}") from None
+            resp = await self._post(ep, kwargs, role)
         finally:
             ep.outstanding -= 1
-        usage = getattr(resp, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        try:
+            reply = parse_reply(resp.content, max_chars=self.settings.max_reply_chars)
+        except MalformedReply as exc:
+            raise Retryable(f"malformed response: {self._clip(exc.reason)}") from None
         if self.tpm is not None:
-            self.tpm.charge(prompt_tokens + completion_tokens - estimate)
-        choices = getattr(resp, "choices", None) or []
-        text = (choices[0].message.content if choices and choices[0].message else None) or ""
+            self.tpm.charge(reply.prompt_tokens + reply.completion_tokens - estimate)
+        if reply.cut_chars:
+            log.warning("llm.reply_capped", role=role, endpoint=ep.base_url, kept=len(reply.text),
+                        dropped=reply.cut_chars)
+        text = self._redact(reply.text)
         if not text.strip():
-            raise _Retryable("empty reply")
+            raise Retryable("empty reply")
+        extra = {"logprobs": reply.logprobs} if reply.logprobs is not None else {}
         parsed = None
         if is_text_output(schema):
             try:
                 parsed = schema.from_text(text)  # type: ignore[union-attr]
             except ValueError as exc:
-                raise _Retryable(f"invalid structured output (plain text): {self._clip(str(exc))}; reply was "
-                                 f"{self._clip(text, 120)!r}") from None
+                raise Retryable(f"{_STRUCTURED} (plain text): {self._clip(str(exc))}; reply was "
+                                f"{self._clip(text, 120)!r}") from None
         elif schema is not None:
+            if reply.finish_reason == "length":
+                raise Retryable(f"{_STRUCTURED}: cut off at max_tokens={params.get('max_tokens')}"
+                                " (finish_reason=length)")
             try:
-                # strict=False: llama.cpp's grammar lets raw newlines into strings
-                parsed = schema.model_validate(json.loads(text, strict=False))
-            except (json.JSONDecodeError, ValidationError) as exc:
-                detail = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _first_error(exc)
-                raise _Retryable(f"invalid structured output: {self._clip(detail)}; reply was {self._clip(text, 120)!r}") from None
+                # strict=False: llama.cpp's grammar lets raw newlines into strings; plain_json:
+                # an escaped lone surrogate in the JSON is made safe like any other text
+                parsed = schema.model_validate(plain_json(json.loads(text, strict=False)))
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError and ValidationError are ValueErrors
+                if isinstance(exc, ValidationError):
+                    detail = first_error(exc)
+                elif isinstance(exc, json.JSONDecodeError):
+                    detail = str(exc).splitlines()[0]
+                else:
+                    detail = type(exc).__name__
+                raise Retryable(f"{_STRUCTURED}: {self._clip(detail)}; reply was {self._clip(text, 120)!r}") from None
             text = parsed.model_dump_json()
-        return ChatResult(text=text, parsed=parsed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "reply"
-    return f"{where}: {err.get('msg', 'invalid')}"
-
-
-def _redactor(secret: str | None):
-    """A function that replaces ``secret`` in a text with a mask."""
-    if not secret:
-        return lambda text: text
-    return lambda text: text.replace(secret, "[redacted]")
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        return ChatResult(text=text, parsed=parsed, prompt_tokens=reply.prompt_tokens,
+                          completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason, extra=extra)

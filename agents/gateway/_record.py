@@ -8,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ...core import safe_count, safe_seconds, safe_text
 from ...environment.store import Calls, NewCall, Store
 from ._types import CallContext
 
@@ -27,6 +28,7 @@ class CallRecord:
     cached: bool
     error: str | None
     cache_key: str | None
+    finish_reason: str | None = None  # the server's ("stop", "length", ...); None = unknown or failed
 
 
 class Recorder(Protocol):
@@ -57,10 +59,14 @@ class StoreRecorder:
     async def record(self, call: CallRecord, cache_value: dict[str, Any] | None) -> None:
         ctx = call.context or CallContext()
         run_id = ctx.run_id if ctx.run_id is not None else self.run_id
+        # values made safe here too, whoever produced the record: a row that cannot be
+        # written (an integer past 2^63, a lone surrogate) would fail the run
         new = NewCall(
             run_id, call.role, call.endpoint, call.model, ctx.tree_id, ctx.turn, ctx.branch, ctx.case_id,
-            call.request, call.response, call.prompt_tokens, call.completion_tokens, call.latency_s,
-            call.attempts, call.cached, call.error, call.cache_key,
+            call.request, None if call.response is None else safe_text(call.response),
+            safe_count(call.prompt_tokens), safe_count(call.completion_tokens), safe_seconds(call.latency_s),
+            safe_count(call.attempts), call.cached, None if call.error is None else safe_text(call.error),
+            call.cache_key, None if call.finish_reason is None else safe_text(call.finish_reason)[:40],
         )
         cache = None
         if cache_value is not None and call.cache_key is not None:
@@ -69,4 +75,4 @@ class StoreRecorder:
             if len(self._recent) > self._recent_max:
                 self._recent.popitem(last=False)
 
-        await self.store.submit(lambda c: Calls(c).add(new, cache))
+        await self.store.submit(lambda c: Calls(c).add(new, cache), what=f"the record of a {call.role} call")

@@ -29,6 +29,16 @@ def _port(default: int | None, help: str) -> Any:
     return setting(default, help=help, ge=1, le=65535)
 
 
+def _max_restarts() -> Any:
+    return setting(2, help="a managed server that dies (or hangs) is restarted this often; then the run stops",
+                   ge=0, le=100)
+
+
+def _hang_timeout() -> Any:
+    return setting(60.0, help="seconds a managed server may fail every health check before it counts as hung "
+                              "(killed, restarted); null = no hang check", gt=0, le=DAY_S)
+
+
 @dataclass(frozen=True)
 class BackendSettings(Settings):
     kind: str = setting("embedded", help="embedded | openai | vllm", choices=KINDS)
@@ -53,6 +63,8 @@ class BackendSettings(Settings):
     backoff_base: float = setting(0.5, help="seconds the first retry waits (exponential, with jitter)", gt=0,
                                   le=3600)
     backoff_max: float = setting(30.0, help="longest wait between retries, in seconds", gt=0, le=3600)
+    max_reply_chars: int = setting(100_000, help="a longer reply is cut here (stored and forwarded cut, recorded "
+                                                 "with finish_reason \"length\")", ge=1, le=100_000_000)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +112,8 @@ class EmbeddedBackend(BackendSettings):
                                      le=DAY_S)
     log_dir: str | None = setting(None, help="folder of the server logs (llama-0.log, ...); null = a fresh "
                                              "temporary folder")
+    max_restarts: int = _max_restarts()
+    hang_timeout: float | None = _hang_timeout()
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,8 @@ class VLLMBackend(BackendSettings):
     args: tuple[str, ...] = setting((), help="extra `vllm serve` arguments, e.g. [\"--enable-prefix-caching\"]")
     startup_timeout: float = setting(600.0, help="seconds to wait for a replica to answer /v1/models (download + "
                                                  "load)", gt=0, le=DAY_S)
+    max_restarts: int = _max_restarts()
+    hang_timeout: float | None = _hang_timeout()
 
 
 BACKEND_SCHEMAS: dict[str, type[BackendSettings]] = {"embedded": EmbeddedBackend, "openai": OpenAIBackend,

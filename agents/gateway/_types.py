@@ -48,7 +48,8 @@ class ChatResult:
     cached: bool = False
     endpoint: str = ""
     model: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. "logprobs": choices[0].logprobs as plain JSON
+    finish_reason: str | None = None  # "stop", "length" (cut at max_tokens or max_reply_chars), ...; None = unknown
 
 
 class ChatModel(Protocol):

@@ -130,7 +130,7 @@ class HFChatModel:
         self.stats["calls"] += 1
         start = time.monotonic()
         attempts, prompt_tokens, completion_tokens = 0, 0, 0
-        text, parsed, error = "", None, None
+        text, parsed, error, finish = "", None, None, None
         while True:
             attempts += 1
             try:
@@ -144,6 +144,7 @@ class HFChatModel:
                 break
             prompt_tokens += p
             completion_tokens += c
+            finish = "length" if c >= sampling.max_tokens else "stop"  # generate() stops at max_new_tokens
             if schema is None:
                 if text:
                     break
@@ -168,8 +169,10 @@ class HFChatModel:
         if self.recorder is not None:
             await self.recorder.record(CallRecord(
                 role, self.endpoint, self.name, context, request, None if error else text, prompt_tokens,
-                completion_tokens, latency, attempts, False, None if error is None else error.reason, None), None)
+                completion_tokens, latency, attempts, False, None if error is None else error.reason, None,
+                None if error else finish), None)
         if error is not None:
             raise error
         return ChatResult(text=text, parsed=parsed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          latency_s=latency, attempts=attempts, endpoint=self.endpoint, model=self.name)
+                          latency_s=latency, attempts=attempts, endpoint=self.endpoint, model=self.name,
+                          finish_reason=finish)

@@ -183,6 +183,7 @@ def embedded_specs(
             port=p,
             port_fixed=port is not None,
             log_path=folder / f"llama-{i}.log",
+            health_path="/docs",  # /v1/models waits for the model lock while a request decodes
         )
         for i, p in enumerate(ports)
     ]

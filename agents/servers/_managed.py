@@ -29,9 +29,10 @@ def is_managed(backend: Mapping[str, Any]) -> bool:
 @contextlib.asynccontextmanager
 async def managed_servers(backend: Mapping[str, Any]) -> AsyncIterator[list[ManagedServer]]:
     """Start the servers of a ``backend`` config section (``conf/backend/*.yaml``)
-    and yield them (``server.url`` is each base URL); yields ``[]`` for a
-    backend aloesim does not manage (openai, vllm with ``base_url``).  All
-    validation happens before any process starts."""
+    and yield them (``server.url`` is each base URL; ``server.watch`` restarts a
+    server that dies or hangs, ``max_restarts`` times, ``hang_timeout``); yields
+    ``[]`` for a backend aloesim does not manage (openai, vllm with
+    ``base_url``).  All validation happens before any process starts."""
     if not is_managed(backend):
         yield []
         return
@@ -67,5 +68,12 @@ async def managed_servers(backend: Mapping[str, Any]) -> AsyncIterator[list[Mana
             log_dir=get("log_dir"),
         )
         grace = 30.0
-    async with launch_servers(specs, startup_timeout=timeout, grace=grace) as servers:
+    restarts = get("max_restarts", 2)
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        raise ConfigError("backend.max_restarts", restarts, "an integer >= 0")
+    hang = get("hang_timeout", 60)
+    if hang is not None and (isinstance(hang, bool) or not isinstance(hang, (int, float)) or hang <= 0):
+        raise ConfigError("backend.hang_timeout", hang, "null (no hang check) or a number of seconds > 0")
+    async with launch_servers(specs, startup_timeout=timeout, grace=grace, max_restarts=restarts,
+                              hang_timeout=hang) as servers:
         yield servers

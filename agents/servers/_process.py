@@ -14,7 +14,10 @@ Guarantees of ``launch_servers``:
 * output goes to a log file, whose last lines are quoted in every
   ``ServerError``;
 * stopping (on exit, error, cancellation or Ctrl-C) is shielded from
-  cancellation: SIGTERM, a grace period, then SIGKILL.
+  cancellation: SIGTERM, a grace period, then SIGKILL;
+* while they serve, each is watched (``ServerWatch``): a server that dies
+  or hangs is restarted on its port, at most ``max_restarts`` times, and
+  then named (with its log tail) to the gateway, which stops the run.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
@@ -39,8 +43,9 @@ import structlog
 from aloesim.core import ServerError, lone_error
 
 from ._ports import HOST, free_ports
+from ._watch import ServerWatch
 
-__all__ = ["ManagedServer", "ServerSpec", "launch_servers", "log_tail"]
+__all__ = ["ManagedServer", "ServerSpec", "kill_group", "launch_servers", "log_hint", "log_tail", "probe", "respawn"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +64,7 @@ class ServerSpec:
     port_fixed: bool  # True: the user chose it; never move to another
     log_path: Path  # stdout+stderr of the process (appended)
     env: Mapping[str, str] | None = None  # extra environment variables
+    health_path: str = "/v1/models"  # answered (200) while the server lives, even while it decodes
 
 
 @dataclass
@@ -71,6 +77,7 @@ class ManagedServer:
     process: subprocess.Popen[bytes]
     startup_s: float = 0.0
     argv: list[str] = field(default_factory=list)
+    watch: Any = None  # its ServerWatch while launch_servers serves it (the gateway's EndpointGuard)
 
     @property
     def url(self) -> str:
@@ -85,11 +92,19 @@ class ManagedServer:
     def what(self) -> str:
         return f"{self.name} server on {HOST}:{self.port}"
 
+    @property
+    def host_port(self) -> str:
+        return f"{HOST}:{self.port}"
+
     def check(self) -> None:
-        """Raise ``ServerError`` (with the log tail) if the process has exited."""
+        """Raise ``ServerError`` (with the log tail) if the server is gone: its process
+        exited, or, when it is watched, its watch gave up restarting it."""
+        watch = self.watch
+        if watch is not None and watch.failure is not None:
+            raise watch.failure
         code = self.process.poll()
-        if code is not None:
-            raise ServerError(self.what, f"exited with code {code}; {_log_hint(self.log_path)}")
+        if code is not None and (watch is None or watch.restarts >= watch.max_restarts):  # else: restarting
+            raise ServerError(self.what, f"exited with code {code}; {log_hint(self.log_path)}")
 
 
 def log_tail(path: Path, lines: int = 6, max_bytes: int = 8192) -> str:
@@ -106,7 +121,8 @@ def log_tail(path: Path, lines: int = 6, max_bytes: int = 8192) -> str:
     return " | ".join([ln for ln in kept if ln][-lines:])
 
 
-def _log_hint(path: Path) -> str:
+def log_hint(path: Path) -> str:
+    """``log PATH: <its last lines>`` for an error message."""
     tail = log_tail(path)
     return f"log {path}" + (f": {tail}" if tail else " is empty")
 
@@ -141,9 +157,16 @@ def _spawn(spec: ServerSpec, port: int) -> ManagedServer:
     return ManagedServer(name=spec.name, port=port, log_path=spec.log_path, process=proc, argv=argv)
 
 
-def _probe(url: str, timeout: float) -> bool:
-    """True when ``GET url`` answers 200 (no proxy: the server is local)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A health check never follows a redirect (a 3xx is not healthy)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def probe(url: str, timeout: float) -> bool:
+    """True when ``GET url`` answers 200 (no proxy: the server is local; no redirect followed)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
     try:
         with opener.open(url, timeout=timeout) as resp:
             return resp.status == 200
@@ -166,13 +189,13 @@ async def _wait_ready(server: ManagedServer, timeout: float, ready_path: str) ->
                 if "address already in use" in tail or "errno 98" in tail:
                     raise _PortTaken
                 raise ServerError(
-                    server.what, f"exited with code {code} before it was ready; {_log_hint(server.log_path)}"
+                    server.what, f"exited with code {code} before it was ready; {log_hint(server.log_path)}"
                 )
-            if await anyio.to_thread.run_sync(_probe, url, 2.0):
+            if await anyio.to_thread.run_sync(probe, url, 2.0):
                 server.startup_s = time.monotonic() - t0
                 return
             await anyio.sleep(0.1)
-    raise ServerError(server.what, f"not ready after {timeout:g}s; {_log_hint(server.log_path)}")
+    raise ServerError(server.what, f"not ready after {timeout:g}s; {log_hint(server.log_path)}")
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -200,6 +223,21 @@ async def _stop(server: ManagedServer, grace: float) -> None:
     log.debug("server stopped", server=server.what, returncode=proc.returncode)
 
 
+def kill_group(server: ManagedServer) -> None:
+    """SIGKILL the server's whole process group (a hung server, or what is left of a dead one)."""
+    _signal_group(server.process, signal.SIGKILL)
+
+
+async def respawn(server: ManagedServer, spec: ServerSpec, startup_timeout: float, ready_path: str) -> None:
+    """Start ``server`` again on its own port (from the event loop's thread, like the first
+    start) and wait until it is ready; ``server.process`` is the new process from the start."""
+    if server.process.poll() is None:
+        await _wait_exit(server.process, 10.0)
+    fresh = _spawn(spec, server.port)
+    server.process, server.argv = fresh.process, fresh.argv
+    await _wait_ready(server, startup_timeout, ready_path)
+
+
 async def _start_one(
     spec: ServerSpec,
     slot: int,
@@ -217,7 +255,7 @@ async def _start_one(
         except _PortTaken:
             if spec.port_fixed or attempt == _PORT_ATTEMPTS:
                 raise ServerError(
-                    server.what, f"port is already in use; {_log_hint(server.log_path)}"
+                    server.what, f"port is already in use; {log_hint(server.log_path)}"
                 ) from None
             log.info("port taken before the server bound it; retrying", port=port)
             port = free_ports(1)[0]
@@ -240,11 +278,15 @@ async def launch_servers(
     startup_timeout: float,
     ready_path: str = "/v1/models",
     grace: float = 10.0,
+    max_restarts: int = 0,
+    hang_timeout: float | None = None,
 ) -> AsyncIterator[list[ManagedServer]]:
     """Start every server concurrently, wait until each answers
     ``GET ready_path`` with 200, yield them (in ``specs`` order), and stop them
     all on exit.  If any fails to start, the others are stopped and the first
-    ``ServerError`` propagates."""
+    ``ServerError`` propagates.  While they serve, each is watched (``server.watch``):
+    restarted when it dies (or answers no ``spec.health_path`` for ``hang_timeout``
+    seconds; None = no hang check), at most ``max_restarts`` times."""
     ready: list[ManagedServer | None] = [None] * len(specs)
     spawned: list[ManagedServer] = []
     try:
@@ -252,7 +294,18 @@ async def launch_servers(
             async with anyio.create_task_group() as tg:
                 for slot, spec in enumerate(specs):
                     tg.start_soon(_start_one, spec, slot, ready, spawned, startup_timeout, ready_path)
-        yield [s for s in ready if s is not None]
+        servers = [s for s in ready if s is not None]
+        with lone_error():  # the body's own error as itself (a watch never raises)
+            async with anyio.create_task_group() as watches:
+                for server, spec in zip(servers, specs):
+                    server.watch = ServerWatch(server, spec, max_restarts=max_restarts, hang_timeout=hang_timeout,
+                                               startup_timeout=startup_timeout, ready_path=ready_path,
+                                               health_path=spec.health_path)
+                    await watches.start(server.watch.run)
+                try:
+                    yield servers
+                finally:
+                    watches.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:

@@ -140,6 +140,7 @@ def vllm_specs(
                 port_fixed=port is not None,
                 log_path=folder / f"vllm-{i}.log",
                 env=env,
+                health_path="/health",
             )
         )
     return specs

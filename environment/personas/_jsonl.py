@@ -1,12 +1,15 @@
 """The published pool format: one JSON string per line.
 
 Real files are not always clean, so the reader accepts a byte-order mark (at
-the start of the file or of any line), blank lines, and several JSON values
-back to back on one line. Anything else it cannot read (invalid JSON, a
-value that is not a string, an empty string, bytes that are not UTF-8, a
-line longer than ``MAX_LINE_CHARS``, an empty file) raises ``InputError``
-naming the file, the line and the column, and nothing of the file is
-returned: callers parse every file fully before they touch the database.
+the start of the file or of any line), CRLF line ends, blank lines, and
+several JSON values back to back on one line. Anything else it cannot read
+(invalid JSON, a value that is not a string, an empty string, bytes that are
+not UTF-8, a UTF-16/32 file, a character no text may hold: a lone surrogate
+such as ``"\ud800"``, U+FFFE/U+FFFF, NUL or another control character,
+written raw or escaped; a line longer than ``MAX_LINE_CHARS``, an empty file)
+raises ``InputError`` naming the file, the line and the column, and nothing
+of the file is returned: callers parse every file fully before they touch
+the database.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ...core import check_json_line, decode_utf8
 from ...core.errors import InputError
 
 __all__ = ["read_items", "write_items", "write_objects"]
@@ -24,16 +28,6 @@ _BOM = "\ufeff"
 _DECODER = json.JSONDecoder()
 _SPACE = " \t\r\f\v" + _BOM
 MAX_LINE_CHARS = 100_000  # one persona item is a sentence or a paragraph; a longer line is a broken file
-
-
-def _decode(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        column = len(raw[line_start:exc.start].decode("utf-8", errors="replace")) + 1
-        raise InputError(str(path), f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", line, column) from None
 
 
 def read_items(path: str | os.PathLike[str]) -> list[str]:
@@ -48,12 +42,13 @@ def read_items(path: str | os.PathLike[str]) -> list[str]:
         raise InputError(str(path), "no such file") from None
     except OSError as exc:
         raise InputError(str(path), f"cannot be read ({exc.strerror})") from None
-    text = _decode(path, raw)
+    text = decode_utf8(path, raw)
     items: list[str] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         if len(line) > MAX_LINE_CHARS:
             raise InputError(str(path), f"line is {len(line):,} characters long; at most {MAX_LINE_CHARS:,}"
                              " allowed (one item per line)", lineno)
+        check_json_line(path, line, lineno)  # a lone surrogate, U+FFFF, NUL, ... raw or escaped
         pos = 0
         while True:
             while pos < len(line) and line[pos] in _SPACE:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ...core import safe_text
 from ._rows import loads, row_as
 
 __all__ = ["CallOutcomeRow", "CallRow", "CallTotals", "Calls", "NewCall", "RoleTotals"]
@@ -24,7 +25,8 @@ _CALL_COLS = ("id, role, model, endpoint, tree_id, turn, branch, case_id, reques
 _TOTALS = ("COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
            " COALESCE(SUM(completion_tokens), 0) AS completion_tokens,"
            " COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0) AS retries,"
-           " COALESCE(SUM(error IS NOT NULL), 0) AS failures, COALESCE(SUM(cached), 0) AS cached")
+           " COALESCE(SUM(error IS NOT NULL), 0) AS failures, COALESCE(SUM(cached), 0) AS cached,"
+           " COALESCE(SUM(finish_reason = 'length'), 0) AS truncated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +46,12 @@ class NewCall:
     response: str | None
     prompt_tokens: int
     completion_tokens: int
-    latency_s: float
+    latency_s: float | None
     attempts: int
     cached: bool
     error: str | None
     cache_key: str | None
+    finish_reason: str | None = None  # "stop", "length" (cut at max_tokens or max_reply_chars), ...; None = unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,7 @@ class CallTotals:
     retries: int = 0
     failures: int = 0
     cached: int = 0
+    truncated: int = 0  # replies that ended with finish_reason "length" (cut at max_tokens or max_reply_chars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,7 @@ def _call(row: sqlite3.Row) -> CallRow:
 
 def _totals(row: sqlite3.Row) -> CallTotals:
     return CallTotals(*(int(row[k]) for k in ("calls", "prompt_tokens", "completion_tokens", "retries",
-                                              "failures", "cached")))
+                                              "failures", "cached", "truncated")))
 
 
 class Calls:
@@ -148,14 +152,14 @@ class Calls:
         self.conn.execute(
             "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, case_id, request,"
             " response, prompt_tokens, completion_tokens, latency_s, attempts, cached, error, cache_key,"
-            " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " created_at, finish_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (call.run_id, call.role, call.endpoint, call.model, call.tree_id, call.turn, call.branch, call.case_id,
-             json.dumps(call.request, ensure_ascii=False), call.response, call.prompt_tokens,
+             safe_text(json.dumps(call.request, ensure_ascii=False)), call.response, call.prompt_tokens,
              call.completion_tokens, call.latency_s, call.attempts, int(call.cached), call.error, call.cache_key,
-             time.time()))
-        if cache is not None:
+             time.time(), call.finish_reason))
+        if cache is not None:  # JSON text fit to store (a lone surrogate in a reply would fail the write)
             self.conn.execute("INSERT OR IGNORE INTO llm_cache (key, response, created_at) VALUES (?,?,?)",
-                              (cache[0], json.dumps(cache[1], ensure_ascii=False), time.time()))
+                              (cache[0], safe_text(json.dumps(cache[1], ensure_ascii=False)), time.time()))
 
     def cached(self, key: str) -> Any | None:
         """The cached reply of a request identity, or None."""

@@ -21,6 +21,9 @@ personas, evaluate, train): find-or-create by identity, the lease, the end.
 * **End.** One transaction records the status (``complete`` / ``failed``
   set by the body, ``interrupted`` on cancellation or Ctrl-C, ``failed``
   with the error otherwise), the stats, the wall time and releases the lease.
+  A queued write the store lost (``Store.failure``) fails the run too, even
+  when the body ended well: the run is marked ``failed`` naming it, and the
+  ``StoreError`` raised.
 
 A run's wall time (``runs.wall_s``) is the sum of its invocations' wall
 time; the heartbeat keeps the current one counted, so even a killed
@@ -45,7 +48,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from ...core import RunBusyError, Settings, lone_error, setting
+from ...core import AloeError, RunBusyError, Settings, lone_error, setting
 from ._runs import Lease, RunRecord, Runs
 from ._store import Store, transaction
 
@@ -227,16 +230,30 @@ async def open_run(store: Store, kind: str, config: Any, identity: str, *, resum
     except BaseException as exc:
         if not lost:
             status, stats = _ending(exc, run, (anyio.get_cancelled_exc_class(),))
-            with anyio.CancelScope(shield=True):
-                await store.write(lambda c: _finish(c, run, status, stats))
+            await _mark(store, run, status, stats)
         raise
     else:
         if lost:  # pragma: no cover -- the heartbeat's error always ends the body
             raise lost[0]
+        if (failure := store.failure) is not None:  # a queued write (a call record, an event) was lost
+            await _mark(store, run, "failed", {**(run.stats if isinstance(run.stats, dict) else {}),
+                                               "error": f"{type(failure).__name__}: {failure}"[:2000]})
+            raise failure
         with anyio.CancelScope(shield=True):
             done = await store.write(lambda c: _finish(c, run, run.status, run.stats))
         if not done:
             raise await store.read(lambda c: _lost(c, run))
+
+
+async def _mark(store: Store, run: ActiveRun, status: str, stats: Any) -> None:
+    """Record how a run ended that did not end well: also after a lost queued write
+    (the run must not look like it is running); a database that cannot take even this
+    write (a full disk) leaves the run to be shown interrupted (its lease is gone with us)."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await store.write(lambda c: _finish(c, run, status, stats), despite_failure=True)
+        except AloeError as marking:
+            log.warning("run.cannot_mark", run_id=run.id, status=status, error=str(marking))
 
 
 @contextmanager

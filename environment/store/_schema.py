@@ -188,6 +188,10 @@ MIGRATIONS: list[str] = [
         stale_after  REAL NOT NULL               -- seconds without a heartbeat after which it may be taken over
     );
     """,
+    # 3 -> 4: why each reply ended ('stop', 'length' = cut at max_tokens or max_reply_chars, ...; NULL = unknown).
+    """
+    ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

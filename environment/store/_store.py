@@ -11,6 +11,13 @@ for). ``await store.submit(fn)`` only waits for queue space; use it for
 records nobody waits on (LLM call logs, bus events). Both are flushed before
 ``Store.open`` exits, even on error or cancellation.
 
+Nothing submitted is dropped silently: the first submitted write that fails
+is kept (and logged), and from then on every ``write``/``submit`` raises it
+as a ``StoreError`` naming what was lost, and so does the exit of
+``Store.open`` (the run fails loudly instead of finishing with a hole).
+``write(fn, despite_failure=True)`` is for the one write that still has to
+happen then: marking the run failed.
+
 Reads run on their own read-only connection, owned by a thread of its own:
 ``await store.read(fn)`` calls ``fn(conn)`` there (WAL lets reads run beside
 the writer). Both paths take plain functions of a ``sqlite3.Connection``, so
@@ -20,10 +27,7 @@ the repositories (``Runs``, ``Personas``, ``Trees``, ``Calls``,
 
 from __future__ import annotations
 
-import asyncio
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,12 +36,16 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import anyio
+import structlog
 from anyio.abc import TaskStatus
 
 from ...core import StoreError, lone_error
+from ._reader import ReadThread, read_connection
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -198,6 +206,7 @@ def transaction(path: str | Path, fn: Callable[[sqlite3.Connection], T]) -> T:
 class _Op(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
     wait: bool
+    what: str = ""  # what a submitted write holds, for the error that names it
     done: anyio.Event = field(default_factory=anyio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -206,7 +215,7 @@ class _Op(Generic[T]):
 class Store:
     """An open aloesim database. Build it with ``async with Store.open(path)``."""
 
-    def __init__(self, path: Path, writer: sqlite3.Connection, reader: _ReadThread, batch_max: int, queue: int) -> None:
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: ReadThread, batch_max: int, queue: int) -> None:
         self.path = path
         self._writer_conn = writer
         self._reader = reader
@@ -214,6 +223,7 @@ class Store:
         self._send, self._receive = anyio.create_memory_object_stream[_Op](queue)
         self._thread = anyio.CapacityLimiter(1)
         self._drained = anyio.Event()  # set when the writer has committed everything and stopped
+        self.failure: StoreError | None = None  # the first submitted write that failed (see the module docstring)
         self.batches = 0
         self.ops = 0
 
@@ -226,7 +236,7 @@ class Store:
         path = Path(path)
         writer = await anyio.to_thread.run_sync(lambda: connect(path, create=create))
         try:
-            reader = _ReadThread(await anyio.to_thread.run_sync(_read_connection, path))
+            reader = ReadThread(await anyio.to_thread.run_sync(read_connection, path))
         except sqlite3.Error as exc:
             writer.close()
             raise _as_store_error(path, exc) from None
@@ -243,6 +253,8 @@ class Store:
                         with anyio.CancelScope(shield=True):
                             await store._send.aclose()
                             await store._drained.wait()
+                    if store.failure is not None:  # the body went on, but a queued write was lost
+                        raise store.failure
         finally:
             reader.close()
             writer.close()
@@ -274,7 +286,19 @@ class Store:
                 self.batches += 1
                 self.ops += len(batch)
                 for op in batch:
+                    if op.error is not None and not op.wait:
+                        self._lost(op)
                     op.done.set()
+
+    def _lost(self, op: _Op) -> None:
+        """A submitted write failed: nobody waits for it, so keep it for the next caller."""
+        assert op.error is not None
+        reason = op.error.reason if isinstance(op.error, StoreError) else f"{type(op.error).__name__}: {op.error}"
+        if self.failure is None:
+            log.warning("store.write_lost", what=op.what, error=reason)
+            self.failure = StoreError(str(self.path), f"a queued write failed ({op.what}): {reason}")
+        else:  # (a full disk fails a whole batch: one warning is enough)
+            log.debug("store.write_lost", what=op.what, error=reason)
 
     def _commit(self, batch: list[_Op]) -> None:
         conn = self._writer_conn
@@ -299,8 +323,12 @@ class Store:
                 op.error = err
 
     # -- writing ---------------------------------------------------------
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction; return its result once committed."""
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, despite_failure: bool = False) -> T:
+        """Run ``fn`` in a write transaction; return its result once committed.
+        Raises the kept ``failure`` of an earlier submitted write first, unless
+        ``despite_failure`` (for marking the run failed)."""
+        if self.failure is not None and not despite_failure:
+            raise self.failure
         op: _Op[T] = _Op(fn, wait=True)
         await self._send.send(op)
         await op.done.wait()
@@ -308,75 +336,21 @@ class Store:
             raise op.error
         return op.result
 
-    async def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        """Queue ``fn`` for the next batch without waiting for the commit.
-        A failure is not reported to the caller; use for logs and events."""
-        await self._send.send(_Op(fn, wait=False))
+    async def submit(self, fn: Callable[[sqlite3.Connection], Any], *, what: str = "") -> None:
+        """Queue ``fn`` for the next batch without waiting for the commit (for
+        records nobody waits on: call records, events). If it fails, the next
+        ``write``/``submit`` and the store's close raise a StoreError naming
+        ``what`` (default: the function's name); so does this call when an
+        earlier one failed."""
+        if self.failure is not None:
+            raise self.failure
+        await self._send.send(_Op(fn, wait=False, what=what or getattr(fn, "__qualname__", "a write")))
 
     # -- reading ---------------------------------------------------------
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the read connection (its own thread, one read at a
         time); it sees what is committed, never the writer's open batch."""
         return await self._reader.run(fn)
-
-
-class _ReadThread:
-    """A thread that owns the read connection and runs read functions in
-    arrival order, handing each result back to the event loop (what
-    aiosqlite does for its connection; a queue served by one thread costs a
-    third of a ``to_thread`` call per read when many tasks read at once).
-    A cancelled caller's read still runs; its result is dropped."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop,
-                                            asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="aloe-store-reader", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        try:
-            while (job := self._jobs.get()) is not None:
-                fn, loop, future = job
-                try:
-                    result, error = fn(self._conn), None
-                except BaseException as exc:  # noqa: BLE001 -- handed to the caller
-                    result, error = None, exc
-                loop.call_soon_threadsafe(_settle, future, result, error)
-        finally:
-            self._conn.close()
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, loop, future))
-        return await future
-
-    def close(self) -> None:
-        """Serve what is queued, close the connection, stop."""
-        self._jobs.put(None)
-        self._thread.join()
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-def _read_connection(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA query_only = ON")  # the writer task is the only one that writes
-        return conn
-    except BaseException:
-        conn.close()
-        raise
 
 
 def now() -> float:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ...core import safe_text
 from .._types import InferredPersona, Node, Persona, PreferenceCheck
 from ._personas import PERSONA_TEXTS
 from ._rows import loads, row_as
@@ -144,6 +145,11 @@ class Trees:
     def fail(self, tree_id: int, reason: str) -> None:
         self.conn.execute("UPDATE trees SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
                           (reason, time.time(), tree_id))
+
+    def fail_unfinished(self, run_id: int, reason: str) -> int:
+        """Mark every pending or running tree of a run failed (the run stopped); returns how many."""
+        return self.conn.execute("UPDATE trees SET status = 'failed', error = ?, finished_at = ? WHERE run_id = ?"
+                                 " AND status IN ('pending', 'running')", (reason, time.time(), run_id)).rowcount
 
     def take_state(self, tree_id: int, status: str, error: str | None, finished_at: float | None) -> None:
         """Copy another database's later state of the same tree (``aloe merge``)."""
@@ -306,7 +312,8 @@ class Trees:
     # -- events --------------------------------------------------------------
     def add_event(self, run_id: int | None, tree_id: int | None, kind: str, payload: Any) -> None:
         self.conn.execute("INSERT INTO events (run_id, tree_id, kind, payload, created_at) VALUES (?,?,?,?,?)",
-                          (run_id, tree_id, kind, json.dumps(payload, ensure_ascii=False), time.time()))
+                          (run_id, tree_id, kind, safe_text(json.dumps(payload, ensure_ascii=False)),  # storable
+                           time.time()))
 
     def event_payloads(self, kind: str) -> list[Any]:
         """The payloads of every event of ``kind``, oldest first."""

@@ -75,6 +75,8 @@ async def test_generates_off_the_event_loop_and_records(smollm2: HFChatModel, an
     assert ticks >= 3          # the loop kept running while the model generated on its thread
     assert len(rec.calls) == 1 and rec.calls[0].context.case_id == 7 and rec.calls[0].response == result.text
     assert rec.calls[0].request["messages"][0]["content"] == "Say hello."
+    assert result.finish_reason == ("length" if result.completion_tokens == 8 else "stop")  # cut at max_tokens?
+    assert rec.calls[0].finish_reason == result.finish_reason
 
     # greedy decoding is reproducible
     again = await smollm2.chat([{"role": "user", "content": "Say hello."}], role="evaluated",

@@ -179,3 +179,46 @@ async def test_other_errors_are_bugs_and_propagate() -> None:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     assert isinstance(exc, KeyError)
+
+
+async def test_a_bug_in_a_handler_goes_to_on_error_but_an_aloe_error_stops_the_actor() -> None:
+    from aloesim.core.errors import StoreError
+
+    bus = Bus()
+    inbox = bus.subscribe(TurnRequested, 4)
+    failed: list[tuple[int, str]] = []
+
+    async def handle(msg: TurnRequested) -> None:
+        if msg.tree_id == 1:
+            raise TypeError("'NoneType' object is not subscriptable")
+        if msg.tree_id == 3:
+            raise StoreError("x.db", "disk is full or failing")
+
+    async def on_error(msg: TurnRequested, exc: Exception) -> None:
+        failed.append((msg.tree_id, type(exc).__name__))
+
+    actor = Actor("user", inbox, handle, concurrency=1, on_error=on_error)
+    with pytest.raises(BaseException) as info, anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(actor.run)
+            for i in range(4):
+                await bus.publish(request(i))
+            await anyio.sleep(1)
+    exc = info.value
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    assert isinstance(exc, StoreError)  # the run cannot go on without its database
+    assert failed == [(1, "TypeError")]  # the bug failed its own message's tree only
+
+
+async def test_a_message_published_after_close_is_dropped(tmp_path: Path) -> None:
+    """A reply that arrives after every tree is done (its tree failed meanwhile) has
+    nowhere to go: dropped, not a ClosedResourceError."""
+    bus = Bus()
+    inbox = bus.subscribe(TurnRequested, 1)
+    await bus.aclose()
+    with anyio.fail_after(2):
+        await bus.publish(request())  # no error, no wait
+    assert bus.published == {}
+    with pytest.raises(anyio.EndOfStream):
+        inbox.receive_nowait()

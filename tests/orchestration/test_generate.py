@@ -304,6 +304,26 @@ async def test_a_failure_in_the_reply_roles_also_fails_only_that_tree(tmp_path: 
     assert not nodes_of(db, victim_tree[0])  # a half-done node is never committed
 
 
+async def test_a_bug_in_a_role_fails_its_tree_by_name_and_the_run_goes_on(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    add_personas(db, 3)
+    cfg = cfg_for(db, "generation.trees=3", "generation.turns=2")
+    victim = persona_texts(1)[0]
+
+    class Buggy(Script):
+        async def __call__(self, req: ScriptedRequest) -> Any:
+            if req.role == "inducer" and victim in req.messages[0]["content"]:
+                raise TypeError("unhashable type: 'list'")  # not an LLMError: a bug
+            return await super().__call__(req)
+
+    progress, _, _ = await grow(db, cfg, Buggy())
+    assert (progress.trees_done, progress.trees_failed) == (2, 1)
+    trees = {t["profile"]: t for t in tree_rows(db)}
+    assert tuple(trees[victim][k] for k in ("status", "error")) == (
+        "failed", "inducer at branch '': internal error: TypeError: unhashable type: 'list'")
+    assert all(t["status"] == "complete" for p, t in trees.items() if p != victim)
+
+
 async def test_a_reply_that_comes_back_after_its_tree_failed_and_the_run_ended_is_dropped(tmp_path: Path) -> None:
     """The inducer fails at once while the rejected reply of the same node is still being made: the
     (only) tree fails, so the run ends and the bus closes before that reply comes back. The late

@@ -12,6 +12,7 @@ the run can be resumed with ``retry_failed=true`` once the server is back.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -55,6 +56,16 @@ BAD_FILES = {
     "empty": (b"", "", "file is empty"),
     "not_utf8": (b'"a fine profile with enough words in it"\n"caf\xe9 owner who walks"\n', ":2:", "not UTF-8"),
     "huge_line": (b'"' + b"a" * 10_000_000 + b'"\n', ":1:", "characters long"),
+    # characters no text may hold (issue 12.7), written raw or escaped: refused where they are
+    "lone_surrogate": (b'"a fine profile with enough words in it"\n"a cut emoji \\ud83d here"\n', ":2:14:",
+                       "lone UTF-16 surrogate"),
+    "noncharacter": ('"a fine profile with enough words in it"\n"odd \uffff"\n'.encode(), ":2:6:",
+                     "noncharacter (U+FFFF)"),
+    "fffe_escaped": (b'"odd \\ufffe text"\n', ":1:6:", "noncharacter (U+FFFE)"),
+    "nul": (b'"ok words"\n"with a \\u0000 inside"\n', ":2:9:", "NUL"),
+    "escape_sequence": (b'"clears \x1b[2J the screen"\n', ":1:9:", "control character (U+001B)"),
+    "utf16": ('"a fine profile with enough words in it"\n'.encode("utf-16"), ":1:1:", "UTF-16"),
+    "latin1_line": (b'"a fine profile with enough words in it"\r\n"caf\xe9 owner"\r\n', ":2:5:", "not UTF-8"),
 }
 
 
@@ -74,6 +85,44 @@ def test_bad_jsonl_files(tmp_path: Path, seeded: Path, server, kind: str, comman
     one_line_error(done, f"{bad}{where}", what)
     assert file_state(seeded) == before
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["lone_surrogate", "nul", "utf16"])
+def test_a_bad_persona_file_leaves_no_database_behind(tmp_path: Path, kind: str) -> None:
+    data, where, what = BAD_FILES[kind]
+    bad = jsonl(tmp_path, f"{kind}.jsonl", data)
+    db = tmp_path / "never.db"
+    done = aloe("personas", f"db={db}", f"import.profiles={bad}")
+    one_line_error(done, f"{bad}{where}", what)
+    assert not db.exists() and not list(tmp_path.glob("never.db*"))
+
+
+def test_clean_non_ascii_files_with_bom_and_crlf_import(tmp_path: Path) -> None:
+    """What is refused above is only what no text may hold: a BOM, CRLF line ends,
+    accents, CJK, an emoji written raw or as a surrogate pair escape all import."""
+    profiles = ["Une chef pâtissière à Lyon qui adore le café.", "北京的一位退休教师，喜欢书法。",
+                "A surfer from Porto who loves 🌊 and early mornings.", "A baker who signs cards with 😀 always."]
+    raw = ("\ufeff" + "\r\n".join(json.dumps(p, ensure_ascii=i % 2 == 0) for i, p in enumerate(profiles))
+           + "\r\n").encode()
+    assert b"\\ud83c\\udf0a" in raw and "😀".encode() in raw  # an emoji escaped as a surrogate pair, one raw
+    good = jsonl(tmp_path, "good.jsonl", raw)
+    db = tmp_path / "p.db"
+    done = aloe("personas", f"db={db}", f"import.profiles={good}", "personas.threshold=1.0")
+    assert done.code == 0 and "Traceback" not in done.err, done.err[-2000:]
+    conn = sqlite3.connect(db)
+    stored = {t for (t,) in conn.execute("SELECT text FROM persona_items WHERE kind = 'profile' AND source = 'imported'")}
+    conn.close()
+    assert stored == set(profiles)
+
+
+def test_a_labels_csv_with_a_nul_is_one_line(tmp_path: Path, server) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"case,turn,score\r\n0,1,4\r\n0,2,\x005\r\n")
+    db = tmp_path / "never.db"
+    done = aloe("evaluate", f"db={db}", *write_benchmark(tmp_path), f"evaluation.labels={labels}",
+                f"evaluation.out_dir={tmp_path / 'out'}", *backend_args(server.base_url))
+    one_line_error(done, f"{labels}:3:5:", "NUL")
+    assert not db.exists()
 
 
 CONFIG_MISTAKES = [
@@ -248,3 +297,34 @@ def test_full_disk(tmpfs: Path, seeded: Path, server) -> None:
     done = aloe("generate", f"db={many}", "generation.trees=20", "generation.turns=2", "generation.progress=off",
                 *backend_args(server.base_url))
     assert done.code == 0 and done.summary()["trees_complete"] == 20, done.err[-2000:]
+
+
+def test_export_dir_under_a_file_is_one_line(tmp_path: Path) -> None:
+    from tests.support.sample_db import write_sample
+
+    db = tmp_path / "sample.db"
+    write_sample(db)
+    note = tmp_path / "notes.txt"
+    note.write_text("a file, not a folder\n")
+    done = aloe("export", f"db={db}", f"export.dir={note / 'data'}")
+    one_line_error(done, "export.dir", "Not a directory")
+    assert note.read_text() == "a file, not a folder\n"
+
+
+def test_export_onto_a_full_disk_keeps_the_earlier_export(tmpfs: Path, tmp_path: Path) -> None:
+    """The disk fills up while the new files are written: one line, no partial file
+    left, and the earlier export in the folder is untouched (and still verifies)."""
+    from aloesim.training import verify_export
+    from tests.support.sample_db import write_sample, write_synthetic
+
+    small, big = tmp_path / "small.db", tmp_path / "big.db"
+    write_sample(small)
+    write_synthetic(big, trees=400, nodes_per_tree=10, calls_per_node=0, cases=1)  # far more than 16 MB of export
+    out = tmpfs / "data"
+    first = aloe("export", f"db={small}", f"export.dir={out}")
+    assert first.code == 0, first.err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    done = aloe("export", f"db={big}", f"export.dir={out}")
+    one_line_error(done, str(out), "No space left on device", "earlier export is kept")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no partial file, nothing replaced
+    verify_export(out)

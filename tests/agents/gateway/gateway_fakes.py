@@ -98,6 +98,6 @@ def make_backend(server: FakeServer, urls: list[str] | None = None, **settings: 
     """A Backend over the fake server with fast backoff (tests stay quick)."""
     opts: dict[str, Any] = {"kind": "openai", "model": "fake-model", "base_url": URL, "backoff_base": 0.001,
                             "backoff_max": 0.01, "concurrency": 4}
-    backend_kw = {k: settings.pop(k) for k in ("recorder", "cache", "budget", "seed", "name") if k in settings}
+    backend_kw = {k: settings.pop(k) for k in ("recorder", "cache", "budget", "seed", "name", "guards") if k in settings}
     opts.update(settings)
     return Backend(BackendSettings(**opts), urls or [URL], transport=server.transport, **backend_kw)

@@ -286,12 +286,31 @@ def test_aloe_serve_refuses_remote_backend() -> None:
     assert res.returncode == 2 and "backend='openai' is not allowed" in res.stderr
 
 
-def test_aloe_serve_fails_when_its_server_dies(spawn: list[subprocess.Popen[str]]) -> None:
-    proc = start_serve(spawn)
+def test_aloe_serve_restarts_a_server_that_dies_then_fails_when_none_is_left(
+        spawn: list[subprocess.Popen[str]]) -> None:
+    proc = start_serve(spawn, "backend.max_restarts=1")
     url = _read_until(proc, r"at (http://\S+)").group(1)
-    [pid] = llama_pids(int(url.rsplit(":", 1)[1].split("/")[0]))
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    [pid] = llama_pids(port)
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 120  # restarted on the same port, serving again
+    while not (set(llama_pids(port)) - {pid}) or not _models_ok(url):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(0.5)
+    [again] = llama_pids(port)
+    os.kill(again, signal.SIGKILL)  # no restart left: aloe serve stops, naming the server
     assert proc.wait(timeout=30) == 1
     err = proc.stderr.read()  # type: ignore[union-attr]
     assert "server error: llama.cpp server on 127.0.0.1:" in err and "exited with code -9" in err
+    assert "restarted 1 time(s) already (backend.max_restarts=1)" in err
     assert "Traceback" not in err
+
+
+def _models_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/models", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

@@ -434,3 +434,48 @@ def test_serve_refuses_an_external_backend() -> None:
     with pytest.raises(ConfigError) as err:
         serve.run(_serve_cfg("backend=vllm", "backend.base_url=http://gpu:8000/v1"))
     assert err.value.key == "backend"
+
+
+# ---- the watch: restarts, then a ServerError ------------------------------------
+
+
+async def test_a_server_that_dies_is_restarted_on_its_port_then_named_when_no_restart_is_left(tmp_path: Path) -> None:
+    spec = fake_spec(tmp_path, free_ports(1)[0])
+    async with launch_servers([spec], startup_timeout=20, max_restarts=1) as servers:
+        server = servers[0]
+        watch = server.watch
+        first = server.pid
+        server.process.kill()
+        server.process.wait()
+        watch.trouble()  # what the gateway does after a refused connection
+        with anyio.fail_after(20):
+            await watch.usable()  # waits for the restart
+        assert watch.restarts == 1 and server.pid != first and server.process.poll() is None
+        server.check()  # alive again
+        server.process.kill()
+        server.process.wait()
+        watch.trouble()
+        with anyio.fail_after(20), pytest.raises(ServerError) as info:
+            await watch.usable()
+        msg = str(info.value)
+        assert f"fake server on 127.0.0.1:{server.port}: exited with code -9; restarted 1 time(s) already" in msg
+        assert "(backend.max_restarts=1); log " in msg and "fake server starting" in msg  # the log's tail
+        with pytest.raises(ServerError):
+            server.check()
+    assert gone(server.pid)
+
+
+async def test_a_server_that_stops_answering_is_killed_and_restarted(tmp_path: Path) -> None:
+    import signal
+
+    spec = fake_spec(tmp_path, free_ports(1)[0])
+    async with launch_servers([spec], startup_timeout=20, max_restarts=1, hang_timeout=2) as servers:
+        server = servers[0]
+        first = server.pid
+        os.kill(first, signal.SIGSTOP)
+        with anyio.fail_after(30):
+            while server.watch.restarts == 0:
+                await anyio.sleep(0.2)
+            await server.watch.usable()
+        assert server.pid != first and gone(first)
+    assert gone(server.pid)

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from aloesim.core.errors import RunBusyError
+from aloesim.core.errors import RunBusyError, StoreError
 from aloesim.environment.store import (
     Lease,
     LeaseSettings,
@@ -187,6 +187,23 @@ async def test_how_a_run_ends(tmp_path: Path) -> None:
     assert (complete.status, complete.stats) == ("complete", {"n": 1})
     assert lease_row(db, 1) is None and lease_row(db, 2) is None and lease_row(db, 3) is None
 
+
+async def test_a_queued_write_lost_fails_the_run_even_when_the_body_ends_well(tmp_path: Path) -> None:
+    """A submitted write that fails (here: onto a table that does not exist) is not
+    swallowed: the body that went on to finish 'complete' still ends with the run
+    marked failed naming what was lost, its lease given up, and the StoreError raised."""
+    db = tmp_path / "r.db"
+    with pytest.raises(StoreError, match=r"a queued write failed \(a test row\)") as info:
+        async with Store.open(db) as store, open_run(store, "generate", {}, "a", lease=FAST) as run:
+            await store.submit(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"), what="a test row")
+            with anyio.fail_after(5):
+                while store.failure is None:
+                    await anyio.sleep(0.01)
+            run.finish("complete", {"n": 1})
+    r = run_row(db)
+    assert r.status == "failed" and r.stats["n"] == 1
+    assert r.stats["error"] == f"StoreError: {info.value}"
+    assert lease_row(db) is None
 
 def test_the_sync_lifecycle(tmp_path: Path) -> None:
     db = tmp_path / "r.db"

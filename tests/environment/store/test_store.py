@@ -264,12 +264,33 @@ async def test_concurrent_writes_are_batched(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_submit_failure_is_not_raised_and_others_commit(tmp_path: Path) -> None:
+async def test_a_failed_submit_spoils_no_other_op_and_the_close_raises_it(tmp_path: Path) -> None:
     db = tmp_path / "submit.db"
-    async with Store.open(db) as store:
-        await store.submit(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"))
-        await store.submit(event("fine"))
-    assert count_events(db, "fine") == 1
+    with pytest.raises(StoreError, match=r"a queued write failed \(a test row\): .*no such table") as info:
+        async with Store.open(db) as store:
+            await store.submit(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"), what="a test row")
+            await store.submit(event("fine"))
+    assert count_events(db, "fine") == 1  # the batch's other ops committed
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_after_a_failed_submit_the_next_write_and_submit_raise_it(tmp_path: Path) -> None:
+    """Nothing is lost silently: the run learns of the lost record at its next write."""
+    db = tmp_path / "sticky.db"
+    with pytest.raises(StoreError, match="too large"):
+        async with Store.open(db) as store:
+            # what an INSERT of usage = 10**30 did before values were clamped
+            await store.submit(lambda c: c.execute("INSERT INTO events (kind, payload, created_at) VALUES (?,?,?)",
+                                                   ("x", 10**30, 0)))
+            await store.write(event("flush"))  # the batch above is committed (or failed) by now
+            with pytest.raises(StoreError, match="a queued write failed"):
+                await store.write(event("after"))
+            with pytest.raises(StoreError, match="a queued write failed"):
+                await store.submit(event("after"))
+            # the one write that must still happen: marking the run failed
+            await store.write(event("marked"), despite_failure=True)
+    assert count_events(db, "after") == 0 and count_events(db, "marked") == 1
 
 
 @pytest.mark.anyio
