@@ -5,6 +5,7 @@ sampling settings; the gateway (``aloesim.agents.gateway``) is the only way
 they reach a model; managed servers live in ``aloesim.agents.servers``."""
 
 from ._persona_generator import PersonaGenerator, split_items
+from ._rating import Rating, score_distribution
 from ._roles import (
     AlignmentJudge,
     Inducer,
@@ -28,9 +29,11 @@ __all__ = [
     "PreferenceJudge",
     "PreferenceVerdict",
     "PreferredResponder",
+    "Rating",
     "RejectedResponder",
     "UserSimulator",
     "render_history",
+    "score_distribution",
     "split_items",
     "strip_stage_directions",
 ]

@@ -30,10 +30,11 @@ from typing import Any, Protocol
 import anyio
 import structlog
 
+from ..agents import Rating
 from ..agents.gateway import CallContext, ChatModel, Sampling
 from ..core.errors import ConfigError, LLMError
 from ..environment import Persona
-from ..environment.store import Store
+from ..environment.store import Store, set_distribution
 from ._cases import Case, fingerprint
 
 __all__ = ["EVALUATED_ROLE", "BenchmarkSpec", "RunOutcome", "run_benchmark"]
@@ -51,6 +52,9 @@ class UserRole(Protocol):
 class JudgeRole(Protocol):
     async def __call__(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
                        context: CallContext | None = None) -> int: ...
+
+    async def rate(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
+                   context: CallContext | None = None) -> Rating: ...
 
 
 @dataclass(frozen=True)
@@ -148,11 +152,13 @@ async def run_benchmark(
     model: ChatModel,
     spec: BenchmarkSpec,
     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None,
+    before_cases: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     """Run (or continue) the benchmark over ``cases``; return the outcome.
 
     ``on_turn(case_index, turn, score)`` is called after each stored turn
-    (progress display)."""
+    (progress display). ``before_cases(evaluation_id, run_id)`` runs once the
+    evaluation is open, before any case (the judge check)."""
     spec.validate()
     if not cases:
         raise ConfigError("benchmark.cases", 0, "at least one case")
@@ -174,6 +180,8 @@ async def run_benchmark(
                                 out=out, on_turn=on_turn)
 
     try:
+        if before_cases is not None:
+            await before_cases(eval_id, run_id)
         async with anyio.create_task_group() as tg:
             for row in todo:
                 tg.start_soon(one, row)
@@ -234,19 +242,25 @@ async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: Ju
         reply = result.text.strip()
         score: int | None = None
         judge_error: str | None = None
+        rating = Rating(0)
         try:
-            score = int(await judge(persona, message, reply, seed=_seed(spec.seed, index, turn, 3), context=ctx))
+            rating = await judge.rate(persona, message, reply, seed=_seed(spec.seed, index, turn, 3), context=ctx)
+            score = int(rating.score)
             if not 1 <= score <= 5:
-                judge_error, score = f"score {score} outside 1-5", None
+                judge_error, score, rating = f"score {score} outside 1-5", None, Rating(0)
         except LLMError as exc:
             judge_error = str(exc)
         if score is None:
             out.judge_failures += 1
             log.warning("evaluate.judge_failed", turn=turn, error=judge_error)
         params = (case_id, turn, message, reply, score, judge_error, time.time())
-        await store.write(lambda c, params=params: c.execute(
-            "INSERT INTO eval_turns (case_id, turn, user_message, reply, score, judge_error, created_at)"
-            " VALUES (?,?,?,?,?,?,?)", params))
+
+        def store_turn(c: sqlite3.Connection, params=params, rating=rating, turn=turn) -> None:
+            c.execute("INSERT INTO eval_turns (case_id, turn, user_message, reply, score, judge_error, created_at)"
+                      " VALUES (?,?,?,?,?,?,?)", params)
+            set_distribution(c, case_id, turn, rating.distribution, rating.expected, rating.mass)
+
+        await store.write(store_turn)
         out.turns_run += 1
         judged += 1
         conversation += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]

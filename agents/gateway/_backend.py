@@ -253,7 +253,7 @@ class Backend:
                 result = ChatResult(
                     text=hit["text"], parsed=parsed, prompt_tokens=hit.get("prompt_tokens", 0),
                     completion_tokens=hit.get("completion_tokens", 0), attempts=0, cached=True,
-                    endpoint=hit.get("endpoint", "cache"), model=self.model,
+                    endpoint=hit.get("endpoint", "cache"), model=self.model, extra=hit.get("extra", {}),
                 )
                 self.stats["cached"] += 1
                 await self.recorder.record(
@@ -301,7 +301,7 @@ class Backend:
             result = ChatResult(
                 text=result.text, parsed=result.parsed, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, latency_s=latency, attempts=attempt,
-                cached=False, endpoint=endpoint.base_url, model=self.model,
+                cached=False, endpoint=endpoint.base_url, model=self.model, extra=result.extra,
             )
             self.stats["prompt_tokens"] += result.prompt_tokens
             self.stats["completion_tokens"] += result.completion_tokens
@@ -309,7 +309,8 @@ class Backend:
                 cache_value = None
                 if self.cache:
                     cache_value = {"text": result.text, "prompt_tokens": result.prompt_tokens,
-                                   "completion_tokens": result.completion_tokens, "endpoint": endpoint.base_url}
+                                   "completion_tokens": result.completion_tokens, "endpoint": endpoint.base_url,
+                                   "extra": result.extra}
                 await self.recorder.record(
                     CallRecord(role, endpoint.base_url, self.model, context, request, result.text,
                                result.prompt_tokens, result.completion_tokens, latency, attempt, False, None, key),
@@ -376,7 +377,9 @@ class Backend:
                 detail = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _first_error(exc)
                 raise _Retryable(f"invalid structured output: {self._clip(detail)}; reply was {self._clip(text, 120)!r}") from None
             text = parsed.model_dump_json()
-        return ChatResult(text=text, parsed=parsed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        logprobs = getattr(choices[0], "logprobs", None)  # asked for with Sampling.logprobs: kept as plain data
+        return ChatResult(text=text, parsed=parsed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          extra={"logprobs": logprobs.model_dump(mode="json")} if logprobs is not None else {})
 
 
 def _first_error(exc: ValidationError) -> str:
