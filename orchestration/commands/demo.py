@@ -1,6 +1,8 @@
 """aloe demo: the main job. Runs every stage of the pipeline, small, on the
 embedded model, by calling the other commands one after another; each
-stage resumes if the demo is run again."""
+stage resumes if the demo is run again. At the end it prints the judge
+check of the evaluations and says plainly whether their figures mean
+anything (measured by the check, not assumed)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ...core.errors import AloeError, ConfigError
+from .._demo_verdict import judge_lines, quality_lines
 
 HELP = "run the whole pipeline small on the embedded model: personas, trees, export, SFT+DPO, ALOE report"
 
@@ -28,7 +31,7 @@ def _positive(cfg: DictConfig, key: str) -> int:
 def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
     """(name, command, overrides) of each stage, in order."""
     for key in ("personas.profiles", "personas.personalities", "personas.iterations", "personas.pairs", "trees",
-                "turns", "max_tokens", "train_steps", "eval_cases", "eval_turns"):
+                "turns", "max_tokens", "train_steps", "eval_cases", "eval_turns", "judge_pairs"):
         _positive(cfg, key)
     out = Path(str(cfg.out_dir))
     db = str(cfg.db)
@@ -37,6 +40,8 @@ def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
     short = [f"agents.{r}.max_tokens={cfg.max_tokens}" for r in ("user", "preferred", "rejected")]
     p = cfg.personas
     final = out / "train" / "final"
+    judge = [f"evaluation.judge_check.pairs={cfg.judge_pairs}"]
+    judge += [f"agents.judge.{k}={v}" for k, v in ((cfg.get("agents") or {}).get("judge") or {}).items() if v]
     return [
         ("persona pool", "personas", common + [
             f"personas.target_profiles={p.profiles}", f"personas.target_personalities={p.personalities}",
@@ -51,12 +56,12 @@ def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
         ("ALOE: base model", "evaluate", common + [
             "model=embedded", f"benchmark.cases={cfg.eval_cases}", f"benchmark.turns={cfg.eval_turns}",
             f"agents.user.max_tokens={cfg.max_tokens}", f"model.max_tokens={cfg.max_tokens}",
-            "evaluation.label=Base", f"evaluation.out_dir={out / 'eval-base'}"]),
+            "evaluation.label=Base", f"evaluation.out_dir={out / 'eval-base'}", *judge]),
         ("ALOE: trained model", "evaluate", common + [
             "model=hf", f"model.path={final}", f"benchmark.cases={cfg.eval_cases}",
             f"benchmark.turns={cfg.eval_turns}", f"agents.user.max_tokens={cfg.max_tokens}",
             f"model.max_tokens={cfg.max_tokens}", "evaluation.label=SFT+DPO",
-            f"evaluation.out_dir={out / 'eval-trained'}"]),
+            f"evaluation.out_dir={out / 'eval-trained'}", *judge]),
         ("comparison report", "report", common + [f"evaluation.out_dir={out / 'report'}"]),
     ]
 
@@ -95,6 +100,8 @@ def run(cfg: DictConfig) -> int:
         "stages": timings,
         "wall_s": round(time.monotonic() - started, 1),
     }
+    verdict, lines = judge_lines(out, cfg)
+    summary["judge_check"] = verdict
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print("\naloe demo finished in {:.0f} s. Outputs:".format(summary["wall_s"]))
     print(f"  database        {summary['database']}   (aloe show / aloe view db={summary['database']})")
@@ -103,4 +110,6 @@ def run(cfg: DictConfig) -> int:
     for d in summary["reports"]:
         print(f"  report          {d}/report.md, report.json, al_curve.png")
     print(f"  summary         {out / 'demo.json'}")
+    for line in lines + quality_lines(str(cfg.db)):
+        print(line)
     return 0

@@ -17,7 +17,7 @@ import importlib.util
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,10 @@ from ...evaluation import (
     metrics,
     rejudge,
     run_benchmark,
+    run_judge_check,
     write_report,
 )
+from .._judging import JudgeOptions, judge_options, make_judges, summary_fields, warn_if_unreliable
 from .._models import (
     backend_preset,
     check_reachable,
@@ -200,6 +202,7 @@ class Plan:
     level: float
     labels: dict[tuple[int, int], int] | None
     second_judge: BackendSettings | None = None
+    judge: JudgeOptions = field(default_factory=JudgeOptions)
 
 
 def second_judge_settings(cfg: DictConfig) -> BackendSettings | None:
@@ -251,7 +254,7 @@ def plan(cfg: DictConfig) -> Plan:
                          sampling=model.sampling, model=model.identity, user_model=user_ident,
                          judge_model=judge_ident, config=config)
     spec.validate()
-    return Plan(cases, spec, model, out, n_boot, level, labels, second)
+    return Plan(cases, spec, model, out, n_boot, level, labels, second, judge_options(cfg))
 
 
 def run(cfg: DictConfig) -> int:
@@ -261,6 +264,7 @@ def run(cfg: DictConfig) -> int:
     check_reachable(endpoints)  # a server down now: one line, nothing written
     summary = anyio.run(_evaluate, cfg, p)
     print(json.dumps(summary, ensure_ascii=False))
+    warn_if_unreliable(summary["judge_check"])
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
     return 3 if summary["failed_cases"] else 0
 
@@ -268,8 +272,14 @@ def run(cfg: DictConfig) -> int:
 async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
     async with Store.open(cfg.db) as store:
         async with model_pool(cfg, store) as pool:
-            models = {"user": await pool.for_role(cfg, "user"), "judge": await pool.for_role(cfg, "judge")}
-            roles = make_roles(cfg, models)
+            roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user")})
+            judge, preference = await make_judges(cfg, pool, p.judge)
+
+            async def check(eval_id: int, run_id: int) -> None:
+                if p.judge.check.enabled:
+                    await run_judge_check(store, eval_id, p.cases, judge, settings=p.judge.check, seed=p.spec.seed,
+                                          run_id=run_id, preference_judge=preference,
+                                          concurrency=p.spec.concurrency)
             if p.model.kind == "hf":
                 from ...agents.gateway import StoreRecorder
                 from ...agents.hf import HFChatModel
@@ -282,8 +292,8 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
             else:
                 assert p.model.backend is not None
                 evaluated = await pool.backend(p.model.backend, name=p.model.identity["name"])
-            outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=roles["judge"],
-                                          model=evaluated, spec=p.spec)
+            outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=judge,
+                                          model=evaluated, spec=p.spec, before_cases=check)
             labels, source = p.labels, f"labels {cfg.evaluation.labels}" if p.labels is not None else "labels"
             if p.second_judge is not None:
                 judge2 = SecondJudge(await pool.backend(p.second_judge), str(cfg.prompts.judge),
@@ -297,7 +307,8 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
             " COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls WHERE run_id = ?", (outcome.run_id,))
         report = await anyio.to_thread.run_sync(
             lambda: build_report([data], n_boot=p.n_boot, seed=p.spec.seed, level=p.level, labels=labels,
-                                 labels_source=source))
+                                 labels_source=source, scoring=p.judge.scoring,
+                                 judge_threshold=p.judge.check.threshold, judge_check=p.judge.check.enabled))
         text = json.dumps(report, ensure_ascii=False)
         await store.write(lambda c: c.execute("UPDATE evaluations SET report = ? WHERE id = ?",
                                               (text, outcome.evaluation_id)))
@@ -310,5 +321,6 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
         "failed_cases": entry["failures"]["cases"], "retries": faults[0], "call_failures": faults[1],
         "seconds": round(outcome.seconds, 1),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
+        **summary_fields(report),
         "report": {k: str(v) for k, v in paths.items()},
     }
