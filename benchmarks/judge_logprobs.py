@@ -2,33 +2,42 @@
 
 llama-cpp-python's server returns token log-probabilities (the judge's score
 distribution) only when started with ``--logits_all True``; otherwise it
-answers HTTP 500. This script starts one server per setting in turn
-(SmolLM2-135M-Instruct, the embedded default, same threads) and runs, one
-request at a time, through the real gateway:
+answers HTTP 500. This script starts, one after another, a fresh server
+(SmolLM2-135M-Instruct, the embedded default, same threads) in each of
+three setups and sends it, one request at a time through the real gateway,
+ALOE judge calls (prompt B.3, the benchmark's eval personas and probe
+replies, structured output ``{"score": N}``) and, on the shared setups,
+multi-turn user-like chat calls (64 output tokens):
 
-1. ``judge``: ALOE judge calls (prompt B.3, the benchmark's eval personas and
-   probe replies, structured output ``{"score": N}``), on a server with
-   logits_all off, on one with it on, and on that one asking for
-   ``top_logprobs=5`` (what ``evaluation.judge_logprobs`` does);
-2. ``chat``: multi-turn user/responder-like chat calls (longer prompts, 64
-   output tokens): what every other role would pay if the one shared server
-   ran with logits_all on.
+- ``shared``: the server every role shares today (logits_all off, 256 MB
+  prompt cache, n_ctx 4096), judge calls without logprobs;
+- ``shared_logits``: the same server with logits_all on, judge calls asking
+  for ``top_logprobs=5``: what every role would pay if the one shared server
+  kept the logits;
+- ``judge_own``: the judge's own server as ``evaluation.judge_logprobs``
+  starts it (logits_all on, no prompt cache, n_ctx 2048), judge calls with
+  logprobs.
 
-Reported: wall time per call, prompt and output tokens per second, the
-server's resident memory after the run (RSS, psutil), and the ratios
-logits_all on / off. Numbers vary with the machine and its load; run it on
-an otherwise idle machine and read the ratios, not the absolutes.
+Reported per setup: the server's CPU seconds per call (psutil; the work
+done, far less sensitive to other load on the machine than wall time), wall
+seconds per call, and the server's resident memory after the run (RSS); and
+the ratios to ``shared``. Run it on an otherwise idle machine for wall
+times; the CPU and memory ratios hold under load.
 
-    python benchmarks/judge_logprobs.py               # 40 judge calls, 16 chat calls per setting
-    python benchmarks/judge_logprobs.py --judge 10 --chat 4
+    python benchmarks/judge_logprobs.py               # 24 judge calls, 8 chat calls per setup
+    python benchmarks/judge_logprobs.py --judge 8 --chat 2
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,71 +70,89 @@ def _chat_messages(i: int, cases: list) -> list[dict[str, str]]:
     return turns + [{"role": "user", "content": "(Continue the conversation. Reply with your next message only.)"}]
 
 
-async def _run(logits_all: bool, n_judge: int, n_chat: int, log_dir: Path) -> dict[str, Any]:
+SETUPS = {
+    "shared": {"logits_all": False, "prompt_cache_mb": 256, "n_ctx": 4096, "logprobs": None, "chat": True},
+    "shared_logits": {"logits_all": True, "prompt_cache_mb": 256, "n_ctx": 4096, "logprobs": 5, "chat": True},
+    "judge_own": {"logits_all": True, "prompt_cache_mb": 0, "n_ctx": 2048, "logprobs": 5, "chat": False},
+}
+
+
+async def _run(name: str, n_judge: int, n_chat: int, log_dir: Path) -> dict[str, Any]:
+    setup = SETUPS[name]
     cases = cases_from_files(str(SEEDS / "eval_profiles.jsonl"), str(SEEDS / "eval_personalities.jsonl"))
     pool = persona_pool(cases)
-    specs = embedded_specs(log_dir=log_dir / f"logits_all-{logits_all}", logits_all=logits_all)
-    out: dict[str, Any] = {"logits_all": logits_all}
-    async with launch_servers(specs, startup_timeout=120) as servers:
+    specs = embedded_specs(log_dir=log_dir / name, logits_all=setup["logits_all"], n_ctx=setup["n_ctx"],
+                           prompt_cache_mb=setup["prompt_cache_mb"])
+    out: dict[str, Any] = {"setup": {k: v for k, v in setup.items() if k != "chat"}}
+    async with launch_servers(specs, startup_timeout=300) as servers:
         server = servers[0]
-        settings = BackendSettings(kind="embedded", base_url=server.url, concurrency=1, timeout=300, max_retries=0)
+        proc = psutil.Process(server.pid)
+        settings = BackendSettings(kind="embedded", base_url=server.url, concurrency=1, timeout=600, max_retries=0)
         backend = Backend(settings, [server.url], cache=False)
-        variants = [("judge", None)] + ([("judge_logprobs", 5)] if logits_all else [])
-        for name, top in variants:
-            judge = AlignmentJudge(backend, PROMPTS.judge, Sampling(temperature=0.0, max_tokens=16, logprobs=top))
-            before = dict(backend.stats)
-            t0 = time.perf_counter()
-            got_dist = 0
+        judge = AlignmentJudge(backend, PROMPTS.judge,
+                               Sampling(temperature=0.0, max_tokens=16, logprobs=setup["logprobs"]))
+        got = 0
+        with _measure(backend, proc, n_judge) as m:
             for i in range(n_judge):
                 p = build_probe(pool, 0, "reply_swap", i)
                 r = await judge.rate(p.persona_a, p.message, p.reply_a if i % 2 else p.reply_b, seed=i)
-                got_dist += r.distribution is not None
-            out[name] = _rates(backend.stats, before, time.perf_counter() - t0, n_judge)
-            out[name]["with_distribution"] = got_dist
-        before = dict(backend.stats)
-        t0 = time.perf_counter()
-        for i in range(n_chat):
-            await backend.chat(_chat_messages(i, cases), role="user", sampling=Sampling(0.8, 64, 0.95, seed=i))
-        out["chat"] = _rates(backend.stats, before, time.perf_counter() - t0, n_chat)
-        out["server_rss_mb"] = round(psutil.Process(server.pid).memory_info().rss / 2**20, 1)
+                got += r.distribution is not None
+        out["judge"] = {**m, "with_distribution": got}
+        if setup["chat"]:
+            with _measure(backend, proc, n_chat) as m:
+                for i in range(n_chat):
+                    await backend.chat(_chat_messages(i, cases), role="user",
+                                       sampling=Sampling(0.8, 64, 0.95, seed=i))
+            out["chat"] = m
+        out["server_rss_mb"] = round(proc.memory_info().rss / 2**20, 1)
         await backend.aclose()
     return out
 
 
-def _rates(stats: dict, before: dict, wall: float, n: int) -> dict[str, float]:
-    prompt = stats["prompt_tokens"] - before["prompt_tokens"]
-    completion = stats["completion_tokens"] - before["completion_tokens"]
-    return {"calls": n, "wall_s": round(wall, 2), "s_per_call": round(wall / n, 3),
-            "prompt_tok_s": round(prompt / wall, 1), "completion_tok_s": round(completion / wall, 1)}
+@contextlib.contextmanager
+def _measure(backend: Backend, proc: psutil.Process, n: int) -> Iterator[dict[str, float]]:
+    out: dict[str, float] = {}
+    before, cpu0, t0 = dict(backend.stats), sum(proc.cpu_times()[:2]), time.perf_counter()
+    yield out
+    wall, cpu = time.perf_counter() - t0, sum(proc.cpu_times()[:2]) - cpu0
+    out.update(calls=n, wall_s=round(wall, 2), s_per_call=round(wall / n, 3), server_cpu_s_per_call=round(cpu / n, 3),
+               prompt_tokens=backend.stats["prompt_tokens"] - before["prompt_tokens"],
+               completion_tokens=backend.stats["completion_tokens"] - before["completion_tokens"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--judge", type=int, default=40, help="judge calls per setting")
-    ap.add_argument("--chat", type=int, default=16, help="chat calls per setting")
+    ap.add_argument("--judge", type=int, default=24, help="judge calls per setup")
+    ap.add_argument("--chat", type=int, default=8, help="chat calls per shared setup")
     args = ap.parse_args()
+    results: dict[str, Any] = {"load_before": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="aloe-logits-") as tmp:
-        off = anyio.run(_run, False, args.judge, args.chat, Path(tmp))
-        on = anyio.run(_run, True, args.judge, args.chat, Path(tmp))
-    ratios = {
-        "judge_s_per_call_on/off": round(on["judge"]["s_per_call"] / off["judge"]["s_per_call"], 2),
-        "judge_logprobs_s_per_call_on/off": round(on["judge_logprobs"]["s_per_call"] / off["judge"]["s_per_call"], 2),
-        "chat_s_per_call_on/off": round(on["chat"]["s_per_call"] / off["chat"]["s_per_call"], 2),
-        "chat_prompt_tok_s_on/off": round(on["chat"]["prompt_tok_s"] / off["chat"]["prompt_tok_s"], 2),
-        "server_rss_on/off": round(on["server_rss_mb"] / off["server_rss_mb"], 2),
+        for name in SETUPS:
+            results[name] = anyio.run(_run, name, args.judge, args.chat, Path(tmp))
+    results["load_after"] = list(os.getloadavg())
+    base = results["shared"]
+
+    def ratio(setup: str, part: str, key: str) -> float:
+        return round(results[setup][part][key] / base[part][key], 2)
+
+    results["ratios"] = {
+        "judge_cpu/shared": {s: ratio(s, "judge", "server_cpu_s_per_call") for s in SETUPS},
+        "judge_wall/shared": {s: ratio(s, "judge", "s_per_call") for s in SETUPS},
+        "chat_cpu_shared_logits/shared": ratio("shared_logits", "chat", "server_cpu_s_per_call"),
+        "rss/shared": {s: round(results[s]["server_rss_mb"] / base["server_rss_mb"], 2) for s in SETUPS},
     }
-    results = {"off": off, "on": on, "ratios": ratios}
     path = write_results("judge_logprobs", results)
-    for name, r in (("logits_all off", off), ("logits_all on", on)):
-        print(f"{name}: RSS {r['server_rss_mb']} MB")
-        for k in ("judge", "judge_logprobs", "chat"):
-            if k in r:
-                print(f"  {k:15s} {r[k]['s_per_call']:.3f} s/call  prompt {r[k]['prompt_tok_s']:.0f} tok/s  "
-                      f"output {r[k]['completion_tok_s']:.1f} tok/s" +
-                      (f"  distributions {r[k]['with_distribution']}/{r[k]['calls']}" if "with_distribution" in r[k]
-                       else ""))
-    print("ratios (on / off):", ratios)
-    print(f"written to {path}")
+    for name in SETUPS:
+        r = results[name]
+        print(f"{name:14s} RSS {r['server_rss_mb']:7.1f} MB")
+        for part in ("judge", "chat"):
+            if part in r:
+                x = r[part]
+                print(f"  {part:6s} server CPU {x['server_cpu_s_per_call']:.3f} s/call  wall {x['s_per_call']:.3f} s/call"
+                      + (f"  distributions {x['with_distribution']}/{x['calls']}" if part == "judge" else ""))
+    print("ratios:", json.dumps(results["ratios"]))
+    print(f"load average before/after: {results['load_before'][0]:.1f} / {results['load_after'][0]:.1f}; "
+          f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,15 @@ def wants_logprobs(opts: JudgeOptions, s: BackendSettings) -> bool:
     return s.managed or (s.kind == "openai" and any("api.openai.com" in u for u in s.urls))
 
 
+def judge_server(s: BackendSettings) -> BackendSettings:
+    """The embedded judge's own server: it keeps the logits of every token
+    (``logits_all``), which costs a buffer of n_ctx x vocabulary floats, so it
+    runs a shorter context (judge prompts are well under 2048 tokens) and no
+    prompt cache (each cached state would copy that buffer)."""
+    return dataclasses.replace(s, n_ctx=min(s.n_ctx, 2048), servers=1,
+                               extra={**s.extra, "logits_all": True, "prompt_cache_mb": 0})
+
+
 async def make_judges(cfg: DictConfig, pool: ModelPool, opts: JudgeOptions
                       ) -> tuple[AlignmentJudge, PreferenceJudge | None]:
     """The ALOE judge (asking for logprobs where wanted) and, when the check
@@ -75,8 +84,8 @@ async def make_judges(cfg: DictConfig, pool: ModelPool, opts: JudgeOptions
     sampling = role_sampling(cfg, "judge")
     if wants_logprobs(opts, s):
         sampling = dataclasses.replace(sampling, logprobs=TOP_LOGPROBS)
-        if s.kind == "embedded" and s.managed:   # a server of its own that keeps the logits
-            s = dataclasses.replace(s, extra={**s.extra, "logits_all": True})
+        if s.kind == "embedded" and s.managed and not s.extra.get("logits_all"):
+            s = judge_server(s)
     judge = AlignmentJudge(await pool.backend(s), str(cfg.prompts.judge), sampling)
     preference = None
     if opts.check.enabled and opts.check.preference:

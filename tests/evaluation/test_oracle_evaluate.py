@@ -123,3 +123,14 @@ def test_expected_scoring_needs_logprobs(tmp_path) -> None:
                                       "evaluation.judge_scoring=expected", "evaluation.judge_logprobs=false"])
     with pytest.raises(ConfigError, match="need the logprobs"):
         evaluate.run(cfg)
+
+
+@pytest.mark.parametrize(("mode", "accuracy"), [("coverage", 1.0), ("position", 0.5)])
+def test_the_pairwise_preference_judge_check(tmp_path, capsys, mode, accuracy) -> None:
+    with OracleWorld(judge=mode) as url:
+        code, s, _ = run(capsys, args(url, tmp_path, ADAPTING, "benchmark.turns=1",
+                                      "evaluation.judge_check.preference=true", "evaluation.judge_check.pairs=12"))
+    assert code == 0
+    pref = json.loads((tmp_path / ADAPTING / "report.json").read_text())["judge_check"]["preference"]
+    assert pref["pairs"] == 12 and pref["accuracy"] == accuracy and pref["reliable"] is (accuracy == 1.0)
+    assert "pairwise preference judge" in (tmp_path / ADAPTING / "report.md").read_text()
