@@ -115,9 +115,11 @@ def _measure(backend: Backend, proc: psutil.Process, n: int) -> Iterator[dict[st
     before, cpu0, t0 = dict(backend.stats), sum(proc.cpu_times()[:2]), time.perf_counter()
     yield out
     wall, cpu = time.perf_counter() - t0, sum(proc.cpu_times()[:2]) - cpu0
+    prompt = backend.stats["prompt_tokens"] - before["prompt_tokens"]
+    completion = backend.stats["completion_tokens"] - before["completion_tokens"]
     out.update(calls=n, wall_s=round(wall, 2), s_per_call=round(wall / n, 3), server_cpu_s_per_call=round(cpu / n, 3),
-               prompt_tokens=backend.stats["prompt_tokens"] - before["prompt_tokens"],
-               completion_tokens=backend.stats["completion_tokens"] - before["completion_tokens"])
+               prompt_tokens=prompt, completion_tokens=completion,
+               prompt_tok_per_cpu_s=round(prompt / max(cpu, 1e-9), 1), tok_per_s=round((prompt + completion) / wall, 1))
 
 
 def main() -> None:
@@ -148,7 +150,8 @@ def main() -> None:
         for part in ("judge", "chat"):
             if part in r:
                 x = r[part]
-                print(f"  {part:6s} server CPU {x['server_cpu_s_per_call']:.3f} s/call  wall {x['s_per_call']:.3f} s/call"
+                print(f"  {part:6s} server CPU {x['server_cpu_s_per_call']:.3f} s/call  wall {x['s_per_call']:.3f} s/call  "
+                      f"prompt {x['prompt_tok_per_cpu_s']:.0f} tok per CPU-s  {x['tok_per_s']:.0f} tok/s"
                       + (f"  distributions {x['with_distribution']}/{x['calls']}" if part == "judge" else ""))
     print("ratios:", json.dumps(results["ratios"]))
     print(f"load average before/after: {results['load_before'][0]:.1f} / {results['load_after'][0]:.1f}; "
