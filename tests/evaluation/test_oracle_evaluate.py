@@ -15,8 +15,7 @@ import pytest
 
 from aloesim.core.errors import ConfigError
 from aloesim.orchestration._config import compose_config
-from aloesim.orchestration.cli import main
-from aloesim.orchestration.commands import evaluate
+from aloesim.orchestration.commands import evaluate, report
 from tests.support.oracle_world import ADAPTING, STATIC, OracleWorld, write_benchmark
 
 TURNS = 5
@@ -28,11 +27,14 @@ def args(url: str, tmp_path: Path, model: str, *more: str) -> list[str]:
             "benchmark.cases=6", f"benchmark.turns={TURNS}", "backend=openai", f"backend.base_url={url}",
             "backend.api_key_env=null", "backend.model=oracle", "model=openai", f"model.base_url={url}",
             "model.api_key_env=null", f"model.name={model}", f"evaluation.label={model}",
-            f"evaluation.out_dir={tmp_path / model}", "log.level=WARNING", *more]
+            f"evaluation.out_dir={tmp_path / model}", *more]
 
 
 def run(capsys, argv: list[str]) -> tuple[int, dict, str]:
-    code = main(argv)
+    """``aloe COMMAND ARGS`` in this process (without the CLI's logging set-up,
+    which would bind structlog to this test's captured stdout)."""
+    command, overrides = argv[0], argv[1:]
+    code = {"evaluate": evaluate, "report": report}[command].run(compose_config(command, overrides))
     out, err = capsys.readouterr()
     return code, json.loads(out.strip().splitlines()[-1]), err
 
@@ -128,7 +130,7 @@ def test_expected_scoring_needs_logprobs(tmp_path) -> None:
 @pytest.mark.parametrize(("mode", "accuracy"), [("coverage", 1.0), ("position", 0.5)])
 def test_the_pairwise_preference_judge_check(tmp_path, capsys, mode, accuracy) -> None:
     with OracleWorld(judge=mode) as url:
-        code, s, _ = run(capsys, args(url, tmp_path, ADAPTING, "benchmark.turns=1",
+        code, _, _ = run(capsys, args(url, tmp_path, ADAPTING, "benchmark.turns=1",
                                       "evaluation.judge_check.preference=true", "evaluation.judge_check.pairs=12"))
     assert code == 0
     pref = json.loads((tmp_path / ADAPTING / "report.json").read_text())["judge_check"]["preference"]
