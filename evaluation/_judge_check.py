@@ -1,6 +1,6 @@
 """The judge validity check of every evaluation (issue 13.1).
 
-Before the cases, the evaluation's judge scores the probes of ``_probes``
+Beside the cases, the evaluation's judge scores the probes of ``_probes``
 (``pairs`` of them, half persona swaps, half reply swaps), each a pair of
 judgements whose right order is known. Its calls are recorded under the role
 ``judge_check``, and each probe's result is stored (``judge_probes``), so a
@@ -152,7 +152,12 @@ async def run_judge_check(store: Store, evaluation_id: int, cases: Sequence[Case
     async with anyio.create_task_group() as tg:
         for kind, index in todo:
             tg.start_soon(one, kind, index)
-    return await probe_rows(store, evaluation_id)
+    rows = await probe_rows(store, evaluation_id)
+    verdict = summarize_probes(rows, threshold=settings.threshold, pairs=settings.pairs)
+    (log.info if verdict["reliable"] else log.warning)(
+        "judge_check.done", evaluation_id=evaluation_id, reliable=verdict["reliable"], accuracy=verdict["accuracy"],
+        ci=verdict["ci"], pairs=verdict["pairs"], failed=verdict["failed"])
+    return rows
 
 
 def wilson(successes: float, n: int, z: float = Z95) -> tuple[float | None, float | None]:

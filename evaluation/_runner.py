@@ -152,13 +152,13 @@ async def run_benchmark(
     model: ChatModel,
     spec: BenchmarkSpec,
     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None,
-    before_cases: Callable[[int, int], Awaitable[None]] | None = None,
+    alongside: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     """Run (or continue) the benchmark over ``cases``; return the outcome.
 
     ``on_turn(case_index, turn, score)`` is called after each stored turn
-    (progress display). ``before_cases(evaluation_id, run_id)`` runs once the
-    evaluation is open, before any case (the judge check)."""
+    (progress display). ``alongside(evaluation_id, run_id)`` runs beside the
+    cases, in the same task group, once the evaluation is open (the judge check)."""
     spec.validate()
     if not cases:
         raise ConfigError("benchmark.cases", 0, "at least one case")
@@ -180,9 +180,9 @@ async def run_benchmark(
                                 out=out, on_turn=on_turn)
 
     try:
-        if before_cases is not None:
-            await before_cases(eval_id, run_id)
         async with anyio.create_task_group() as tg:
+            if alongside is not None:
+                tg.start_soon(alongside, eval_id, run_id)
             for row in todo:
                 tg.start_soon(one, row)
     except BaseException:

@@ -293,7 +293,7 @@ async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
                 assert p.model.backend is not None
                 evaluated = await pool.backend(p.model.backend, name=p.model.identity["name"])
             outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=judge,
-                                          model=evaluated, spec=p.spec, before_cases=check)
+                                          model=evaluated, spec=p.spec, alongside=check)
             labels, source = p.labels, f"labels {cfg.evaluation.labels}" if p.labels is not None else "labels"
             if p.second_judge is not None:
                 judge2 = SecondJudge(await pool.backend(p.second_judge), str(cfg.prompts.judge),
