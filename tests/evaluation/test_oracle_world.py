@@ -92,3 +92,46 @@ async def test_planted_faults_arrive_at_their_rates() -> None:
     truncated = world.planted("truncated")
     assert abs(truncated / n_plain - 0.9 * 0.25) < 0.07 and cut == truncated
     assert all(s.finish_reason == "length" for s in world.served if s.fault == "truncated")
+
+
+def test_generate_on_the_oracle_world_grows_trees_whose_truth_is_known(tmp_path, capsys) -> None:
+    """`aloe personas` + `aloe generate` through the real CLI commands: the
+    inferred persona grows one fact per turn, the preferred reply covers the
+    revealed facts and the rejected one none, and the planted leaks are the
+    stored user messages that recite the profile."""
+    import json
+    import sqlite3
+
+    from aloesim.orchestration._config import compose_config
+    from aloesim.orchestration.commands import generate, personas
+    from tests.support.oracle_world import write_benchmark
+
+    world = OracleWorld(leak_rate=0.25, seed=2)
+    p, q = write_benchmark(tmp_path)
+    db = tmp_path / "g.db"
+    with world as url:
+        w = [f"db={db}", "backend=openai", f"backend.base_url={url}", "backend.api_key_env=null",
+             "backend.model=oracle"]
+        assert personas.run(compose_config("personas", [*w, f"import.profiles={p}", f"import.personalities={q}",
+                                                        "filter=false", "personas.seeds=false",
+                                                        "personas.pairs=6"])) == 0
+        assert generate.run(compose_config("generate", [*w, "generation.trees=6", "generation.turns=4"])) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["trees_complete"] == 6 and summary["nodes"] == 24
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT n.turn, n.user_message, n.inferred_profile, n.preferred, n.rejected, pr.text, n.tree_id FROM nodes n"
+        " JOIN trees t ON t.id = n.tree_id JOIN personas s ON s.id = t.persona_id"
+        " JOIN persona_items pr ON pr.id = s.profile_id ORDER BY n.tree_id, n.turn").fetchall()
+    conn.close()
+    leaked = [r for r in rows if r[5] in r[1]]
+    assert len(leaked) == world.planted("leak", role="user") > 0
+    for _turn, message, inferred, preferred, rejected, profile, _tree in rows:
+        assert coverage(profile, rejected)[0] == 0
+        revealed = len(inferred.split("; ")) if inferred else 0
+        assert coverage(profile, preferred)[0] == revealed
+        if profile not in message:
+            assert message.startswith("Fun fact about me:")
+    # without leaks the inferred persona grows by exactly one fact per turn
+    clean = [r for r in rows if not any(x[5] in x[1] for x in rows if x[6] == r[6] and x[0] <= r[0])]
+    assert len(clean) > 6 and all(r[2] is not None and len(r[2].split("; ")) == r[0] for r in clean)
