@@ -37,3 +37,17 @@ def test_the_embedded_judge_server_keeps_logits_and_stays_small() -> None:
 def test_defaults_match_the_yaml() -> None:
     opts = judge_options(compose_config("evaluate", []))
     assert opts == JudgeOptions() and opts.check.pairs == 32 and opts.check.threshold == 0.75
+
+
+def test_the_demo_can_point_its_judge_elsewhere() -> None:
+    from aloesim.orchestration.commands.demo import stages
+
+    plan = stages(compose_config("demo", ["agents.judge.backend=openai", "agents.judge.model=gpt-4o"]))
+    evaluate = [overrides for _, command, overrides in plan if command == "evaluate"]
+    assert len(evaluate) == 2
+    for overrides in evaluate:
+        assert {"agents.judge.backend=openai", "agents.judge.model=gpt-4o", "evaluation.judge_check.pairs=16"} <= set(
+            overrides)
+        compose_config("evaluate", overrides)   # they compose
+    plain = stages(compose_config("demo", []))
+    assert not any(o.startswith("agents.judge.") for _, _, overrides in plain for o in overrides)
