@@ -1,10 +1,39 @@
-"""The roles and the gateway they speak through.
+"""The roles, the gateway they speak through, and the pool that builds them from config.
 
-Roles are small async callables built from a ``ChatModel``, a prompt and
-sampling settings; the gateway (``aloesim.agents.gateway``) is the only way
-they reach a model; managed servers live in ``aloesim.agents.servers``."""
+A role is a protocol with one async call (``UserRole``, ``InducerRole``,
+``PreferredRole``, ``RejectedRole``, ``PreferenceJudgeRole``,
+``AlignmentJudgeRole``; ``TreeRoles`` bundles the ones that grow a tree); the
+concrete roles are built from a ``ChatModel``, a prompt and sampling
+settings. ``model_pool``/``open_models`` resolve each role's backend from
+config, start managed servers on demand and share one backend between roles
+with equal settings; ``make_roles`` builds the role objects. The gateway
+(``aloesim.agents.gateway``) is the only way roles reach a model; managed
+servers live in ``aloesim.agents.servers``. ``AgentsSettings`` /
+``RoleSettings`` / ``PromptsSettings`` are the typed schemas of the
+``agents`` and ``prompts`` config groups."""
 
 from ._persona_generator import PersonaGenerator, split_items
+from ._pool import (
+    ModelPool,
+    backend_preset,
+    check_reachable,
+    make_roles,
+    model_pool,
+    open_models,
+    role_backend_settings,
+    role_sampling,
+    role_settings,
+)
+from ._protocols import (
+    AlignmentJudgeRole,
+    InducerRole,
+    Messages,
+    PreferenceJudgeRole,
+    PreferredRole,
+    RejectedRole,
+    TreeRoles,
+    UserRole,
+)
 from ._rating import Rating, score_distribution
 from ._roles import (
     AlignmentJudge,
@@ -19,20 +48,41 @@ from ._roles import (
     render_history,
     strip_stage_directions,
 )
+from ._settings import AgentsSettings, PromptsSettings, RoleSettings
 
 __all__ = [
+    "AgentsSettings",
     "AlignmentJudge",
+    "AlignmentJudgeRole",
     "Inducer",
     "InducerOutput",
+    "InducerRole",
     "JudgeScore",
+    "Messages",
+    "ModelPool",
     "PersonaGenerator",
     "PreferenceJudge",
+    "PreferenceJudgeRole",
     "PreferenceVerdict",
     "PreferredResponder",
+    "PreferredRole",
+    "PromptsSettings",
     "Rating",
     "RejectedResponder",
+    "RejectedRole",
+    "RoleSettings",
+    "TreeRoles",
+    "UserRole",
     "UserSimulator",
+    "backend_preset",
+    "check_reachable",
+    "make_roles",
+    "model_pool",
+    "open_models",
     "render_history",
+    "role_backend_settings",
+    "role_sampling",
+    "role_settings",
     "score_distribution",
     "split_items",
     "strip_stage_directions",

@@ -1,4 +1,5 @@
-"""The roles of the paper, each a small async callable over a ``ChatModel``.
+"""The roles of the paper, each a small async callable over a ``ChatModel``
+(each satisfies its protocol in ``_protocols``).
 
 What each role may see is part of the contract (and tested from the
 recorded requests):
@@ -14,18 +15,16 @@ recorded requests):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from ..core.errors import LLMError
-from ..environment import InferredPersona, Persona
+from ..environment import InferredPersona, Persona, PreferenceCheck
+from ._protocols import Messages
 from ._rating import Rating, rating
 from .gateway import CallContext, ChatModel, Sampling
-
-Messages = Sequence[dict[str, str]]
 
 _STAGE = re.compile(r"\*[^*\n]*\*")
 _SPEAKER = re.compile(r"^\s*(?:user|me|a|human|person)\s*:\s*", re.IGNORECASE)
@@ -172,7 +171,8 @@ class PreferenceJudge(_Role):
     role = "preference_judge"
 
     async def __call__(self, persona: Persona, conversation: Messages, message: str, preferred: str,
-                       rejected: str, *, seed: int | None = None, context: CallContext | None = None) -> dict:
+                       rejected: str, *, seed: int | None = None,
+                       context: CallContext | None = None) -> PreferenceCheck:
         async def ask(a: str, b: str) -> str:
             content = self.prompt.format(profile=persona.profile, personality=persona.personality,
                                          history=render_history(conversation), message=message, reply_a=a, reply_b=b)
@@ -183,9 +183,7 @@ class PreferenceJudge(_Role):
 
         first = await ask(preferred, rejected)   # preferred shown as A
         second = await ask(rejected, preferred)  # preferred shown as B
-        votes = int(first == "A") + int(second == "B")
-        return {"preferred_first": first == "A", "preferred_second": second == "B",
-                "agrees": votes == 2, "disagrees": votes == 0}
+        return PreferenceCheck(preferred_first=first == "A", preferred_second=second == "B")
 
 
 class AlignmentJudge(_Role):

@@ -36,9 +36,9 @@ async def sequential(base_url: str, conversations: int, turns: int) -> dict[str,
     """Grow ``conversations`` conversations one after another, one call at a
     time (user, inducer, preferred, rejected, judge), through aloesim's roles
     and gateway with call recording on; the continued reply is the preferred one."""
+    from aloesim.agents import TreeRoles, make_roles, model_pool
     from aloesim.environment import Persona
-    from aloesim.environment.store import PERSONAS_SQL, Store, persona_from_row
-    from aloesim.orchestration._models import make_roles, model_pool
+    from aloesim.environment.store import Personas, Store
 
     roles_needed = ("user", "inducer", "preferred", "rejected", "preference_judge")
     calls = 0
@@ -47,19 +47,20 @@ async def sequential(base_url: str, conversations: int, turns: int) -> dict[str,
         add_personas(db, conversations)
         cfg = generate_config(db, [base_url], conversations, turns, 1, extra=JUDGE)
         async with Store.open(db) as store:
-            personas: list[Persona] = [persona_from_row(r) for r in await store.fetchall(PERSONAS_SQL)]
+            personas: list[Persona] = await store.read(lambda c: Personas(c).personas())
             async with model_pool(cfg, store) as pool:
-                roles = make_roles(cfg, {r: await pool.for_role(cfg, r) for r in roles_needed})
+                roles = TreeRoles.from_roles(make_roles(cfg, {r: await pool.for_role(cfg, r) for r in roles_needed}))
+                assert roles.preference_judge is not None
                 with Meter() as meter:
                     for persona in personas:
                         convo: list[dict[str, str]] = []
                         for _ in range(turns):
-                            message = await roles["user"](persona, convo)
+                            message = await roles.user(persona, convo)
                             seen = [*convo, {"role": "user", "content": message}]
-                            inferred = await roles["inducer"](persona, seen)
-                            preferred = await roles["preferred"](convo, message, inferred)
-                            rejected = await roles["rejected"](convo, message)
-                            await roles["preference_judge"](persona, convo, message, preferred, rejected)
+                            inferred = await roles.inducer(persona, seen)
+                            preferred = await roles.preferred(convo, message, inferred)
+                            rejected = await roles.rejected(convo, message)
+                            await roles.preference_judge(persona, convo, message, preferred, rejected)
                             calls += 6  # the judge asks in both orders
                             convo = [*seen, {"role": "assistant", "content": preferred}]
         conn = sqlite3.connect(db)  # after the store closed: every submitted record is committed

@@ -2,7 +2,7 @@
 
 1. **Node inserts per second through the Store writer**, the way the tree
    environment writes: many trees in flight, each awaiting the commit of a
-   node (``await store.write(insert_node)``) before asking for the next, so
+   node (``await store.write(lambda c: Trees(c).insert_node(node))``) before asking for the next, so
    the writer batches whatever is waiting into one transaction.
 2. **Export time of 100,000 nodes** to the TRL files (``sft.jsonl``,
    ``sft_rejected.jsonl``, ``dpo.jsonl`` + manifest), streamed from SQLite,
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Meter, current_rss_mb, peak_rss_mb, write_results
 
 from aloesim.environment import InferredPersona, Node
-from aloesim.environment.store import Store, insert_node
+from aloesim.environment.store import Store, Trees
 from aloesim.training import ExportFilter, export_dataset, load_dataset
 
 WORDS = ["the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are", "as", "with", "his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said", "there", "use", "an", "each", "which", "she", "do", "how", "their", "if", "will", "up", "other", "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make", "like", "him", "into", "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way", "could", "people", "my", "than", "first", "water", "been", "call", "who", "oil", "its", "now", "find", "long", "down", "day"]
@@ -83,7 +83,7 @@ async def insert_nodes(db: Path, trees: int, turns: int, in_flight: int, seed: i
                     m, p, r = pool[(tree_id * 7 + turn) % len(pool)]
                     choice = "rejected" if (tree_id + turn) % 3 == 0 else "preferred"
                     node = Node(tree_id, turn, branch, m, InferredPersona("p", None), p, r, choice)
-                    await store.write(lambda c, n=node: insert_node(c, n))
+                    await store.write(lambda c, n=node: Trees(c).insert_node(n))
                     branch += "r" if choice == "rejected" else "p"
 
         batches0, ops0 = store.batches, store.ops

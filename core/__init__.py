@@ -3,28 +3,49 @@ every room may import (and that import no room).
 
 ``aloesim.core.errors`` holds every deliberate error with the hierarchy drawn
 in its docstring; ``lone_error`` re-raises a task group's single failure as
-itself.
+itself; ``Settings`` / ``setting`` / ``to_settings`` are how every config
+group's typed schema is written, checked and built (``_settings.py``);
+``run_interruptible`` and ``terminate_as_interrupt`` turn SIGINT and SIGTERM
+into the same clean stop (``Interrupted``).
 """
 
+from ._compose import CONFIG_MODULE, compose_option, group_options
+from ._settings import Settings, allowed, config_error, help_of, schema_node, setting, to_settings
+from ._signals import Interrupted, run_interruptible, terminate_as_interrupt
 from ._tasks import lone_error, the_lone_error
 from .errors import (
     AloeError,
     ConfigError,
     InputError,
     LLMError,
+    RunBusyError,
     ServerError,
     StoreError,
     StructuredOutputError,
 )
 
 __all__ = [
+    "CONFIG_MODULE",
     "AloeError",
     "ConfigError",
     "InputError",
+    "Interrupted",
     "LLMError",
+    "RunBusyError",
     "ServerError",
+    "Settings",
     "StoreError",
     "StructuredOutputError",
+    "allowed",
+    "compose_option",
+    "config_error",
+    "group_options",
+    "help_of",
     "lone_error",
+    "run_interruptible",
+    "schema_node",
+    "setting",
+    "terminate_as_interrupt",
     "the_lone_error",
+    "to_settings",
 ]

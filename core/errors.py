@@ -8,6 +8,7 @@ exit; anything else is a bug and keeps its traceback.
     ├── InputError             a user file cannot be read (file, line, column)
     ├── StoreError             the database cannot be used (not SQLite, newer schema,
     │                          read-only, disk full, ...)
+    ├── RunBusyError           another process holds the run's lease (or took it over)
     ├── ServerError            a managed model server did not start or died
     └── LLMError               a model call failed for good (role, endpoint, reason)
         └── StructuredOutputError
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LLMError",
+    "RunBusyError",
     "ServerError",
     "StoreError",
     "StructuredOutputError",
@@ -67,6 +69,18 @@ class StoreError(AloeError):
     def __init__(self, path: str, reason: str) -> None:
         self.path, self.reason = str(path), reason
         super().__init__(f"database error: {self.path}: {reason}")
+
+
+class RunBusyError(AloeError):
+    """Another process is running this run (it holds the run's lease), or took
+    it over from this one. Nothing was written. Exit code 75 (EX_TEMPFAIL:
+    try again once the other process is done)."""
+
+    exit_code = 75
+
+    def __init__(self, run_id: int, kind: str, pid: int, host: str, reason: str) -> None:
+        self.run_id, self.kind, self.pid, self.host, self.reason = run_id, kind, pid, host, reason
+        super().__init__(f"run {run_id} ({kind}) {reason}")
 
 
 class ServerError(AloeError):

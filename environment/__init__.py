@@ -2,11 +2,22 @@
 
 Knows nothing of LLMs or of the event bus."""
 
-from ._tree import MODES, TreePlan, TreeSpec, call_seed, continued_choice, stable_int
-from ._types import CHOICE_LETTER, Choice, Conversation, InferredPersona, Message, Node, Persona, history_for
+from ._tree import MAX_TURNS, MODES, TreePlan, TreeSpec, call_seed, continued_choice, stable_int
+from ._types import (
+    CHOICE_LETTER,
+    Choice,
+    Conversation,
+    InferredPersona,
+    Message,
+    Node,
+    Persona,
+    PreferenceCheck,
+    history_for,
+)
 
 __all__ = [
     "CHOICE_LETTER",
+    "MAX_TURNS",
     "MODES",
     "Choice",
     "Conversation",
@@ -14,6 +25,7 @@ __all__ = [
     "Message",
     "Node",
     "Persona",
+    "PreferenceCheck",
     "TreePlan",
     "TreeSpec",
     "call_seed",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ._types import CHOICE_LETTER, Choice, Conversation, Message, Node
 
 MODES = ("path", "full")
+MAX_TURNS = 100  # turns per conversation a typo cannot exceed (the paper: up to 10)
 
 
 def stable_int(*parts: object, bits: int = 63) -> int:

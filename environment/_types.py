@@ -6,8 +6,9 @@ share between concurrent tasks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["user", "assistant", "system"]
 Choice = Literal["preferred", "rejected"]
@@ -50,6 +51,42 @@ class InferredPersona:
 
 
 @dataclass(frozen=True, slots=True)
+class PreferenceCheck:
+    """The optional preference check of a node: did a judge that sees the full
+    persona prefer p_i over r_i, asked once with p_i shown first and once with
+    p_i shown second (so a judge that always picks one position agrees in
+    neither sense). ``swapped``: p_i and r_i were exchanged because the judge
+    preferred r_i in both orders (``generation.swap_on_disagree``)."""
+
+    preferred_first: bool
+    preferred_second: bool
+    swapped: bool = False
+
+    @property
+    def agrees(self) -> bool:
+        """The judge preferred p_i in both orders."""
+        return self.preferred_first and self.preferred_second
+
+    @property
+    def disagrees(self) -> bool:
+        """The judge preferred r_i in both orders."""
+        return not self.preferred_first and not self.preferred_second
+
+    def as_dict(self) -> dict[str, bool]:
+        """The stored form (the ``nodes.judge`` JSON); ``swapped`` only when true."""
+        out = {"preferred_first": self.preferred_first, "preferred_second": self.preferred_second,
+               "agrees": self.agrees, "disagrees": self.disagrees}
+        if self.swapped:
+            out["swapped"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PreferenceCheck:
+        return cls(bool(data.get("preferred_first")), bool(data.get("preferred_second")),
+                   bool(data.get("swapped", False)))
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     """One turn of a preference tree: the user's message m_i, the inferred
     persona, the preferred reply p_i, the rejected reply r_i, and which of the
@@ -69,7 +106,7 @@ class Node:
     preferred: str
     rejected: str
     continued: Choice | Literal["both"]
-    judge: dict | None = None
+    judge: PreferenceCheck | None = None
     id: int | None = None
     parent_id: int | None = None
 

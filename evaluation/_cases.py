@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..environment import Persona
 from ..environment.personas import read_items  # the published format's reader (file:line:column errors)
+from ..environment.store import Personas
 
 __all__ = ["Case", "cases_from_db", "cases_from_files", "fingerprint", "read_items"]
 
@@ -45,18 +46,11 @@ def cases_from_files(profiles: str | Path, personalities: str | Path) -> list[Ca
 def cases_from_db(conn: sqlite3.Connection) -> list[Case]:
     """Cases from the database's evaluation split: the eval personas (by id)
     when there are any, else every eval profile x eval personality."""
-    rows = conn.execute(
-        "SELECT pr.text, pe.text FROM personas p"
-        " JOIN persona_items pr ON pr.id = p.profile_id JOIN persona_items pe ON pe.id = p.personality_id"
-        " WHERE p.split = 'eval' ORDER BY p.id"
-    ).fetchall()
-    if rows:
-        return [Case(i, r[0], r[1]) for i, r in enumerate(rows)]
-    profiles = [r[0] for r in conn.execute(
-        "SELECT text FROM persona_items WHERE kind = 'profile' AND split = 'eval' ORDER BY id")]
-    personalities = [r[0] for r in conn.execute(
-        "SELECT text FROM persona_items WHERE kind = 'personality' AND split = 'eval' ORDER BY id")]
-    return _product(profiles, personalities)
+    repo = Personas(conn)
+    personas = repo.personas("eval")
+    if personas:
+        return [Case(i, p.profile, p.personality) for i, p in enumerate(personas)]
+    return _product(repo.texts("profile", "eval"), repo.texts("personality", "eval"))
 
 
 def fingerprint(cases: list[Case]) -> str:

@@ -27,45 +27,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import structlog
 
 from ..agents.gateway import CallContext, ChatModel, ChatResult
-from ..core.errors import ConfigError, LLMError
-from ..environment.store import ProbeRow, Store, probe_rows, save_probe
+from ..core.errors import LLMError
+from ..environment.store import JudgeProbes, ProbeRow, Store
 from ._cases import Case
 from ._probes import Probe, build_probe, persona_pool
+from ._settings import JudgeCheckSettings
 
-__all__ = ["CHECK_ROLE", "JudgeCheckSettings", "run_judge_check", "summarize_probes", "wilson"]
+__all__ = ["CHECK_ROLE", "run_judge_check", "summarize_probes", "wilson"]
 
 log = structlog.get_logger(__name__)
 
 CHECK_ROLE = "judge_check"   # role name of the probe calls in llm_calls
 Z95 = 1.959963984540054
-
-
-@dataclass(frozen=True)
-class JudgeCheckSettings:
-    """``evaluation.judge_check``: see conf/evaluation/default.yaml."""
-
-    enabled: bool = True
-    pairs: int = 32
-    threshold: float = 0.75
-    preference: bool = False
-
-    def validate(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise ConfigError("evaluation.judge_check.enabled", self.enabled, "true | false")
-        if isinstance(self.pairs, bool) or not isinstance(self.pairs, int) or not 2 <= self.pairs <= 10_000:
-            raise ConfigError("evaluation.judge_check.pairs", self.pairs, "an integer in [2, 10000]")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
-                or not 0.5 < self.threshold <= 1:
-            raise ConfigError("evaluation.judge_check.threshold", self.threshold, "a number in (0.5, 1]")
-        if not isinstance(self.preference, bool):
-            raise ConfigError("evaluation.judge_check.preference", self.preference, "true | false")
 
 
 class _Relabelled:
@@ -115,7 +94,7 @@ async def _vote_probe(probe: Probe, judge: Any, seed: int, ctx: CallContext) -> 
                               seed=_seed(seed, probe.index, 2, 0), context=ctx)
     except LLMError as exc:
         return ProbeRow(probe.kind, probe.index, probe.case_a, probe.case_b, None, None, None, str(exc), probe.detail())
-    v1, v2 = float(verdict["preferred_first"]), float(verdict["preferred_second"])
+    v1, v2 = float(verdict.preferred_first), float(verdict.preferred_second)
     return ProbeRow(probe.kind, probe.index, probe.case_a, probe.case_b, v1, v2, (v1 + v2) / 2, None, probe.detail())
 
 
@@ -125,9 +104,9 @@ async def run_judge_check(store: Store, evaluation_id: int, cases: Sequence[Case
     """Score the probes not yet stored (or failed before) for this
     evaluation; return every stored probe. ``judge`` is the ALOE judge
     (``rate``); ``preference_judge`` the pairwise one (``__call__`` -> verdict)."""
-    settings.validate()
     pool = persona_pool(cases)
-    done = {(r.kind, r.probe) for r in await probe_rows(store, evaluation_id) if r.outcome is not None}
+    stored = await store.read(lambda c: JudgeProbes(c).of(evaluation_id))
+    done = {(r.kind, r.probe) for r in stored if r.outcome is not None}
     wanted: list[tuple[str, int]] = [("persona_swap", i) for i in range((settings.pairs + 1) // 2)]
     wanted += [("reply_swap", i) for i in range(settings.pairs // 2)]
     if settings.preference and preference_judge is not None:
@@ -147,12 +126,12 @@ async def run_judge_check(store: Store, evaluation_id: int, cases: Sequence[Case
                 row = await _score_probe(probe, judge, seed, ctx)
         if row.error:
             log.warning("judge_check.probe_failed", kind=kind, probe=index, error=row.error)
-        await save_probe(store, evaluation_id, row)
+        await store.write(lambda c: JudgeProbes(c).save(evaluation_id, row))
 
     async with anyio.create_task_group() as tg:
         for kind, index in todo:
             tg.start_soon(one, kind, index)
-    rows = await probe_rows(store, evaluation_id)
+    rows = await store.read(lambda c: JudgeProbes(c).of(evaluation_id))
     verdict = summarize_probes(rows, threshold=settings.threshold, pairs=settings.pairs)
     (log.info if verdict["reliable"] else log.warning)(
         "judge_check.done", evaluation_id=evaluation_id, reliable=verdict["reliable"], accuracy=verdict["accuracy"],

@@ -10,39 +10,37 @@ from __future__ import annotations
 import anyio
 import structlog
 
+from ..agents import AlignmentJudgeRole
 from ..agents.gateway import CallContext
 from ..core.errors import LLMError
 from ..environment import Persona
-from ..environment.store import Store
-from ._runner import JudgeRole, _seed
+from ..environment.store import Evaluations, JudgedTurn, Store
+from ._runner import _seed
 
 __all__ = ["rejudge"]
 
 log = structlog.get_logger(__name__)
 
 
-async def rejudge(store: Store, evaluation_id: int, judge: JudgeRole, *, concurrency: int = 16,
+async def rejudge(store: Store, evaluation_id: int, judge: AlignmentJudgeRole, *, concurrency: int = 16,
                   seed: int = 0, run_id: int | None = None) -> dict[tuple[int, int], int | None]:
     """Score every stored turn of an evaluation again with ``judge``.
 
     Returns ``{(case_index, turn): score}``, None where this judge failed
     (failures are logged and counted, never coerced). Nothing is written
     besides the judge's call records."""
-    rows = await store.fetchall(
-        "SELECT c.id, c.case_index, c.profile, c.personality, t.turn, t.user_message, t.reply FROM eval_turns t"
-        " JOIN eval_cases c ON c.id = t.case_id WHERE c.evaluation_id = ? ORDER BY c.case_index, t.turn",
-        (evaluation_id,))
+    rows = await store.read(lambda c: Evaluations(c).judged_turns(evaluation_id))
     out: dict[tuple[int, int], int | None] = {}
     limiter = anyio.CapacityLimiter(concurrency)
 
-    async def one(r) -> None:
-        persona = Persona(id=r["case_index"], profile=r["profile"], personality=r["personality"], split="eval")
-        key = (int(r["case_index"]), int(r["turn"]))
+    async def one(r: JudgedTurn) -> None:
+        persona = Persona(id=r.case_index, profile=r.profile, personality=r.personality, split="eval")
+        key = (r.case_index, r.turn)
         async with limiter:
             try:
-                score = int(await judge(persona, r["user_message"], r["reply"],
+                score = int(await judge(persona, r.user_message, r.reply,
                                         seed=_seed(seed, key[0], key[1], 4),
-                                        context=CallContext(run_id=run_id, turn=key[1], case_id=int(r["id"]))))
+                                        context=CallContext(run_id=run_id, turn=key[1], case_id=r.case_id)))
                 out[key] = score if 1 <= score <= 5 else None
             except LLMError as exc:
                 log.warning("evaluate.second_judge_failed", case=key[0], turn=key[1], error=str(exc))

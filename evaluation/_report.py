@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..environment.store import Store, probe_rows, turn_distributions
+from ..environment.store import Calls, Evaluations, JudgeProbes, Store
 from . import metrics
 from ._report_checks import check_lines, combined_check, extra_rows, mark, score_views, unscored_lines
 
@@ -34,49 +35,43 @@ REPORT_VERSION = 1
 async def load_evaluation(store: Store, evaluation_id: int) -> dict[str, Any]:
     """Everything a report needs about one stored evaluation: identities, the
     cases x turns score matrix (None where unscored), failures, token use."""
-    ev = await store.fetchone(
-        "SELECT id, run_id, label, model, user_model, judge_model, turns, status, created_at FROM evaluations"
-        " WHERE id = ?", (evaluation_id,))
+    return await store.read(lambda c: evaluation_data(c, evaluation_id))
+
+
+def evaluation_data(conn: sqlite3.Connection, evaluation_id: int) -> dict[str, Any]:
+    """``load_evaluation`` on a connection."""
+    repo = Evaluations(conn)
+    ev = repo.get(evaluation_id)
     if ev is None:
-        known = [r[0] for r in await store.fetchall("SELECT id FROM evaluations ORDER BY id")]
-        raise ConfigError("report.evaluations", evaluation_id, f"the id of a stored evaluation (known: {known})")
-    turns = int(ev["turns"])
-    cases = await store.fetchall(
-        "SELECT id, case_index, status, error FROM eval_cases WHERE evaluation_id = ? ORDER BY case_index",
-        (evaluation_id,))
-    rows = await store.fetchall(
-        "SELECT c.case_index, t.turn, t.score, t.judge_error FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id"
-        " WHERE c.evaluation_id = ? ORDER BY c.case_index, t.turn", (evaluation_id,))
-    pos = {int(c["case_index"]): i for i, c in enumerate(cases)}
+        raise ConfigError("report.evaluations", evaluation_id, f"the id of a stored evaluation (known: {repo.ids()})")
+    turns = int(ev.turns)
+    cases = repo.cases(evaluation_id)
+    pos = {c.case_index: i for i, c in enumerate(cases)}
     scores: list[list[int | None]] = [[None] * turns for _ in cases]
     stored = [[False] * turns for _ in cases]
     judge_failures = []
-    for r in rows:
-        i, t = pos[int(r["case_index"])], int(r["turn"])
+    for case_index, t, score, judge_error in repo.scores(evaluation_id):
+        i = pos[case_index]
         if 1 <= t <= turns:
-            scores[i][t - 1] = None if r["score"] is None else int(r["score"])
+            scores[i][t - 1] = None if score is None else int(score)
             stored[i][t - 1] = True
-        if r["score"] is None:
-            judge_failures.append({"case": int(r["case_index"]), "turn": t, "error": r["judge_error"]})
-    case_failures = [{"case": int(c["case_index"]), "error": c["error"], "turns_done": sum(stored[pos[int(c["case_index"])]])}
-                     for c in cases if c["status"] == "failed"]
-    unfinished = [int(c["case_index"]) for c in cases if c["status"] == "pending"]
+        if score is None:
+            judge_failures.append({"case": case_index, "turn": t, "error": judge_error})
+    case_failures = [{"case": c.case_index, "error": c.error, "turns_done": sum(stored[pos[c.case_index]])}
+                     for c in cases if c.status == "failed"]
+    unfinished = [c.case_index for c in cases if c.status == "pending"]
     tokens: dict[str, dict[str, int]] = {}
-    if ev["run_id"] is not None:
-        for r in await store.fetchall(
-                "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
-                " COALESCE(SUM(cached), 0), COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls WHERE run_id = ?"
-                " GROUP BY role ORDER BY role", (ev["run_id"],)):
-            tokens[r[0]] = {"calls": int(r[1]), "prompt_tokens": int(r[2]), "completion_tokens": int(r[3]),
-                            "cached": int(r[4]), "errors": int(r[5])}
+    if ev.run_id is not None:
+        for r in Calls(conn).by_role(ev.run_id):
+            tokens[r.role] = {"calls": r.calls, "prompt_tokens": r.prompt_tokens,
+                              "completion_tokens": r.completion_tokens, "cached": r.cached, "errors": r.errors}
     return {
-        "id": int(ev["id"]), "run_id": ev["run_id"], "label": ev["label"], "status": ev["status"],
-        "model": json.loads(ev["model"]), "user_model": json.loads(ev["user_model"]),
-        "judge_model": json.loads(ev["judge_model"]), "turns": turns, "created_at": ev["created_at"],
-        "case_indices": [int(c["case_index"]) for c in cases], "scores": scores, "stored": stored,
-        "judge_failures": judge_failures, "case_failures": case_failures, "unfinished": unfinished,
-        "tokens": tokens, "probes": await probe_rows(store, evaluation_id),
-        "distributions": await turn_distributions(store, evaluation_id),
+        "id": ev.id, "run_id": ev.run_id, "label": ev.label, "status": ev.status,
+        "model": ev.model, "user_model": ev.user_model, "judge_model": ev.judge_model, "turns": turns,
+        "created_at": ev.created_at, "case_indices": [c.case_index for c in cases], "scores": scores,
+        "stored": stored, "judge_failures": judge_failures, "case_failures": case_failures,
+        "unfinished": unfinished, "tokens": tokens, "probes": JudgeProbes(conn).of(evaluation_id),
+        "distributions": repo.distributions(evaluation_id),
     }
 
 

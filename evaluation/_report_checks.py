@@ -16,7 +16,7 @@ from . import metrics
 from ._judge_check import summarize_probes, wilson
 
 __all__ = ["FAILURE_SCORE", "MARK", "SCORINGS", "check_lines", "combined_check", "extra_rows", "mark", "score_views",
-           "unscored_lines"]
+           "summary_fields", "unscored_lines"]
 
 SCORINGS = ("sample", "expected")
 FAILURE_SCORE = 1      # an unscored reply counted as a failure gets the lowest score of the scale
@@ -166,3 +166,20 @@ def unscored_lines(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {e['label']} | {u['count']} | " + " | ".join(al) +
                      f" | {_fmt(s['average'], 2)}{m} | {_fmt(s['ir'], 3)}{m} |")
     return lines
+
+
+def summary_fields(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``aloe evaluate``'s JSON line says about the judge and the scoring."""
+    check = report["judge_check"]
+    entry = report["evaluations"][0]
+    out: dict[str, Any] = {
+        "judge_reliable": check.get("reliable"),
+        "judge_check": {k: check.get(k) for k in ("pairs", "accuracy", "ci", "threshold", "reliable", "reason")},
+        "scoring": entry.get("scoring", "sample"),
+        "unscored": entry["unscored"]["count"],
+        "al_unscored_as_failures": entry["unscored"]["al_as_failures"],
+    }
+    expected = (entry.get("by_scoring") or {}).get("expected")
+    if expected:
+        out["expected"] = {"al": expected["al"], "summary": expected["summary"]}
+    return out

@@ -25,16 +25,16 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import structlog
 
-from ..agents import Rating
+from ..agents import AlignmentJudgeRole, Rating, UserRole
 from ..agents.gateway import CallContext, ChatModel, Sampling
 from ..core.errors import ConfigError, LLMError
 from ..environment import Persona
-from ..environment.store import Store, set_distribution
+from ..environment.store import CaseRecord, Evaluations, LeaseSettings, Store, open_run
 from ._cases import Case, fingerprint
 
 __all__ = ["EVALUATED_ROLE", "BenchmarkSpec", "RunOutcome", "run_benchmark"]
@@ -42,19 +42,6 @@ __all__ = ["EVALUATED_ROLE", "BenchmarkSpec", "RunOutcome", "run_benchmark"]
 log = structlog.get_logger(__name__)
 
 EVALUATED_ROLE = "evaluated"   # role name of the evaluated model's calls in llm_calls
-
-
-class UserRole(Protocol):
-    async def __call__(self, persona: Persona, conversation: Sequence[dict[str, str]], *, seed: int | None = None,
-                       context: CallContext | None = None) -> str: ...
-
-
-class JudgeRole(Protocol):
-    async def __call__(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
-                       context: CallContext | None = None) -> int: ...
-
-    async def rate(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
-                   context: CallContext | None = None) -> Rating: ...
 
 
 @dataclass(frozen=True)
@@ -103,7 +90,8 @@ class RunOutcome:
     failed: int = 0
     turns_run: int = 0
     judge_failures: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0       # this invocation
+    wall_s: float = 0.0        # the run's wall time, over every invocation
 
 
 def _seed(base: int, case: int, turn: int, which: int) -> int:
@@ -111,36 +99,14 @@ def _seed(base: int, case: int, turn: int, which: int) -> int:
     return (base * 1_000_003 + case * 1009 + turn * 17 + which) % (2**31 - 1)
 
 
-async def _open_evaluation(store: Store, spec: BenchmarkSpec, cases: Sequence[Case]) -> tuple[int, int, bool]:
-    """Find the stored evaluation with this identity, or create it with its
-    run and all its cases in one transaction. Returns (evaluation, run, resumed)."""
-    ident = spec.identity(cases)
-    row = await store.fetchone(
-        "SELECT e.id, r.id FROM evaluations e JOIN runs r ON r.id = e.run_id"
-        " WHERE r.kind = 'evaluate' AND r.config_hash = ? ORDER BY e.id DESC LIMIT 1", (ident,))
-    if row is not None:
-        eval_id, run_id = int(row[0]), int(row[1])
-        await store.write(lambda c: c.execute(
-            "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,)))
-        return eval_id, run_id, True
-
-    def create(conn: sqlite3.Connection) -> tuple[int, int]:
-        now = time.time()
-        run_id = conn.execute(
-            "INSERT INTO runs (kind, config, config_hash, status, started_at) VALUES ('evaluate', ?, ?, 'running', ?)",
-            (json.dumps(spec.config, default=str), ident, now)).lastrowid
-        eval_id = conn.execute(
-            "INSERT INTO evaluations (run_id, label, model, user_model, judge_model, turns, status, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-            (run_id, spec.label, json.dumps(spec.model), json.dumps(spec.user_model), json.dumps(spec.judge_model),
-             spec.turns, now)).lastrowid
-        conn.executemany(
-            "INSERT INTO eval_cases (evaluation_id, case_index, profile, personality, status) VALUES (?,?,?,?,'pending')",
-            [(eval_id, c.index, c.profile, c.personality) for c in cases])
-        return int(eval_id), int(run_id)
-
-    eval_id, run_id = await store.write(create)
-    return eval_id, run_id, False
+def _evaluation_of(conn: sqlite3.Connection, run_id: int, spec: BenchmarkSpec, cases: Sequence[Case]) -> int:
+    """The run's evaluation, or a new one with all its cases (a write function)."""
+    repo = Evaluations(conn)
+    existing = repo.of_run(run_id)
+    if existing:
+        return existing[-1]
+    return repo.create(run_id, spec.label, spec.model, spec.user_model, spec.judge_model, spec.turns,
+                       [(c.index, c.profile, c.personality) for c in cases])
 
 
 async def run_benchmark(
@@ -148,82 +114,72 @@ async def run_benchmark(
     cases: Sequence[Case],
     *,
     user: UserRole,
-    judge: JudgeRole,
+    judge: AlignmentJudgeRole,
     model: ChatModel,
     spec: BenchmarkSpec,
     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None,
+    lease: LeaseSettings | None = None,
     alongside: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     """Run (or continue) the benchmark over ``cases``; return the outcome.
 
-    ``on_turn(case_index, turn, score)`` is called after each stored turn
-    (progress display). ``alongside(evaluation_id, run_id)`` runs beside the
-    cases, in the same task group, once the evaluation is open (the judge check)."""
+    The run (kind 'evaluate', identified by ``spec.identity(cases)``) is held
+    with ``open_run``: a second process on the same evaluation is refused,
+    and a cancelled run is marked interrupted. ``on_turn(case_index, turn,
+    score)`` is called after each stored turn (progress display).
+    ``alongside(evaluation_id, run_id)`` runs beside the cases, in the same
+    task group, once the evaluation is open (the judge check)."""
     spec.validate()
     if not cases:
         raise ConfigError("benchmark.cases", 0, "at least one case")
     started = time.monotonic()
-    eval_id, run_id, resumed = await _open_evaluation(store, spec, cases)
-    rows = await store.fetchall(
-        "SELECT id, case_index, profile, personality, status FROM eval_cases WHERE evaluation_id = ?"
-        " ORDER BY case_index", (eval_id,))
-    todo = [r for r in rows if r["status"] != "complete"]
-    out = RunOutcome(evaluation_id=eval_id, run_id=run_id, resumed=resumed, cases=len(rows))
-    log.info("evaluate.start", evaluation_id=eval_id, run_id=run_id, resumed=resumed, cases=len(rows),
-             unfinished=len(todo), turns=spec.turns, model=spec.label)
-    limiter = anyio.CapacityLimiter(spec.concurrency)
+    async with open_run(store, "evaluate", spec.config, spec.identity(cases),
+                        lease=lease or LeaseSettings()) as run:
+        run_id = run.id
+        eval_id = await store.write(lambda c: _evaluation_of(c, run_id, spec, cases))
+        rows = await store.read(lambda c: Evaluations(c).cases(eval_id))
+        todo = [r for r in rows if r.status != "complete"]
+        out = RunOutcome(evaluation_id=eval_id, run_id=run_id, resumed=run.resumed, cases=len(rows))
+        log.info("evaluate.start", evaluation_id=eval_id, run_id=run_id, resumed=run.resumed, cases=len(rows),
+                 unfinished=len(todo), turns=spec.turns, model=spec.label)
+        limiter = anyio.CapacityLimiter(spec.concurrency)
 
-    async def one(row: sqlite3.Row) -> None:
-        async with limiter:
-            with structlog.contextvars.bound_contextvars(evaluation_id=eval_id, case=row["case_index"]):
-                await _run_case(store, row, user=user, judge=judge, model=model, spec=spec, run_id=run_id,
-                                out=out, on_turn=on_turn)
+        async def one(row: CaseRecord) -> None:
+            async with limiter:
+                with structlog.contextvars.bound_contextvars(evaluation_id=eval_id, case=row.case_index):
+                    await _run_case(store, row, user=user, judge=judge, model=model, spec=spec, run_id=run_id,
+                                    out=out, on_turn=on_turn)
 
-    try:
         async with anyio.create_task_group() as tg:
             if alongside is not None:
                 tg.start_soon(alongside, eval_id, run_id)
             for row in todo:
                 tg.start_soon(one, row)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await store.write(lambda c: c.execute(
-                "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?", (time.time(), run_id)))
-        raise
 
-    statuses = await store.fetchall(
-        "SELECT status, COUNT(*) FROM eval_cases WHERE evaluation_id = ? GROUP BY status", (eval_id,))
-    counts = {r[0]: int(r[1]) for r in statuses}
-    out.complete, out.failed = counts.get("complete", 0), counts.get("failed", 0)
-    status = "complete" if out.complete == len(rows) else "failed" if counts.get("pending", 0) == 0 else "running"
-    out.seconds = time.monotonic() - started
-    stats = {k: v for k, v in vars(out).items()}
-
-    def finish(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE evaluations SET status = ? WHERE id = ?", (status, eval_id))
-        conn.execute("UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE id = ?",
-                     ("complete" if status == "complete" else "failed", time.time(), json.dumps(stats), run_id))
-
-    await store.write(finish)
+        counts = await store.read(lambda c: Evaluations(c).case_status_counts(eval_id))
+        out.complete, out.failed = counts.get("complete", 0), counts.get("failed", 0)
+        status = "complete" if out.complete == len(rows) else "failed" if counts.get("pending", 0) == 0 else "running"
+        out.seconds = time.monotonic() - started
+        out.wall_s = run.wall_s
+        await store.write(lambda c: Evaluations(c).set_status(eval_id, status))
+        run.finish("complete" if status == "complete" else "failed", {k: v for k, v in vars(out).items()})
     log.info("evaluate.done", evaluation_id=eval_id, status=status, complete=out.complete, failed=out.failed,
              turns_run=out.turns_run, judge_failures=out.judge_failures, seconds=round(out.seconds, 1))
     return out
 
 
-async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: JudgeRole, model: ChatModel,
+async def _run_case(store: Store, row: CaseRecord, *, user: UserRole, judge: AlignmentJudgeRole, model: ChatModel,
                     spec: BenchmarkSpec, run_id: int, out: RunOutcome,
                     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None) -> None:
-    case_id, index = int(row["id"]), int(row["case_index"])
-    persona = Persona(id=index, profile=row["profile"], personality=row["personality"], split="eval")
-    done = await store.fetchall(
-        "SELECT turn, user_message, reply FROM eval_turns WHERE case_id = ? ORDER BY turn", (case_id,))
+    case_id, index = row.id, row.case_index
+    persona = Persona(id=index, profile=row.profile, personality=row.personality, split="eval")
+    done = await store.read(lambda c: Evaluations(c).turns(case_id))
     # the evaluated model's view: the user's messages and its own replies, nothing else
     conversation: list[dict[str, str]] = []
     for t in done:
-        conversation += [{"role": "user", "content": t["user_message"]}, {"role": "assistant", "content": t["reply"]}]
-    if row["status"] != "pending":
-        await store.write(lambda c: c.execute(
-            "UPDATE eval_cases SET status = 'pending', error = NULL WHERE id = ?", (case_id,)))
+        conversation += [{"role": "user", "content": t.user_message}, {"role": "assistant", "content": t.reply}]
+    if row.status != "pending":
+        await store.write(lambda c: Evaluations(c).reopen_case(case_id))
     judged = 0
     for turn in range(len(done) + 1, spec.turns + 1):
         ctx = CallContext(run_id=run_id, turn=turn, case_id=case_id)
@@ -234,8 +190,7 @@ async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: Ju
                                       sampling=sampling, context=ctx)
         except LLMError as exc:
             err = f"turn {turn}: {exc}"
-            await store.write(lambda c, err=err: c.execute(
-                "UPDATE eval_cases SET status = 'failed', error = ? WHERE id = ?", (err, case_id)))
+            await store.write(lambda c, err=err: Evaluations(c).fail_case(case_id, err))
             log.warning("evaluate.case_failed", turn=turn, error=str(exc))
             out.failed += 1
             return
@@ -253,12 +208,12 @@ async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: Ju
         if score is None:
             out.judge_failures += 1
             log.warning("evaluate.judge_failed", turn=turn, error=judge_error)
-        params = (case_id, turn, message, reply, score, judge_error, time.time())
 
-        def store_turn(c: sqlite3.Connection, params=params, rating=rating, turn=turn) -> None:
-            c.execute("INSERT INTO eval_turns (case_id, turn, user_message, reply, score, judge_error, created_at)"
-                      " VALUES (?,?,?,?,?,?,?)", params)
-            set_distribution(c, case_id, turn, rating.distribution, rating.expected, rating.mass)
+        def store_turn(c: sqlite3.Connection, t=(turn, message, reply, score, judge_error), rating=rating) -> None:
+            repo = Evaluations(c)
+            repo.add_turn(case_id, *t)
+            if rating.expected is not None:
+                repo.set_distribution(case_id, t[0], rating.distribution, rating.expected, rating.mass)
 
         await store.write(store_turn)
         out.turns_run += 1
@@ -268,6 +223,5 @@ async def _run_case(store: Store, row: sqlite3.Row, *, user: UserRole, judge: Ju
             maybe = on_turn(index, turn, score)
             if maybe is not None:
                 await maybe
-    await store.write(lambda c: c.execute(
-        "UPDATE eval_cases SET status = 'complete', error = NULL WHERE id = ?", (case_id,)))
+    await store.write(lambda c: Evaluations(c).complete_case(case_id))
     log.info("evaluate.case_done", turns=spec.turns, judged_now=judged)

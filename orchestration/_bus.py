@@ -1,4 +1,4 @@
-"""The in-process event bus: typed messages, bounded inboxes, and actors.
+"""The in-process event bus: bounded inboxes, and actors.
 
 ``Bus.subscribe(kind, buffer)`` gives an actor its own bounded inbox for a
 message type; ``Bus.publish(msg)`` delivers to every inbox subscribed to the
@@ -6,18 +6,17 @@ message's type, waiting for room (that wait is the backpressure), and
 appends the message to the ``events`` table. ``Actor`` runs ``concurrency``
 workers on one inbox inside a task group; a worker that hits an
 ``LLMError`` reports it with ``on_error`` instead of dying, so one bad
-call fails one tree, not the run.
+call fails one tree, not the run. ``Bus.aclose()`` ends the run: actors
+drain their inboxes and stop, and anything published after it (a late
+reply about a tree that already failed) is dropped.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import structlog
@@ -25,101 +24,22 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..core.errors import LLMError
-from ..environment import InferredPersona, Persona
-from ..environment.store import Store
+from ..environment.store import Store, Trees
 
 log = structlog.get_logger(__name__)
 
 
-# -- messages ---------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class TurnRequested:
-    """The environment asks for the node at ``branch`` of a tree."""
-
-    tree_id: int
-    turn: int
-    branch: str
-    seed: int
-    persona: Persona
-    history: tuple[dict[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class UserSpoke:
-    request: TurnRequested
-    message: str
+class Message(Protocol):
+    """What the bus carries: a frozen message that names its tree and says
+    what the ``events`` table keeps of it (see ``_messages``)."""
 
     @property
-    def tree_id(self) -> int:
-        return self.request.tree_id
+    def tree_id(self) -> int: ...
+
+    def event_payload(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PersonaInferred:
-    spoke: UserSpoke
-    inferred: InferredPersona
-
-    @property
-    def tree_id(self) -> int:
-        return self.spoke.tree_id
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyReady:
-    spoke: UserSpoke
-    kind: str  # preferred | rejected
-    text: str
-
-    @property
-    def tree_id(self) -> int:
-        return self.spoke.tree_id
-
-
-@dataclass(frozen=True, slots=True)
-class PreferenceRequested:
-    spoke: UserSpoke
-    preferred: str
-    rejected: str
-
-
-@dataclass(frozen=True, slots=True)
-class PreferenceChecked:
-    spoke: UserSpoke
-    verdict: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class TreeFailed:
-    tree_id: int
-    branch: str
-    role: str
-    reason: str
-
-
-def event_payload(msg: object) -> dict[str, Any]:
-    """What the events table keeps of a message: ids and new text, never the
-    persona or the whole history again."""
-    if isinstance(msg, TurnRequested):
-        return {"tree_id": msg.tree_id, "turn": msg.turn, "branch": msg.branch, "history_len": len(msg.history)}
-    if isinstance(msg, UserSpoke):
-        r = msg.request
-        return {"tree_id": r.tree_id, "turn": r.turn, "branch": r.branch, "message": msg.message}
-    if isinstance(msg, PersonaInferred):
-        r = msg.spoke.request
-        return {"tree_id": r.tree_id, "turn": r.turn, "branch": r.branch,
-                "profile": msg.inferred.profile, "personalities": msg.inferred.personalities}
-    if isinstance(msg, ReplyReady):
-        r = msg.spoke.request
-        return {"tree_id": r.tree_id, "turn": r.turn, "branch": r.branch, "kind": msg.kind, "text": msg.text}
-    if isinstance(msg, PreferenceRequested):
-        r = msg.spoke.request
-        return {"tree_id": r.tree_id, "turn": r.turn, "branch": r.branch}
-    if isinstance(msg, PreferenceChecked):
-        r = msg.spoke.request
-        return {"tree_id": r.tree_id, "turn": r.turn, "branch": r.branch, "verdict": msg.verdict}
-    if isinstance(msg, TreeFailed):
-        return {"tree_id": msg.tree_id, "branch": msg.branch, "role": msg.role, "reason": msg.reason}
-    return {"repr": repr(msg)}
+M = TypeVar("M", bound=Message)
 
 
 # -- the bus ----------------------------------------------------------------
@@ -128,7 +48,9 @@ class Bus:
         self._routes: dict[type, list[MemoryObjectSendStream]] = defaultdict(list)
         self._store = store
         self._run_id = run_id
+        self._closed = False
         self.published: dict[str, int] = defaultdict(int)
+        self.dropped = 0
 
     def subscribe(self, kind: type, buffer: float) -> MemoryObjectReceiveStream:
         send, receive = anyio.create_memory_object_stream[Any](buffer)
@@ -143,23 +65,32 @@ class Bus:
         send.close()
         return receive
 
-    async def publish(self, msg: object) -> None:
+    async def publish(self, msg: Message) -> None:
+        if self._closed:
+            self._drop(msg)
+            return
         kind = type(msg)
         self.published[kind.__name__] += 1
         if self._store is not None:
-            payload = event_payload(msg)
-            row = (self._run_id, payload.get("tree_id"), kind.__name__, json.dumps(payload, ensure_ascii=False),
-                   time.time())
-
-            def write(conn: sqlite3.Connection) -> None:
-                conn.execute("INSERT INTO events (run_id, tree_id, kind, payload, created_at) VALUES (?,?,?,?,?)", row)
-
-            await self._store.submit(write)
+            payload = msg.event_payload()
+            run_id, tree_id = self._run_id, payload.get("tree_id")
+            await self._store.submit(lambda c: Trees(c).add_event(run_id, tree_id, kind.__name__, payload))
         for send in self._routes.get(kind, ()):
-            await send.send(msg)
+            try:
+                await send.send(msg)
+            except anyio.ClosedResourceError:  # closed while this message was on its way
+                self._drop(msg)
+
+    def _drop(self, msg: Message) -> None:
+        self.dropped += 1
+        log.debug("bus.dropped", kind=type(msg).__name__, tree_id=msg.tree_id)
 
     async def aclose(self) -> None:
-        """Close every inbox's sending side: actors drain what is queued and stop."""
+        """Close every inbox's sending side: actors drain what is queued and stop.
+        A message published after this is dropped: the run is over, so it can only
+        be a late result about a tree that has already ended (failed while one
+        of its calls was still out)."""
+        self._closed = True
         for sends in self._routes.values():
             for send in sends:
                 await send.aclose()
@@ -167,14 +98,14 @@ class Bus:
 
 # -- actors -----------------------------------------------------------------
 @dataclass
-class Actor:
-    """``concurrency`` workers consuming one inbox with ``handle``."""
+class Actor(Generic[M]):
+    """``concurrency`` workers consuming one inbox of ``M`` with ``handle``."""
 
     name: str
-    inbox: MemoryObjectReceiveStream
-    handle: Callable[[Any], Awaitable[None]]
+    inbox: MemoryObjectReceiveStream[M]
+    handle: Callable[[M], Awaitable[None]]
     concurrency: int = 1
-    on_error: Callable[[Any, LLMError], Awaitable[None]] | None = None
+    on_error: Callable[[M, LLMError], Awaitable[None]] | None = None
     handled: int = field(default=0, init=False)
     busy: int = field(default=0, init=False)
 
@@ -185,13 +116,12 @@ class Actor:
             self.inbox.close()
             task_status.started()
 
-    async def _worker(self, inbox: MemoryObjectReceiveStream) -> None:
+    async def _worker(self, inbox: MemoryObjectReceiveStream[M]) -> None:
         async with inbox:
             async for msg in inbox:
                 self.busy += 1
                 try:
-                    with structlog.contextvars.bound_contextvars(actor=self.name,
-                                                                 tree_id=getattr(msg, "tree_id", None)):
+                    with structlog.contextvars.bound_contextvars(actor=self.name, tree_id=msg.tree_id):
                         await self.handle(msg)
                 except LLMError as exc:
                     if self.on_error is None:

@@ -1,5 +1,6 @@
-"""Growing preference trees: the environment actor, the role actors, and
-the run around them.
+"""Growing preference trees: the tree environment, and the run that wires
+it to the role actors (``_actors``) over the bus (``_bus``, messages in
+``_messages``).
 
 Start order: the store's writer (``Store.open``), then the actors (each
 ``await tg.start``), then the personas are fed in; shutdown runs the other
@@ -16,8 +17,10 @@ has spoken: three sequential model hops per turn, not four.
 
 Deadlock freedom with bounded inboxes: every cycle passes through the
 environment's inbox, which is sized to the most messages that can be
-outstanding towards it (in-flight nodes x 5), so publishing to it never
-waits; every other inbox is bounded by its actor's concurrency.
+outstanding towards it (in-flight nodes x 5; a node sends it at most four:
+PersonaInferred, two ReplyReady and PreferenceChecked, a TreeFailed taking
+the place of any of them), so publishing to it never waits; every other
+inbox is bounded by its actor's concurrency.
 """
 
 from __future__ import annotations
@@ -29,20 +32,32 @@ from typing import Any
 import anyio
 import structlog
 
-from ..agents.gateway import CallContext
-from ..core.errors import ConfigError, LLMError
-from ..environment import InferredPersona, Node, Persona, TreePlan, TreeSpec, call_seed
-from ..environment.store import Store, insert_node, node_from_row
-from ._bus import (
-    Actor,
-    Bus,
+from ..agents import TreeRoles, role_settings
+from ..core import Settings, setting, to_settings
+from ..core.errors import ConfigError
+from ..environment import (
+    MAX_TURNS,
+    MODES,
+    InferredPersona,
+    Node,
+    Persona,
+    PreferenceCheck,
+    TreePlan,
+    TreeSpec,
+)
+from ..environment.store import Store, Trees
+from ._actors import InducerActor, PreferenceJudgeActor, PreferredActor, RejectedActor, RoleActor, UserActor
+from ._bus import Actor, Bus
+from ._messages import (
+    History,
+    NodeRef,
     PersonaInferred,
     PreferenceChecked,
     PreferenceRequested,
     ReplyReady,
+    ToEnvironment,
     TreeFailed,
     TurnRequested,
-    UserSpoke,
 )
 
 log = structlog.get_logger(__name__)
@@ -51,52 +66,44 @@ ROLES = ("user", "inducer", "preferred", "rejected")
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    trees: int = 8
-    turns: int = 10
-    mode: str = "path"
-    node_budget: int = 64
-    max_trees_in_flight: int = 1024
-    preference_check: bool = False
-    swap_on_disagree: bool = False
-    shard: tuple[int, int] | None = None
-    split: str = "train"
-    progress: str = "auto"
-    progress_interval: float = 5.0
+class GenerationSettings(Settings):
+    """The ``generation`` config group: how many trees, how deep, how they branch."""
+
+    trees: int = setting(8, help="number of trees (one per persona) in this run", ge=1, le=10_000_000)
+    turns: int = setting(10, help="K: turns per conversation (paper: up to 10)", ge=1, le=MAX_TURNS)
+    mode: str = setting("path", help="path = the paper (one continued branch, a pair per turn) | full = continue "
+                                     "both branches", choices=MODES)
+    node_budget: int = setting(64, help="full mode: max nodes per tree", ge=1, le=100_000)
+    max_trees_in_flight: int = setting(1024, help="trees being grown at once (backpressure bound for the whole "
+                                                  "pipeline)", ge=1, le=100_000)
+    preference_check: bool = setting(False, help="ask a judge with the full persona to compare p_i and r_i in "
+                                                 "both orders")
+    swap_on_disagree: bool = setting(False, help="with preference_check: swap p_i and r_i when the judge "
+                                                 "disagrees in both orders")
+    shard: str | None = setting(None, help="\"I/N\": this process grows its share of the personas (stable hash); "
+                                           "null = all", allowed="null or I/N with 0 <= I < N, e.g. 0/4")
+    split: str = setting("train", help="persona split the trees are grown from", choices=("train", "eval"))
+    progress: str = setting("auto", help="auto (live display on a TTY, log lines otherwise) | live | log | off",
+                            choices=("auto", "live", "log", "off"))
+    progress_interval: float = setting(5.0, help="seconds between progress log lines", gt=0, le=86_400)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shard is not None and self.shard_index is None:
+            raise ConfigError("shard", self.shard, "null or I/N with 0 <= I < N, e.g. 0/4")
+
+    @property
+    def shard_index(self) -> tuple[int, int] | None:
+        """``(I, N)`` of ``shard`` (None when unset or malformed)."""
+        try:
+            i, n = (int(x) for x in str(self.shard).split("/"))
+        except ValueError:
+            return None
+        return (i, n) if 0 <= i < n else None
 
     @classmethod
     def from_config(cls, g: Any) -> GenerationSettings:
-        def intval(key: str, low: int) -> int:
-            v = g.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"generation.{key}", v, f"an integer >= {low}")
-            return v
-
-        mode = g.get("mode", "path")
-        if mode not in ("path", "full"):
-            raise ConfigError("generation.mode", mode, "path | full")
-        shard = g.get("shard")
-        parsed_shard = None
-        if shard is not None:
-            try:
-                i, n = (int(x) for x in str(shard).split("/"))
-                if not 0 <= i < n:
-                    raise ValueError
-            except ValueError:
-                raise ConfigError("generation.shard", shard, "I/N with 0 <= I < N, e.g. 0/4") from None
-            parsed_shard = (i, n)
-        split = g.get("split", "train")
-        if split not in ("train", "eval"):
-            raise ConfigError("generation.split", split, "train | eval")
-        progress = g.get("progress", "auto")
-        if progress not in ("auto", "live", "log", "off"):
-            raise ConfigError("generation.progress", progress, "auto | live | log | off")
-        return cls(
-            trees=intval("trees", 1), turns=intval("turns", 1), mode=mode, node_budget=intval("node_budget", 1),
-            max_trees_in_flight=intval("max_trees_in_flight", 1), preference_check=bool(g.get("preference_check")),
-            swap_on_disagree=bool(g.get("swap_on_disagree")), shard=parsed_shard, split=split, progress=progress,
-            progress_interval=float(g.get("progress_interval", 5)),
-        )
+        return to_settings(g, cls, "generation")
 
 
 @dataclass
@@ -121,12 +128,15 @@ class Progress:
 
 @dataclass
 class _Partial:
-    request: TurnRequested
-    message: str
+    """A node being made: filled in as its messages arrive, in any order."""
+
+    node: NodeRef
+    history: History = ()
+    message: str = ""
     inferred: InferredPersona | None = None
     preferred: str | None = None
     rejected: str | None = None
-    judge: dict | None = None
+    judge: PreferenceCheck | None = None
     judging: bool = False
 
 
@@ -143,6 +153,16 @@ class TreeEnvironment:
         self.all_done = anyio.Event()
         self._remaining = 0
 
+    def actor(self) -> Actor[ToEnvironment]:
+        """Subscribe the environment's inbox and give its runner. The inbox
+        holds the most messages that can be outstanding towards it (in-flight
+        nodes x 5; see the module docstring), so publishing to it never waits."""
+        s = self.settings
+        per_node = 1 if s.mode == "path" else s.node_budget
+        inbox = self.bus.subscribe_many((PersonaInferred, ReplyReady, PreferenceChecked, TreeFailed),
+                                        s.max_trees_in_flight * per_node * 5 + 16)
+        return Actor("environment", inbox, self.handle, concurrency=max(8, min(256, s.max_trees_in_flight)))
+
     # -- feeding ---------------------------------------------------------
     async def feed(self, jobs: list[TreeJob]) -> None:
         self._remaining = len(jobs)
@@ -150,15 +170,14 @@ class TreeEnvironment:
             self.all_done.set()
         for job in jobs:
             await self.slots.acquire()
-            rows = await self.store.fetchall("SELECT * FROM nodes WHERE tree_id = ?", (job.tree_id,))
+            nodes = await self.store.read(lambda c, t=job.tree_id: Trees(c).nodes(t))
             plan = TreePlan(TreeSpec(job.tree_id, job.seed, self.settings.turns, self.settings.mode,
-                                     self.settings.node_budget), [node_from_row(r) for r in rows])
+                                     self.settings.node_budget), nodes)
             self.plans[job.tree_id] = plan
             self.personas[job.tree_id] = job.persona
             # queued, not awaited: the writer applies it before this tree's first node, and a
             # commit round trip per tree would hold back every later tree's start
-            await self.store.submit(lambda c, t=job.tree_id: c.execute(
-                "UPDATE trees SET status = 'running', error = NULL WHERE id = ?", (t,)))
+            await self.store.submit(lambda c, t=job.tree_id: Trees(c).start(t))
             await self._advance(job.tree_id)
 
     async def _advance(self, tree_id: int) -> None:
@@ -167,11 +186,10 @@ class TreeEnvironment:
         plan.pending.update(wanted)  # before any await: no branch is asked for twice
         for branch in wanted:
             history = tuple(m.as_dict() for m in plan.history(branch).messages)
-            await self.bus.publish(TurnRequested(tree_id, plan.turn_of(branch), branch, plan.spec.seed,
-                                                 self.personas[tree_id], history))
+            node = NodeRef(tree_id, plan.turn_of(branch), branch, plan.spec.seed)
+            await self.bus.publish(TurnRequested(node, self.personas[tree_id], history))
         if not wanted and plan.complete():
-            await self.store.write(lambda c: c.execute(
-                "UPDATE trees SET status = 'complete', finished_at = ? WHERE id = ?", (time.time(), tree_id)))
+            await self.store.write(lambda c: Trees(c).complete(tree_id))
             self.progress.trees_done += 1
             self._release(tree_id)
 
@@ -184,65 +202,68 @@ class TreeEnvironment:
             self.all_done.set()
 
     # -- results ---------------------------------------------------------
-    async def handle(self, msg: object) -> None:
+    async def handle(self, msg: ToEnvironment) -> None:
+        """Fill in the node the message is about; once it is whole, have it
+        judged (when the check is on), then commit it."""
         if isinstance(msg, TreeFailed):
             await self._fail(msg)
             return
-        spoke: UserSpoke = msg.spoke  # type: ignore[attr-defined]
-        req = spoke.request
-        if req.tree_id in self.failed or req.tree_id not in self.plans:
+        ref = msg.node
+        if ref.tree_id in self.failed or ref.tree_id not in self.plans:
             return
-        key = (req.tree_id, req.branch)
+        key = (ref.tree_id, ref.branch)
         part = self.partial.get(key)
         if part is None:
-            part = self.partial[key] = _Partial(req, spoke.message)
-        if isinstance(msg, PersonaInferred):
-            part = self.partial[key] = replace(part, inferred=msg.inferred)
-        elif isinstance(msg, ReplyReady):
-            part = self.partial[key] = replace(part, **{msg.kind: msg.text})
-        elif isinstance(msg, PreferenceChecked):
-            part = self.partial[key] = replace(part, judge=msg.verdict)
+            part = self.partial[key] = _Partial(ref)
+        match msg:
+            case PersonaInferred(history=history, message=message, inferred=inferred):
+                part.history, part.message, part.inferred = history, message, inferred
+            case ReplyReady(kind="preferred", text=text):
+                part.preferred = text
+            case ReplyReady(text=text):
+                part.rejected = text
+            case PreferenceChecked(verdict=verdict):
+                part.judge = verdict
         if part.inferred is None or part.preferred is None or part.rejected is None:
             return
         if self.settings.preference_check and part.judge is None:
             if not part.judging:
-                self.partial[key] = replace(part, judging=True)
-                await self.bus.publish(PreferenceRequested(spoke, part.preferred, part.rejected))
+                part.judging = True
+                await self.bus.publish(PreferenceRequested(ref, self.personas[ref.tree_id], part.history,
+                                                           part.message, part.preferred, part.rejected))
             return
         del self.partial[key]
         await self._commit(part)
 
     async def _commit(self, part: _Partial) -> None:
-        req = part.request
-        plan = self.plans[req.tree_id]
+        ref = part.node
+        plan = self.plans[ref.tree_id]
         preferred, rejected, judge = part.preferred, part.rejected, part.judge
         if judge is not None:
             self.progress.judge_total += 1
-            self.progress.judge_agree += int(judge.get("agrees", False))
-            self.progress.judge_disagree += int(judge.get("disagrees", False))
-            if self.settings.swap_on_disagree and judge.get("disagrees"):
+            self.progress.judge_agree += int(judge.agrees)
+            self.progress.judge_disagree += int(judge.disagrees)
+            if self.settings.swap_on_disagree and judge.disagrees:
                 preferred, rejected = rejected, preferred
-                judge = {**judge, "swapped": True}
-        node = Node(tree_id=req.tree_id, turn=req.turn, branch=req.branch, user_message=part.message,
+                judge = replace(judge, swapped=True)
+        node = Node(tree_id=ref.tree_id, turn=ref.turn, branch=ref.branch, user_message=part.message,
                     inferred=part.inferred or InferredPersona(), preferred=preferred or "", rejected=rejected or "",
-                    continued=plan.continued_of(req.branch), judge=judge)  # type: ignore[arg-type]
-        node_id = await self.store.write(lambda c: insert_node(c, node))
-        if req.tree_id in self.failed or req.tree_id not in self.plans:
+                    continued=plan.continued_of(ref.branch), judge=judge)
+        node_id = await self.store.write(lambda c: Trees(c).insert_node(node))
+        if ref.tree_id in self.failed or ref.tree_id not in self.plans:
             return
         plan.add(replace(node, id=node_id))
         self.progress.nodes += 1
-        await self._advance(req.tree_id)
+        await self._advance(ref.tree_id)
 
     async def _fail(self, msg: TreeFailed) -> None:
         if msg.tree_id in self.failed or msg.tree_id not in self.plans:
             return
         self.failed.add(msg.tree_id)
-        reason = f"{msg.role} at branch {msg.branch!r}: {msg.reason}"
+        reason = f"{msg.role} at branch {msg.node.branch!r}: {msg.reason}"
         for key in [k for k in self.partial if k[0] == msg.tree_id]:
             del self.partial[key]
-        await self.store.write(lambda c: c.execute(
-            "UPDATE trees SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
-            (reason, time.time(), msg.tree_id)))
+        await self.store.write(lambda c: Trees(c).fail(msg.tree_id, reason))
         log.warning("tree.failed", tree_id=msg.tree_id, reason=reason)
         self.progress.trees_failed += 1
         self.progress.failures.append({"tree_id": msg.tree_id, "reason": reason})
@@ -250,79 +271,27 @@ class TreeEnvironment:
 
 
 def _concurrency(cfg: Any, role: str) -> int:
-    v = ((cfg.get("agents") or {}).get(role) or {}).get("concurrency", 16)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"agents.{role}.concurrency", v, "an integer >= 1")
-    return v
+    return role_settings(cfg, role).concurrency
 
 
-async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], roles: dict[str, Any],
+async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], roles: TreeRoles,
                      settings: GenerationSettings, cfg: Any, progress: Progress | None = None,
                      *, on_started: Any = None) -> Progress:
     """Grow every tree in ``jobs`` to completion (or failure) through the actors."""
     progress = progress or Progress(trees_total=len(jobs))
     bus = Bus(store, run_id)
     env = TreeEnvironment(bus, store, settings, progress)
-    per_node = 1 if settings.mode == "path" else settings.node_budget
-    env_buffer = settings.max_trees_in_flight * per_node * 5 + 16  # see the module docstring
     conc = {r: _concurrency(cfg, r) for r in (*ROLES, "preference_judge")}
-
-    def ctx(req: TurnRequested) -> CallContext:
-        return CallContext(run_id=run_id, tree_id=req.tree_id, turn=req.turn, branch=req.branch)
-
-    def convo(req: TurnRequested) -> list[dict[str, str]]:
-        return list(req.history)
-
-    async def on_user(req: TurnRequested) -> None:
-        text = await roles["user"](req.persona, convo(req), seed=call_seed(req.seed, req.branch, "user"), context=ctx(req))
-        await bus.publish(UserSpoke(req, text))
-
-    async def on_inducer(s: UserSpoke) -> None:
-        req = s.request
-        seen = convo(req) + [{"role": "user", "content": s.message}]
-        inferred = await roles["inducer"](req.persona, seen, seed=call_seed(req.seed, req.branch, "inducer"),
-                                          context=ctx(req))
-        await bus.publish(PersonaInferred(s, inferred))
-
-    async def on_preferred(p: PersonaInferred) -> None:
-        req = p.spoke.request
-        text = await roles["preferred"](convo(req), p.spoke.message, p.inferred,
-                                        seed=call_seed(req.seed, req.branch, "preferred"), context=ctx(req))
-        await bus.publish(ReplyReady(p.spoke, "preferred", text))
-
-    async def on_rejected(s: UserSpoke) -> None:
-        req = s.request
-        text = await roles["rejected"](convo(req), s.message, seed=call_seed(req.seed, req.branch, "rejected"),
-                                       context=ctx(req))
-        await bus.publish(ReplyReady(s, "rejected", text))
-
-    async def on_judge(p: PreferenceRequested) -> None:
-        req = p.spoke.request
-        verdict = await roles["preference_judge"](req.persona, convo(req), p.spoke.message, p.preferred, p.rejected,
-                                                  seed=call_seed(req.seed, req.branch, "preference_judge"),
-                                                  context=ctx(req))
-        await bus.publish(PreferenceChecked(p.spoke, verdict))
-
-    def failer(role: str):
-        async def on_error(msg: Any, exc: LLMError) -> None:
-            req = msg if isinstance(msg, TurnRequested) else getattr(msg, "spoke", None) or msg.request
-            if isinstance(req, UserSpoke):
-                req = req.request
-            await bus.publish(TreeFailed(req.tree_id, req.branch, role, exc.reason))
-        return on_error
-
-    actors = [
-        Actor("environment", bus.subscribe_many((PersonaInferred, ReplyReady, PreferenceChecked, TreeFailed), env_buffer),
-              env.handle, concurrency=max(8, min(256, settings.max_trees_in_flight))),
-        Actor("user", bus.subscribe(TurnRequested, conc["user"]), on_user, conc["user"], failer("user")),
-        Actor("inducer", bus.subscribe(UserSpoke, conc["inducer"]), on_inducer, conc["inducer"], failer("inducer")),
-        Actor("rejected", bus.subscribe(UserSpoke, conc["rejected"]), on_rejected, conc["rejected"], failer("rejected")),
-        Actor("preferred", bus.subscribe(PersonaInferred, conc["preferred"]), on_preferred, conc["preferred"],
-              failer("preferred")),
+    # subscription order is delivery order: UserSpoke reaches the inducer before the rejected responder
+    role_actors: list[RoleActor[Any, Any]] = [
+        UserActor(roles.user, bus, run_id), InducerActor(roles.inducer, bus, run_id),
+        RejectedActor(roles.rejected, bus, run_id), PreferredActor(roles.preferred, bus, run_id),
     ]
     if settings.preference_check:
-        actors.append(Actor("preference_judge", bus.subscribe(PreferenceRequested, conc["preference_judge"]), on_judge,
-                            conc["preference_judge"], failer("preference_judge")))
+        if roles.preference_judge is None:
+            raise ConfigError("agents.preference_judge", None, "a preference judge role (generation.preference_check)")
+        role_actors.append(PreferenceJudgeActor(roles.preference_judge, bus, run_id))
+    actors: list[Actor[Any]] = [env.actor(), *(actor.actor(conc[actor.name]) for actor in role_actors)]
 
     async with anyio.create_task_group() as tg:
         for actor in actors:
@@ -334,4 +303,6 @@ async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], role
             await env.all_done.wait()
             side.cancel_scope.cancel()
         await bus.aclose()
+    if bus.dropped:
+        log.info("generate.late_results_dropped", messages=bus.dropped)
     return progress

@@ -1,6 +1,6 @@
 """Runs: each invocation is recorded with its resolved config; a run's
 identity is a hash of the config keys that decide its output, so running
-the same command again resumes it."""
+the same command again resumes it (``environment.store.open_run`` holds it)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..environment.store import Store, create_run
+from ..core import to_settings
+from ..environment.store import LeaseSettings, Runs, Store, claim_run
 
 # Keys that do not change what a run produces (where it is stored, how it reports, how fast it goes).
 VOLATILE = {
-    "db", "log", "resume", "retry_failed", "cache",
+    "db", "log", "resume", "retry_failed", "cache", "lease",
     "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight",
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",
-                     ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls")
+                     ".startup_timeout", ".port", ".servers", ".parallel", ".n_threads", ".base_urls",
+                     ".backoff_base", ".backoff_max")
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -42,21 +44,23 @@ def identity(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def lease_settings(cfg: DictConfig) -> LeaseSettings:
+    """The checked ``lease`` keys of a command's config (defaults when it has none)."""
+    return to_settings(cfg.get("lease") or {}, LeaseSettings, "lease")
+
+
 async def find_or_create_run(store: Store, kind: str, cfg: DictConfig, *, resume: bool = True) -> tuple[int, bool]:
-    """The unfinished (or finished) run with the same identity, or a new one.
+    """The run ``open_run`` would hold, found or created the same way, but
+    not held (for tests and tools that drive ``grow_trees`` themselves).
     Returns (run_id, resumed)."""
     config = plain_config(cfg)
-    ident = identity(config)
-    if resume:
-        row = await store.fetchone(
-            "SELECT id FROM runs WHERE kind = ? AND config_hash = ? ORDER BY id DESC LIMIT 1", (kind, ident))
-        if row is not None:
-            run_id = row[0]
-            await store.write(lambda c: c.execute(
-                "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,)))
-            return run_id, True
-    run_id = await store.write(lambda c: create_run(c, kind, config, ident))
-    return run_id, False
+
+    def find_or_create(c) -> tuple[int, bool]:
+        run = claim_run(c, kind, config, identity(config), resume=resume, holder="find_or_create_run")
+        Runs(c).release(run.id, run.holder)
+        return run.id, run.resumed
+
+    return await store.write(find_or_create)
 
 
 def config_differences(configs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:

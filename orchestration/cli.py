@@ -21,11 +21,11 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..core import AloeError, the_lone_error
+from ..core import AloeError, Interrupted, the_lone_error
 from . import commands as _commands_pkg
-from ._config import CONFIG_MODULE, compose_config, sweep_combinations
+from ._config import CONFIG_MODULE, check_config, compose_config, config_yaml, sweep_combinations
 from ._logging import configure_logging
 
 ORDER = ["demo", "serve", "personas", "generate", "runs", "merge", "export", "train", "evaluate", "report",
@@ -60,8 +60,16 @@ def _err(command: str, exc: AloeError) -> int:
     return exc.exit_code
 
 
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    name = exc.name if isinstance(exc, Interrupted) else "SIGINT"
+    print(f"aloe {command}: interrupted ({name}); what was committed is kept: run the same command again to "
+          "continue", file=sys.stderr)
+    return exc.exit_code if isinstance(exc, Interrupted) else 130
+
+
 def run_command(command: str, overrides: Sequence[str]) -> int:
     cfg = compose_config(command, overrides)
+    check_config(cfg)  # every key of the command, before it touches anything
     log_cfg = cfg.get("log") or {}
     configure_logging(log_cfg.get("level", "INFO"), log_cfg.get("format", "auto"))
     module = importlib.import_module(f"{_commands_pkg.__name__}.{command}")
@@ -80,6 +88,7 @@ def _hydra_job(command: str, cfg: DictConfig) -> int:
     configure_logging(log_cfg.get("level", "INFO"), log_cfg.get("format", "auto"))
     module = importlib.import_module(f"{_commands_pkg.__name__}.{command}")
     try:
+        check_config(cfg)  # again, now that ${hydra:...} values are resolved
         code = int(module.run(cfg) or 0)
     except AloeError as exc:
         code = _err(command, exc)
@@ -112,6 +121,7 @@ def _multirun(command: str, overrides: list[str]) -> int:
     validate = getattr(module, "validate", None)  # optional: a command's checks that need no side effects
     for job in jobs:  # validate every combination before running any
         cfg = compose_config(command, job)
+        check_config(cfg)
         if validate is not None:
             validate(cfg)
     if hydra_overrides:
@@ -153,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(a in ("-h", "--help") for a in overrides):
             cfg = compose_config(command, [a for a in overrides if a not in ("-h", "--help")])
             print(f"aloe {command}: {commands[command]}\n\nconfig (override any key with key=value):\n")
-            print(OmegaConf.to_yaml(cfg))
+            print(config_yaml(cfg))
             return 0
         if multirun:
             return _multirun(command, overrides)
@@ -165,9 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if lone is None:
             raise
         return _err(command, lone)
-    except KeyboardInterrupt:
-        print(f"aloe {command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through run_interruptible / terminate_as_interrupt
+        return _interrupted(command, exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

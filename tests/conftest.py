@@ -17,6 +17,21 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hugging Face Hub
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a test that runs a command
+    in-process configures logging (a level filter, a stream that capsys closes
+    afterwards), which must not leak into the next test's ``capture_logs``."""
+    import logging
+
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_aloe", False)]
+
+
 @pytest.fixture(scope="session")
 def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the session's real embedded llama.cpp server."""

@@ -25,7 +25,7 @@ def test_wheel_installs_rooms_under_one_namespace(tmp_path: Path) -> None:
     assert tops == {"aloesim"}, tops
     for room in ROOMS:
         assert f"aloesim/{room}/__init__.py" in names
-    for cfg in ("aloesim/conf/base.yaml", "aloesim/conf/generate.yaml", "aloesim/conf/backend/embedded.yaml",
+    for cfg in ("aloesim/conf/train.yaml", "aloesim/conf/generate.yaml", "aloesim/conf/backend/embedded.yaml",
                 "aloesim/conf/prompts/paper.yaml", "aloesim/conf/agents/default.yaml"):
         assert cfg in names, cfg
     # every config file and every package of the source tree made it into the wheel

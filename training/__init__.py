@@ -22,7 +22,7 @@ from ._export import (
     verify_export,
 )
 from ._fit import FitStats, fit_rows
-from ._settings import STAGES, LoraSettings, StageSettings, TrainSettings
+from ._settings import STAGES, LoraSettings, MixSettings, StageSettings, TrainingSettings, TrainSettings
 from ._train import StageResult, TrainResult, check, run_dpo, run_sft, train
 
 __all__ = [
@@ -35,10 +35,12 @@ __all__ = [
     "ExportResult",
     "FitStats",
     "LoraSettings",
+    "MixSettings",
     "StageResult",
     "StageSettings",
     "TrainResult",
     "TrainSettings",
+    "TrainingSettings",
     "bundled_gguf",
     "check",
     "check_base_model",

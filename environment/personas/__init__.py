@@ -12,8 +12,23 @@ paired into personas.
     grow_pool                    the iterative growth loop (generator injected)
     pair_personas, load_personas profile x personality pairs per split
     export_pool, pool_vectors    read-only tools
+    PersonasSettings             the typed schema of the ``personas`` config group
+    import_files, export_files, pool_stats, pair_only
+                                 the model-free actions of ``aloe personas`` (one run each)
 """
 
+from ._actions import (
+    PoolActionSettings,
+    RunIdentity,
+    export_files,
+    import_files,
+    pair_only,
+    pair_pools,
+    pool_stats,
+    reference_vectors,
+    seed_pools,
+    threshold_for,
+)
 from ._embed import DEFAULT_EMBEDDER, Embedder, SentenceEmbedder, embed, from_blob, normalise, to_blob
 from ._export import export_pool, pool_vectors
 from ._filter import (
@@ -46,8 +61,10 @@ from ._pool import (
     seed_items,
     warn_if_collapsing,
 )
+from ._settings import ACTIONS, PersonasSettings
 
 __all__ = [
+    "ACTIONS",
     "DEFAULT_EMBEDDER",
     "KINDS",
     "SPLITS",
@@ -60,27 +77,38 @@ __all__ = [
     "GrowthSettings",
     "ImportReport",
     "PairReport",
+    "PersonasSettings",
     "Pool",
+    "PoolActionSettings",
+    "RunIdentity",
     "SentenceEmbedder",
     "add_items",
     "calibrate_threshold",
     "embed",
     "ensure_seeds",
+    "export_files",
     "export_pool",
     "filter_candidates",
     "from_blob",
     "greedy_keep_count",
     "grow_pool",
+    "import_files",
     "import_items",
     "iteration_seed",
     "load_personas",
     "load_pool",
     "normalise",
+    "pair_only",
     "pair_personas",
+    "pair_pools",
+    "pool_stats",
     "pool_vectors",
     "read_items",
+    "reference_vectors",
     "seed_items",
+    "seed_pools",
     "similarity_stats",
+    "threshold_for",
     "to_blob",
     "warn_if_collapsing",
     "write_items",

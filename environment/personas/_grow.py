@@ -21,7 +21,6 @@ callable taking a ``GenerationRequest`` and returning candidate texts.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -31,7 +30,7 @@ import numpy as np
 import structlog
 
 from ...core import lone_error
-from ..store import Store, now
+from ..store import Store, Trees
 from ._embed import Embedder, embed
 from ._filter import filter_candidates
 from ._pool import KINDS, Pool, add_items, load_pool, warn_if_collapsing
@@ -103,8 +102,7 @@ def _event_kind(kind: str) -> str:
 
 
 async def _history(store: Store, kind: str) -> list[dict]:
-    rows = await store.fetchall("SELECT payload FROM events WHERE kind = ? ORDER BY id", (_event_kind(kind),))
-    return [json.loads(r["payload"]) for r in rows]
+    return await store.read(lambda c: Trees(c).event_payloads(_event_kind(kind)))
 
 
 def _examples(pool: Pool, round_start: int, request_iteration: int, shots: int, seed: int) -> tuple[str, ...]:
@@ -196,8 +194,7 @@ async def grow_pool(
             def commit(c: sqlite3.Connection, req=req, record=record, kept_texts=kept_texts, kept_vecs=kept_vecs):
                 ids = add_items(c, kind, "train", kept_texts, kept_vecs, embedder.name, source="generated",
                                 run_id=run_id, iteration=req.iteration)
-                c.execute("INSERT INTO events (run_id, kind, payload, created_at) VALUES (?, ?, ?, ?)",
-                          (run_id, _event_kind(kind), json.dumps(record), now()))
+                Trees(c).add_event(run_id, None, _event_kind(kind), record)
                 return ids
 
             ids = await store.write(commit)

@@ -15,7 +15,7 @@ import numpy as np
 import structlog
 
 from .._types import Persona
-from ..store import Store, now
+from ..store import Personas, Store
 
 __all__ = ["PairReport", "load_personas", "pair_personas"]
 
@@ -54,11 +54,8 @@ async def pair_personas(store: Store, *, split: str = "train", target: int, seed
     """Top the personas of ``split`` up to ``target`` pairs; see the module docstring."""
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    q = "SELECT id FROM persona_items WHERE kind = ? AND split = ? ORDER BY id"
-    profiles = [r[0] for r in await store.fetchall(q, ("profile", split))]
-    personalities = [r[0] for r in await store.fetchall(q, ("personality", split))]
-    existing = {(r[0], r[1]) for r in await store.fetchall(
-        "SELECT profile_id, personality_id FROM personas WHERE split = ?", (split,))}
+    profiles, personalities, existing = await store.read(lambda c: (
+        Personas(c).item_ids("profile", split), Personas(c).item_ids("personality", split), Personas(c).pairs(split)))
     possible = len(profiles) * len(personalities)
     want = min(target, possible) - len(existing)
     new: list[tuple[int, int]] = []
@@ -70,10 +67,7 @@ async def pair_personas(store: Store, *, split: str = "train", target: int, seed
                 new.append(pair)
                 if len(new) == want:
                     break
-        t = now()
-        rows = [(p, q_, split, t) for p, q_ in new]
-        await store.write(lambda c: c.executemany(
-            "INSERT OR IGNORE INTO personas (profile_id, personality_id, split, created_at) VALUES (?, ?, ?, ?)", rows))
+        await store.write(lambda c: Personas(c).add_pairs(new, split))
     report = PairReport(split, target, len(existing), len(new), len(existing) + len(new), possible)
     if target > possible and (possible or split == "train"):
         log.warning("fewer possible personas than requested", **report.as_dict())
@@ -83,11 +77,4 @@ async def pair_personas(store: Store, *, split: str = "train", target: int, seed
 
 async def load_personas(store: Store, split: str | None = None) -> list[Persona]:
     """Personas with their texts, in id order (all splits when ``split`` is None)."""
-    sql = ("SELECT p.id, a.text AS profile, b.text AS personality, p.split FROM personas p"
-           " JOIN persona_items a ON a.id = p.profile_id JOIN persona_items b ON b.id = p.personality_id")
-    params: tuple = ()
-    if split is not None:
-        sql += " WHERE p.split = ?"
-        params = (split,)
-    rows = await store.fetchall(sql + " ORDER BY p.id", params)
-    return [Persona(r["id"], r["profile"], r["personality"], r["split"]) for r in rows]
+    return await store.read(lambda c: Personas(c).personas(split))

@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from ...core.errors import InputError
-from ..store import Store, now
+from ..store import Personas, Store
 from ._embed import Embedder, embed, from_blob, to_blob
 from ._filter import filter_candidates
 from ._jsonl import read_items
@@ -84,26 +84,22 @@ async def load_pool(store: Store, kind: str, split: str, embedder: Embedder,
     """Read a pool with its vectors; encode (once) and store the vectors that
     are missing or were made by a different embedder."""
     _check(kind, split)
-    rows = await store.fetchall(
-        "SELECT id, text, iteration, embedder, embedding FROM persona_items WHERE kind = ? AND split = ? ORDER BY id",
-        (kind, split),
-    )
+    rows = await store.read(lambda c: Personas(c).pool(kind, split))
     pool = Pool(kind, split)
     if not rows:
         return pool
-    stale = [i for i, r in enumerate(rows) if r["embedding"] is None or r["embedder"] != embedder.name]
+    stale = [i for i, r in enumerate(rows) if r.embedding is None or r.embedder != embedder.name]
     fresh: dict[int, np.ndarray] = {}
     if stale:
-        vecs = await embed(embedder, [rows[i]["text"] for i in stale], limiter)
-        updates = [(to_blob(v), embedder.name, rows[i]["id"]) for i, v in zip(stale, vecs)]
-        await store.write(lambda c: c.executemany(
-            "UPDATE persona_items SET embedding = ?, embedder = ? WHERE id = ?", updates))
+        vecs = await embed(embedder, [rows[i].text for i in stale], limiter)
+        updates = [(rows[i].id, to_blob(v)) for i, v in zip(stale, vecs)]
+        await store.write(lambda c: Personas(c).set_embeddings(updates, embedder.name))
         fresh = dict(zip(stale, vecs))
         log.info("persona embeddings computed", kind=kind, split=split, count=len(stale), embedder=embedder.name)
-    vectors = [fresh[i] if i in fresh else from_blob(r["embedding"]) for i, r in enumerate(rows)]
-    pool.ids = [r["id"] for r in rows]
-    pool.texts = [r["text"] for r in rows]
-    pool.iterations = [r["iteration"] for r in rows]
+    vectors = [fresh[i] if i in fresh else from_blob(r.embedding) for i, r in enumerate(rows)]
+    pool.ids = [r.id for r in rows]
+    pool.texts = [r.text for r in rows]
+    pool.iterations = [r.iteration for r in rows]
     pool.vectors = np.vstack(vectors).astype(np.float32)
     return pool
 
@@ -112,23 +108,14 @@ def add_items(conn: sqlite3.Connection, kind: str, split: str, texts: Sequence[s
               embedder: str, *, source: str, run_id: int | None = None, iteration: int | None = None) -> list[int | None]:
     """Insert items (a write function: run it inside ``store.write``). An item
     already in the pool is skipped; its slot in the returned ids is None."""
-    ids: list[int | None] = []
-    t = now()
-    for text, vec in zip(texts, vectors):
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO persona_items (kind, split, text, source, run_id, iteration, embedder, embedding,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, split, text, source, run_id, iteration, embedder, to_blob(vec), t),
-        )
-        ids.append(cur.lastrowid if cur.rowcount else None)
-    return ids
+    return Personas(conn).add_items(kind, split, texts, [to_blob(v) for v in vectors], embedder, source=source,
+                                    run_id=run_id, iteration=iteration)
 
 
 async def ensure_seeds(store: Store, kind: str, split: str, embedder: Embedder,
                        limiter: anyio.CapacityLimiter | None = None, *, run_id: int | None = None) -> int:
     """Put the shipped seed examples into an empty pool; returns how many were added."""
-    count = await store.fetchval("SELECT COUNT(*) FROM persona_items WHERE kind = ? AND split = ?", (kind, split))
-    if count:
+    if await store.read(lambda c: Personas(c).count_items(kind, split)):
         return 0
     texts = seed_items(kind, split)
     vecs = await embed(embedder, texts, limiter)

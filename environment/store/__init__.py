@@ -1,11 +1,82 @@
-"""The SQLite store: schema, migrations, the batching writer, and readers."""
+"""The SQLite store: the schema and its migrations, the batching writer and
+the reader (``Store``, async) or a plain connection (``connect``, sync), and
+the typed repositories that are the only code reading or writing tables:
+``Runs`` (and ``Checkpoints``), ``Personas``, ``Trees``, ``Calls``,
+``Evaluations`` (and ``JudgeProbes``, the judge check of an evaluation).
+A repository wraps a ``sqlite3.Connection``; commands run it through the store (``await store.write(lambda c: Trees(c).fail(id, why))``,
+``await store.read(lambda c: Runs(c).get(id))``), tools on a connection.
+``open_run`` (``open_run_sync``) is a run's lifecycle: find-or-create by
+identity, the lease that lets one process at a time hold it, the end.
+``merge_databases`` copies whole databases into one."""
 
-from ._judging import ProbeRow, probe_rows, save_probe, set_distribution, turn_distributions
+from ._calls import CallRow, Calls, CallTotals, NewCall, RoleTotals
+from ._evaluations import (
+    CaseListing,
+    CaseRecord,
+    EvaluationListing,
+    EvaluationRecord,
+    Evaluations,
+    JudgedTurn,
+    TurnRecord,
+)
+from ._judge_probes import JudgeProbes, ProbeRow
+from ._lifecycle import (
+    ActiveRun,
+    LeaseSettings,
+    claim_run,
+    holder_alive,
+    open_run,
+    open_run_sync,
+    shown_status,
+)
+from ._merge import MergeResult, merge_databases
+from ._personas import Personas, PoolItem
+from ._rows import dumps, loads
+from ._runs import Checkpoints, Lease, RunRecord, Runs
 from ._schema import SCHEMA_VERSION
-from ._store import Store, connect, now
-from ._trees import PERSONAS_SQL, create_run, finish_run, insert_node, node_from_row, persona_from_row
+from ._store import Store, connect, open_readonly, transaction
+from ._trees import EventRecord, NodeRecord, TreeListing, TreeRecord, Trees
 
 __all__ = [
-    "PERSONAS_SQL", "SCHEMA_VERSION", "ProbeRow", "Store", "connect", "create_run", "finish_run", "insert_node",
-    "node_from_row", "now", "persona_from_row", "probe_rows", "save_probe", "set_distribution", "turn_distributions",
+    "SCHEMA_VERSION",
+    "ActiveRun",
+    "CallRow",
+    "CallTotals",
+    "Calls",
+    "CaseListing",
+    "CaseRecord",
+    "Checkpoints",
+    "EvaluationListing",
+    "EvaluationRecord",
+    "Evaluations",
+    "EventRecord",
+    "JudgeProbes",
+    "JudgedTurn",
+    "Lease",
+    "LeaseSettings",
+    "MergeResult",
+    "NewCall",
+    "NodeRecord",
+    "Personas",
+    "PoolItem",
+    "ProbeRow",
+    "RoleTotals",
+    "RunRecord",
+    "Runs",
+    "Store",
+    "TreeListing",
+    "TreeRecord",
+    "Trees",
+    "TurnRecord",
+    "claim_run",
+    "connect",
+    "dumps",
+    "holder_alive",
+    "loads",
+    "merge_databases",
+    "open_readonly",
+    "open_run",
+    "open_run_sync",
+    "shown_status",
+    "transaction",
 ]

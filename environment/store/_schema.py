@@ -170,7 +170,25 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX llm_calls_run_role ON llm_calls(run_id, role, attempts, prompt_tokens, completion_tokens, latency_s, error);
     """,
-    # 2 -> 3: the judge's score distribution per turn (when the endpoint returns logprobs), and the
+    # 2 -> 3: a run's wall time is the sum of its invocations' (kept live by the lease's
+    # heartbeat), and the lease that lets one process at a time grow a run.
+    """
+    ALTER TABLE runs ADD COLUMN wall_s REAL NOT NULL DEFAULT 0;        -- seconds, summed over invocations
+    ALTER TABLE runs ADD COLUMN invocations INTEGER NOT NULL DEFAULT 0;  -- how many times the run was started
+    UPDATE runs SET invocations = 1, wall_s = COALESCE(
+        CASE WHEN json_valid(stats) THEN CAST(json_extract(stats, '$.wall_s') AS REAL) END,
+        finished_at - started_at, 0);
+    CREATE TABLE run_leases (
+        run_id       INTEGER PRIMARY KEY REFERENCES runs(id),
+        holder       TEXT NOT NULL,              -- random token of the holding invocation
+        pid          INTEGER NOT NULL,
+        host         TEXT NOT NULL,
+        acquired_at  REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        stale_after  REAL NOT NULL               -- seconds without a heartbeat after which it may be taken over
+    );
+    """,
+    # 3 -> 4: the judge's score distribution per turn (when the endpoint returns logprobs), and the
     # judge validity probes of each evaluation (issue 13.1, 13.2).
     """
     ALTER TABLE eval_turns ADD COLUMN score_dist TEXT;      -- JSON [P(1)..P(5)] of the judge, renormalised over 1-5

@@ -11,21 +11,26 @@ for). ``await store.submit(fn)`` only waits for queue space; use it for
 records nobody waits on (LLM call logs, bus events). Both are flushed before
 ``Store.open`` exits, even on error or cancellation.
 
-Reads go through aiosqlite on their own connection (WAL lets them run
-beside the writer).
+Reads run on their own read-only connection, owned by a thread of its own:
+``await store.read(fn)`` calls ``fn(conn)`` there (WAL lets reads run beside
+the writer). Both paths take plain functions of a ``sqlite3.Connection``, so
+the repositories (``Runs``, ``Personas``, ``Trees``, ``Calls``,
+``Evaluations``) serve the async commands and the sync tools alike.
 """
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import aiosqlite
 import anyio
 from anyio.abc import TaskStatus
 
@@ -160,6 +165,35 @@ def connect(path: str | Path, *, create: bool = False, readonly: bool = False) -
         raise
 
 
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """Open an existing database for reading only (export, show, runs); one of
+    an older schema version is migrated first, as every command does."""
+    try:
+        return connect(path, readonly=True)
+    except StoreError as exc:
+        if "is older" not in exc.reason:
+            raise
+    connect(path).close()  # migrate once
+    return connect(path, readonly=True)
+
+
+def transaction(path: str | Path, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction on a connection of
+    its own (for code that is not async: training, the sync run lifecycle)."""
+    conn = connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        conn.close()
+
+
 @dataclass
 class _Op(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
@@ -172,7 +206,7 @@ class _Op(Generic[T]):
 class Store:
     """An open aloesim database. Build it with ``async with Store.open(path)``."""
 
-    def __init__(self, path: Path, writer: sqlite3.Connection, reader: aiosqlite.Connection, batch_max: int, queue: int) -> None:
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: _ReadThread, batch_max: int, queue: int) -> None:
         self.path = path
         self._writer_conn = writer
         self._reader = reader
@@ -192,12 +226,10 @@ class Store:
         path = Path(path)
         writer = await anyio.to_thread.run_sync(lambda: connect(path, create=create))
         try:
-            reader = await aiosqlite.connect(path, isolation_level=None)
+            reader = _ReadThread(await anyio.to_thread.run_sync(_read_connection, path))
         except sqlite3.Error as exc:
             writer.close()
             raise _as_store_error(path, exc) from None
-        reader.row_factory = sqlite3.Row
-        await reader.execute("PRAGMA busy_timeout = 10000")
         store = cls(path, writer, reader, batch_max, queue)
         try:
             with lone_error():  # a lone failure of the body is raised as itself
@@ -212,9 +244,8 @@ class Store:
                             await store._send.aclose()
                             await store._drained.wait()
         finally:
-            with anyio.CancelScope(shield=True):
-                await reader.close()
-                writer.close()
+            reader.close()
+            writer.close()
 
     async def _write_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -283,22 +314,70 @@ class Store:
         await self._send.send(_Op(fn, wait=False))
 
     # -- reading ---------------------------------------------------------
-    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        async with self._reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the read connection (its own thread, one read at a
+        time); it sees what is committed, never the writer's open batch."""
+        return await self._reader.run(fn)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, params) as cur:
-            return await cur.fetchone()
 
-    async def fetchval(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        row = await self.fetchone(sql, params)
-        return None if row is None else row[0]
+class _ReadThread:
+    """A thread that owns the read connection and runs read functions in
+    arrival order, handing each result back to the event loop (what
+    aiosqlite does for its connection; a queue served by one thread costs a
+    third of a ``to_thread`` call per read when many tasks read at once).
+    A cancelled caller's read still runs; its result is dropped."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop,
+                                            asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="aloe-store-reader", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                fn, loop, future = job
+                try:
+                    result, error = fn(self._conn), None
+                except BaseException as exc:  # noqa: BLE001 -- handed to the caller
+                    result, error = None, exc
+                loop.call_soon_threadsafe(_settle, future, result, error)
+        finally:
+            self._conn.close()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, loop, future))
+        return await future
+
+    def close(self) -> None:
+        """Serve what is queued, close the connection, stop."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _read_connection(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA query_only = ON")  # the writer task is the only one that writes
+        return conn
+    except BaseException:
+        conn.close()
+        raise
 
 
 def now() -> float:
     return time.time()
-
-
-def insert_many(conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-    conn.executemany(sql, rows)

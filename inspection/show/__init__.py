@@ -3,6 +3,8 @@ and cases, their terminal rendering (``aloe show``) and their export to
 Markdown and JSON. The web viewer (``aloesim.inspection.viewer``) reads
 through the same views."""
 
+from aloesim.environment.store import loads
+
 from ._data import (
     CallStats,
     CallView,
@@ -24,7 +26,6 @@ from ._data import (
     load_evaluation,
     load_run,
     load_tree,
-    loads,
     run_call_stats,
     run_calls_version,
     tree_events,

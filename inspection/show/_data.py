@@ -16,6 +16,17 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aloesim.environment.store import (
+    CallRow,
+    Calls,
+    EvaluationListing,
+    Evaluations,
+    EventRecord,
+    Runs,
+    Trees,
+    shown_status,
+)
+
 Change = Literal["same", "added", "removed"]
 
 
@@ -286,6 +297,8 @@ class RunView:
     failed_trees: list[tuple[int, str | None]]
     call_stats: CallStats | None  # None when not loaded (the web viewer loads it on its own page)
     evaluations: list[int]
+    wall_s: float = 0.0  # the sum of the run's invocations' wall time (see environment.store.open_run)
+    invocations: int = 0
 
     @property
     def trees(self) -> int:
@@ -315,10 +328,6 @@ class RunView:
     def call_error_count(self) -> int:
         return self.call_stats.error_count if self.call_stats else 0
 
-    @property
-    def wall_s(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.started_at
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "version": 1,
@@ -331,6 +340,7 @@ class RunView:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "wall_s": self.wall_s,
+            "invocations": self.invocations,
             "stats": self.stats,
             "trees_by_status": self.trees_by_status,
             "nodes": self.nodes,
@@ -514,16 +524,6 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def loads(text: str | None) -> Any:
-    """Parse JSON from the database; keep the text when it is not JSON."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return text
-
-
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 
 
@@ -592,61 +592,30 @@ def config_diff(base: Any, other: Any) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _call(row: sqlite3.Row) -> CallView:
+def _call(row: CallRow) -> CallView:
     return CallView(
-        id=row["id"],
-        role=row["role"],
-        model=row["model"],
-        endpoint=row["endpoint"],
-        turn=row["turn"],
-        branch=row["branch"],
-        case_id=row["case_id"],
-        request=loads(row["request"]),
-        response=row["response"],
-        prompt_tokens=row["prompt_tokens"],
-        completion_tokens=row["completion_tokens"],
-        latency_s=row["latency_s"],
-        attempts=row["attempts"],
-        cached=bool(row["cached"]),
-        error=row["error"],
-        created_at=row["created_at"],
+        id=row.id, role=row.role, model=row.model, endpoint=row.endpoint, turn=row.turn, branch=row.branch,
+        case_id=row.case_id, request=row.request, response=row.response, prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens, latency_s=row.latency_s, attempts=row.attempts,
+        cached=row.cached, error=row.error, created_at=row.created_at,
     )
-
-
-_CALL_COLS = (
-    "id, role, model, endpoint, turn, branch, case_id, request, response, prompt_tokens, "
-    "completion_tokens, latency_s, attempts, cached, error, created_at"
-)
 
 
 # ---------------------------------------------------------------- trees
 def load_tree(conn: sqlite3.Connection, tree_id: int) -> TreeView | None:
     """A whole tree (one tree is small: turns x branches nodes and their calls)."""
-    t = conn.execute(
-        """SELECT t.*, p.split AS persona_split, pp.text AS profile, pq.text AS personality
-           FROM trees t JOIN personas p ON p.id = t.persona_id
-           JOIN persona_items pp ON pp.id = p.profile_id JOIN persona_items pq ON pq.id = p.personality_id
-           WHERE t.id = ?""",
-        (tree_id,),
-    ).fetchone()
-    if t is None:
+    repo = Trees(conn)
+    found = repo.get(tree_id)
+    if found is None:
         return None
+    t, persona = found
     nodes = [
         NodeView(
-            id=r["id"],
-            parent_id=r["parent_id"],
-            turn=r["turn"],
-            branch=r["branch"],
-            user_message=r["user_message"],
-            inferred_profile=r["inferred_profile"],
-            inferred_personalities=r["inferred_personalities"],
-            preferred=r["preferred"],
-            rejected=r["rejected"],
-            continued=r["continued"],
-            judge=loads(r["judge"]),
-            created_at=r["created_at"],
+            id=r.id, parent_id=r.parent_id, turn=r.turn, branch=r.branch, user_message=r.user_message,
+            inferred_profile=r.inferred_profile, inferred_personalities=r.inferred_personalities,
+            preferred=r.preferred, rejected=r.rejected, continued=r.continued, judge=r.judge, created_at=r.created_at,
         )
-        for r in conn.execute("SELECT * FROM nodes WHERE tree_id = ? ORDER BY turn, branch", (tree_id,))
+        for r in repo.node_records(tree_id)
     ]
     by_id = {n.id: n for n in nodes}
     by_branch = {n.branch: n for n in nodes}
@@ -667,65 +636,38 @@ def load_tree(conn: sqlite3.Connection, tree_id: int) -> TreeView | None:
         )
     by_key = {(n.turn, n.branch): n for n in nodes}
     stray: list[CallView] = []
-    for r in conn.execute(f"SELECT {_CALL_COLS} FROM llm_calls WHERE tree_id = ? ORDER BY id", (tree_id,)):
+    for r in Calls(conn).of_tree(tree_id):
         call = _call(r)
         node = by_key.get((call.turn, call.branch or ""))
         (node.calls if node is not None else stray).append(call)
-    events = conn.execute("SELECT COUNT(*) FROM events WHERE tree_id = ?", (tree_id,)).fetchone()[0]
     return TreeView(
-        id=t["id"],
-        run_id=t["run_id"],
-        persona_id=t["persona_id"],
-        profile=t["profile"],
-        personality=t["personality"],
-        split=t["persona_split"],
-        mode=t["mode"],
-        turns=t["turns"],
-        seed=t["seed"],
-        status=t["status"],
-        error=t["error"],
-        created_at=t["created_at"],
-        finished_at=t["finished_at"],
+        id=t.id,
+        run_id=t.run_id,
+        persona_id=t.persona_id,
+        profile=persona.profile,
+        personality=persona.personality,
+        split=persona.split,
+        mode=t.mode,
+        turns=t.turns,
+        seed=t.seed,
+        status=t.status,
+        error=t.error,
+        created_at=t.created_at,
+        finished_at=t.finished_at,
         nodes=nodes,
         stray_calls=stray,
-        events=events,
+        events=repo.event_count(tree_id),
     )
 
 
-def tree_events(conn: sqlite3.Connection, tree_id: int, limit: int = 200) -> list[sqlite3.Row]:
+def tree_events(conn: sqlite3.Connection, tree_id: int, limit: int = 200) -> list[EventRecord]:
     """The first ``limit`` bus events recorded for a tree."""
-    return conn.execute(
-        "SELECT id, kind, payload, created_at FROM events WHERE tree_id = ? ORDER BY id LIMIT ?",
-        (tree_id, limit),
-    ).fetchall()
-
-
-def like_pattern(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, with %, _ and \\ taken literally."""
-    esc = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{esc}%"
-
-
-def _tree_filter(run_id: int, q: str, status: str) -> tuple[str, list[Any]]:
-    where, params = ["t.run_id = ?"], [run_id]
-    if q:
-        pat = like_pattern(q)
-        where.append("(pp.text LIKE ? ESCAPE '\\' OR pq.text LIKE ? ESCAPE '\\')")
-        params += [pat, pat]
-    if status:
-        where.append("t.status = ?")
-        params.append(status)
-    sql_from = (
-        " FROM trees t JOIN personas p ON p.id = t.persona_id JOIN persona_items pp ON pp.id = p.profile_id"
-        " JOIN persona_items pq ON pq.id = p.personality_id WHERE " + " AND ".join(where)
-    )
-    return sql_from, params
+    return Trees(conn).events(tree_id, limit)
 
 
 def count_trees(conn: sqlite3.Connection, run_id: int, *, q: str = "", status: str = "") -> int:
     """How many of a run's trees match the persona text ``q`` and ``status``."""
-    sql_from, params = _tree_filter(run_id, q, status)
-    return conn.execute("SELECT COUNT(*)" + sql_from, params).fetchone()[0]
+    return Trees(conn).count_page(run_id, q=q, status=status)
 
 
 def list_trees(
@@ -733,72 +675,45 @@ def list_trees(
 ) -> list[TreeRow]:
     """One page of a run's trees (by id), optionally filtered by persona text
     (a LIKE search in profile and personality) and status."""
-    sql_from, params = _tree_filter(run_id, q, status)
-    rows = conn.execute(
-        "SELECT t.id, t.persona_id, pp.text AS profile, pq.text AS personality, t.mode, t.turns, t.status, t.error"
-        + sql_from
-        + " ORDER BY t.id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
-    counts: dict[int, int] = {}
-    if rows:
-        ids = [r["id"] for r in rows]
-        marks = ",".join("?" * len(ids))
-        counts = dict(
-            conn.execute(
-                f"SELECT tree_id, COUNT(*) FROM nodes WHERE tree_id IN ({marks}) GROUP BY tree_id", ids
-            ).fetchall()
-        )
+    repo = Trees(conn)
+    rows = repo.page(run_id, q=q, status=status, limit=limit, offset=offset)
+    counts = repo.nodes_per_tree([r.id for r in rows])
     return [
         TreeRow(
-            id=r["id"],
-            persona_id=r["persona_id"],
-            profile=r["profile"],
-            personality=r["personality"],
-            mode=r["mode"],
-            turns=r["turns"],
-            status=r["status"],
-            error=r["error"],
-            nodes=counts.get(r["id"], 0),
+            id=r.id,
+            persona_id=r.persona_id,
+            profile=r.profile,
+            personality=r.personality,
+            mode=r.mode,
+            turns=r.turns,
+            status=r.status,
+            error=r.error,
+            nodes=counts.get(r.id, 0),
         )
         for r in rows
     ]
 
 
 # ---------------------------------------------------------------- runs
-def _status_counts(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
-    out: dict[int, dict[str, int]] = {i: {} for i in run_ids}
-    if not run_ids:
-        return out
-    marks = ",".join("?" * len(run_ids))
-    for run_id, status, n in conn.execute(
-        f"SELECT run_id, status, COUNT(*) FROM trees WHERE run_id IN ({marks}) GROUP BY run_id, status",
-        run_ids,
-    ):
-        out[run_id][status] = n
-    return out
-
-
 def list_runs(conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRow], int]:
     """One page of runs (by id) with tree counts and config differences vs the first run."""
-    total = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    first = conn.execute("SELECT config FROM runs ORDER BY id LIMIT 1").fetchone()
-    base = loads(first["config"]) if first else None
-    rows = conn.execute(
-        "SELECT id, kind, status, config, started_at, finished_at FROM runs ORDER BY id LIMIT ? OFFSET ?",
-        (limit, offset),
-    ).fetchall()
-    counts = _status_counts(conn, [r["id"] for r in rows])
+    runs = Runs(conn)
+    total = runs.count()
+    first = runs.first()
+    base = first.config if first else None
+    rows = runs.page(limit=limit, offset=offset)
+    leases = runs.leases()
+    counts = Trees(conn).status_counts([r.id for r in rows])
     return [
         RunRow(
-            id=r["id"],
-            kind=r["kind"],
-            status=r["status"],
-            started_at=r["started_at"],
-            finished_at=r["finished_at"],
-            trees=sum(counts[r["id"]].values()),
-            trees_by_status=counts[r["id"]],
-            diff=config_diff(base, loads(r["config"])),
+            id=r.id,
+            kind=r.kind,
+            status=shown_status(r, leases.get(r.id)),
+            started_at=r.started_at,
+            finished_at=r.finished_at,
+            trees=sum(counts[r.id].values()),
+            trees_by_status=counts[r.id],
+            diff=config_diff(base, r.config),
         )
         for r in rows
     ], total
@@ -808,41 +723,27 @@ def run_call_stats(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) 
     """Per-role call counts, errors, attempts, tokens and latency of a run, and
     its first failed calls. Reads every call of the run (one pass over the
     run's index range): the costliest summary, so the viewer caches it."""
+    calls = Calls(conn)
     roles = [
         RoleStats(
-            role=x["role"],
-            calls=x["n"],
-            errors=x["errors"],
-            attempts=x["attempts"] or 0,
-            prompt_tokens=x["pt"] or 0,
-            completion_tokens=x["ct"] or 0,
-            mean_latency_s=x["lat"],
-            max_latency_s=x["maxlat"],
+            role=x.role,
+            calls=x.calls,
+            errors=x.errors,
+            attempts=x.attempts,
+            prompt_tokens=x.prompt_tokens,
+            completion_tokens=x.completion_tokens,
+            mean_latency_s=x.mean_latency_s,
+            max_latency_s=x.max_latency_s,
         )
-        for x in conn.execute(
-            """SELECT role, COUNT(*) AS n, SUM(error IS NOT NULL) AS errors, SUM(attempts) AS attempts,
-                      SUM(prompt_tokens) AS pt, SUM(completion_tokens) AS ct,
-                      AVG(latency_s) AS lat, MAX(latency_s) AS maxlat
-               FROM llm_calls WHERE run_id = ? GROUP BY role ORDER BY role""",
-            (run_id,),
-        )
+        for x in calls.by_role(run_id)
     ]
-    errors: list[tuple[int, str, str, int | None]] = []
-    if any(r.errors for r in roles):
-        errors = [
-            (x["id"], x["role"], x["error"], x["tree_id"])
-            for x in conn.execute(
-                "SELECT id, role, error, tree_id FROM llm_calls WHERE run_id = ? AND error IS NOT NULL"
-                " ORDER BY id LIMIT ?",
-                (run_id, samples),
-            )
-        ]
+    errors = calls.errors(run_id, samples) if any(r.errors for r in roles) else []
     return CallStats(run_id=run_id, roles=roles, errors=errors)
 
 
 def run_calls_version(conn: sqlite3.Connection, run_id: int) -> int | None:
     """The newest call id of a run (an index lookup): changes whenever a call is recorded."""
-    return conn.execute("SELECT MAX(id) FROM llm_calls WHERE run_id = ?", (run_id,)).fetchone()[0]
+    return Calls(conn).newest_id(run_id)
 
 
 def load_run(
@@ -850,162 +751,109 @@ def load_run(
 ) -> RunView | None:
     """A run's summary: config, trees by status, nodes, failures, wall time, and
     (with ``calls``) its LLM calls per role with tokens and errors."""
-    r = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    runs = Runs(conn)
+    r = runs.get(run_id)
     if r is None:
         return None
-    by_status = _status_counts(conn, [run_id])[run_id]
-    nodes = conn.execute(
-        "SELECT COUNT(*) FROM nodes WHERE tree_id IN (SELECT id FROM trees WHERE run_id = ?)", (run_id,)
-    ).fetchone()[0]
-    failed = [
-        (x["id"], x["error"])
-        for x in conn.execute(
-            "SELECT id, error FROM trees WHERE run_id = ? AND status = 'failed' ORDER BY id LIMIT ?",
-            (run_id, samples),
-        )
-    ]
-    evals = [x[0] for x in conn.execute("SELECT id FROM evaluations WHERE run_id = ? ORDER BY id", (run_id,))]
+    trees = Trees(conn)
     return RunView(
-        id=r["id"],
-        kind=r["kind"],
-        config=loads(r["config"]),
-        config_hash=r["config_hash"],
-        status=r["status"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        stats=loads(r["stats"]),
-        trees_by_status=by_status,
-        nodes=nodes,
-        failed_trees=failed,
+        id=r.id,
+        kind=r.kind,
+        config=r.config,
+        config_hash=r.config_hash,
+        status=shown_status(r, runs.lease(run_id)),
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        stats=r.stats,
+        trees_by_status=trees.status_counts([run_id])[run_id],
+        nodes=trees.node_counts(run_id).get(run_id, 0),
+        failed_trees=trees.failed(run_id, samples),
         call_stats=run_call_stats(conn, run_id, samples=samples) if calls else None,
-        evaluations=evals,
+        evaluations=Evaluations(conn).of_run(run_id),
+        wall_s=r.wall_s,
+        invocations=r.invocations,
     )
 
 
 # ---------------------------------------------------------------- evaluations
 def list_evaluations(
     conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0
-) -> tuple[list[sqlite3.Row], int]:
+) -> tuple[list[EvaluationListing], int]:
     """One page of evaluations with their case counts."""
-    total = conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
-    rows = conn.execute(
-        """SELECT e.id, e.run_id, e.label, e.status, e.turns, e.created_at,
-                  (SELECT COUNT(*) FROM eval_cases c WHERE c.evaluation_id = e.id) AS cases
-           FROM evaluations e ORDER BY e.id LIMIT ? OFFSET ?""",
-        (limit, offset),
-    ).fetchall()
-    return rows, total
+    repo = Evaluations(conn)
+    return repo.page(limit=limit, offset=offset), repo.count()
 
 
 def load_evaluation(conn: sqlite3.Connection, evaluation_id: int) -> EvaluationView | None:
     """An evaluation with AL(k): the mean judge score over cases at each turn k."""
-    e = conn.execute("SELECT * FROM evaluations WHERE id = ?", (evaluation_id,)).fetchone()
+    repo = Evaluations(conn)
+    e = repo.get(evaluation_id)
     if e is None:
         return None
-    scored = {
-        k: (al, n)
-        for k, al, n in conn.execute(
-            """SELECT t.turn, AVG(t.score), COUNT(t.score) FROM eval_turns t
-               JOIN eval_cases c ON c.id = t.case_id WHERE c.evaluation_id = ? GROUP BY t.turn""",
-            (evaluation_id,),
-        )
-    }
-    last = max([e["turns"], *scored.keys()]) if scored else e["turns"]
+    scored = {k: (al, n) for k, al, n in repo.al_points([evaluation_id])[evaluation_id]}
+    last = max([e.turns, *scored.keys()]) if scored else e.turns
     curve = [
         Point(k, scored[k][0] if k in scored else None, scored[k][1] if k in scored else 0)
         for k in range(1, last + 1)
     ]
-    by_status = dict(
-        conn.execute(
-            "SELECT status, COUNT(*) FROM eval_cases WHERE evaluation_id = ? GROUP BY status",
-            (evaluation_id,),
-        ).fetchall()
-    )
-    failures = conn.execute(
-        """SELECT COUNT(*) FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id
-           WHERE c.evaluation_id = ? AND t.score IS NULL""",
-        (evaluation_id,),
-    ).fetchone()[0]
     return EvaluationView(
-        id=e["id"],
-        run_id=e["run_id"],
-        label=e["label"],
-        model=loads(e["model"]),
-        user_model=loads(e["user_model"]),
-        judge_model=loads(e["judge_model"]),
-        turns=e["turns"],
-        status=e["status"],
-        report=loads(e["report"]),
-        created_at=e["created_at"],
+        id=e.id,
+        run_id=e.run_id,
+        label=e.label,
+        model=e.model,
+        user_model=e.user_model,
+        judge_model=e.judge_model,
+        turns=e.turns,
+        status=e.status,
+        report=e.report,
+        created_at=e.created_at,
         curve=curve,
-        cases_by_status=by_status,
-        judge_failures=failures,
+        cases_by_status=repo.case_status_counts(evaluation_id),
+        judge_failures=repo.judge_failures(evaluation_id),
     )
 
 
 def al_curves(conn: sqlite3.Connection, evaluation_ids: list[int]) -> dict[int, list[Point]]:
     """AL(k) of several evaluations in one query: {evaluation id: points by k}."""
-    out: dict[int, list[Point]] = {i: [] for i in evaluation_ids}
-    if not evaluation_ids:
-        return out
-    marks = ",".join("?" * len(evaluation_ids))
-    for ev, k, al, n in conn.execute(
-        f"""SELECT c.evaluation_id, t.turn, AVG(t.score), COUNT(t.score) FROM eval_turns t
-            JOIN eval_cases c ON c.id = t.case_id WHERE c.evaluation_id IN ({marks})
-            GROUP BY c.evaluation_id, t.turn ORDER BY c.evaluation_id, t.turn""",
-        evaluation_ids,
-    ):
-        out[ev].append(Point(k, al, n))
-    return out
+    return {ev: [Point(k, al, n) for k, al, n in points]
+            for ev, points in Evaluations(conn).al_points(evaluation_ids).items()}
 
 
 def list_cases(
     conn: sqlite3.Connection, evaluation_id: int, *, limit: int = 50, offset: int = 0
 ) -> list[CaseRow]:
     """One page of an evaluation's cases (by case index) with their mean score."""
-    rows = conn.execute(
-        """SELECT c.id, c.case_index, c.profile, c.personality, c.status, c.error,
-                  (SELECT COUNT(*) FROM eval_turns t WHERE t.case_id = c.id) AS turns,
-                  (SELECT AVG(t.score) FROM eval_turns t WHERE t.case_id = c.id) AS mean_score
-           FROM eval_cases c WHERE c.evaluation_id = ? ORDER BY c.case_index LIMIT ? OFFSET ?""",
-        (evaluation_id, limit, offset),
-    ).fetchall()
-    return [CaseRow(**dict(r)) for r in rows]
+    return [CaseRow(id=r.id, case_index=r.case_index, profile=r.profile, personality=r.personality, status=r.status,
+                    error=r.error, turns=r.turns, mean_score=r.mean_score)
+            for r in Evaluations(conn).case_page(evaluation_id, limit=limit, offset=offset)]
 
 
 def load_case(conn: sqlite3.Connection, case_id: int) -> CaseView | None:
     """One benchmark case with its turns and the LLM calls made for it."""
-    c = conn.execute(
-        "SELECT c.*, e.label FROM eval_cases c JOIN evaluations e ON e.id = c.evaluation_id WHERE c.id = ?",
-        (case_id,),
-    ).fetchone()
-    if c is None:
+    repo = Evaluations(conn)
+    found = repo.case(case_id)
+    if found is None:
         return None
+    c, label = found
     turns = [
-        TurnView(
-            turn=r["turn"],
-            user_message=r["user_message"],
-            reply=r["reply"],
-            score=r["score"],
-            judge_error=r["judge_error"],
-            calls=[],
-        )
-        for r in conn.execute("SELECT * FROM eval_turns WHERE case_id = ? ORDER BY turn", (case_id,))
+        TurnView(turn=r.turn, user_message=r.user_message, reply=r.reply, score=r.score, judge_error=r.judge_error,
+                 calls=[])
+        for r in repo.turns(case_id)
     ]
     by_turn = {t.turn: t for t in turns}
     stray: list[CallView] = []
-    for r in conn.execute(f"SELECT {_CALL_COLS} FROM llm_calls WHERE case_id = ? ORDER BY id", (case_id,)):
+    for r in Calls(conn).of_case(case_id):
         call = _call(r)
         (by_turn[call.turn].calls if call.turn in by_turn else stray).append(call)
     return CaseView(
-        id=c["id"],
-        evaluation_id=c["evaluation_id"],
-        label=c["label"],
-        case_index=c["case_index"],
-        profile=c["profile"],
-        personality=c["personality"],
-        status=c["status"],
-        error=c["error"],
+        id=c.id,
+        evaluation_id=c.evaluation_id,
+        label=label,
+        case_index=c.case_index,
+        profile=c.profile,
+        personality=c.personality,
+        status=c.status,
+        error=c.error,
         turns=turns,
         stray_calls=stray,
     )

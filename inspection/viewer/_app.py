@@ -36,7 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aloesim.environment.store import connect
+from aloesim.environment.store import Evaluations, Runs, Trees, connect
 from aloesim.inspection import show
 
 from ._svg import al_chart, tree_picture
@@ -186,32 +186,31 @@ class Pages:
     # -- pages ---------------------------------------------------------------
     async def index(self, request: Request) -> Response:
         def q(conn: sqlite3.Connection) -> dict[str, Any]:
-            runs_total = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-            evals_total = conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+            runs_total, evals_total = Runs(conn).count(), Evaluations(conn).count()
             rp = self._pager(request, "page", runs_total)
             ep = self._pager(request, "epage", evals_total)
             runs, _ = show.list_runs(conn, limit=self.page_size, offset=rp["offset"])
             evals, _ = show.list_evaluations(conn, limit=self.page_size, offset=ep["offset"])
-            shown = [e["id"] for e in evals[:MAX_CURVES]]
+            shown = [e.id for e in evals[:MAX_CURVES]]
             curves = show.al_curves(conn, shown)
             chart = (
                 al_chart(
                     [
-                        (f"#{e['id']} {e['label']}", f"/evaluations/{e['id']}", curves[e["id"]])
+                        (f"#{e.id} {e.label}", f"/evaluations/{e.id}", curves[e.id])
                         for e in evals[:MAX_CURVES]
                     ]
                 )
                 if any(curves.values())
                 else None
             )
-            first = conn.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
-            trees = conn.execute("SELECT COUNT(*) FROM trees").fetchone()[0]
+            first = Runs(conn).first()
+            trees = Trees(conn).count_all()
             return {
                 "runs": runs,
                 "rp": rp,
                 "evals": evals,
                 "ep": ep,
-                "first_run": first[0] if first else None,
+                "first_run": first.id if first else None,
                 "trees_total": trees,
                 "chart": chart,
                 "max_curves": MAX_CURVES,
@@ -235,8 +234,8 @@ class Pages:
             trees = show.list_trees(
                 conn, run_id, q=text, status=status, limit=self.page_size, offset=pager["offset"]
             )
-            first = conn.execute("SELECT id, config FROM runs ORDER BY id LIMIT 1").fetchone()
-            diff = show.config_diff(show.loads(first["config"]), run.config) if first["id"] != run_id else []
+            first = Runs(conn).first()
+            diff = show.config_diff(first.config, run.config) if first is not None and first.id != run_id else []
             return {
                 "run": run,
                 "trees": trees,
@@ -244,7 +243,7 @@ class Pages:
                 "q": text,
                 "status": status,
                 "diff": diff,
-                "first_run": first["id"],
+                "first_run": first.id if first is not None else None,
             }
 
         data = await self.read(q)
@@ -271,7 +270,7 @@ class Pages:
         """Fill the call-totals cache for the ``runs`` newest runs."""
 
         def newest(conn: sqlite3.Connection) -> list[int]:
-            return [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id DESC LIMIT ?", (runs,))]
+            return Runs(conn).newest_ids(runs)
 
         for run_id in await self.read(newest):
             t0 = time.perf_counter()

@@ -13,26 +13,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ...core.errors import AloeError, ConfigError
+from ...core import to_settings
+from ...core.errors import AloeError
 from .._demo_verdict import judge_lines, quality_lines
+from .._schemas import DemoConfig
 
 HELP = "run the whole pipeline small on the embedded model: personas, trees, export, SFT+DPO, ALOE report"
 
 
-def _positive(cfg: DictConfig, key: str) -> int:
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "an integer >= 1")
-    return value
-
-
 def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
     """(name, command, overrides) of each stage, in order."""
-    for key in ("personas.profiles", "personas.personalities", "personas.iterations", "personas.pairs", "trees",
-                "turns", "max_tokens", "train_steps", "eval_cases", "eval_turns", "judge_pairs"):
-        _positive(cfg, key)
+    c: DemoConfig = to_settings(cfg, DemoConfig)  # every count >= 1 (and capped), before any stage starts
     out = Path(str(cfg.out_dir))
     db = str(cfg.db)
     common = [f"db={db}", f"seed={cfg.seed}", f"cache={str(bool(cfg.cache)).lower()}",
@@ -40,8 +31,9 @@ def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
     short = [f"agents.{r}.max_tokens={cfg.max_tokens}" for r in ("user", "preferred", "rejected")]
     p = cfg.personas
     final = out / "train" / "final"
-    judge = [f"evaluation.judge_check.pairs={cfg.judge_pairs}"]
-    judge += [f"agents.judge.{k}={v}" for k, v in ((cfg.get("agents") or {}).get("judge") or {}).items() if v]
+    judge = [f"evaluation.judge_check.pairs={c.judge_pairs}"]
+    judge += [f"agents.judge.{k}={v}" for k, v in (("backend", c.agents.judge.backend),
+                                                   ("model", c.agents.judge.model)) if v]
     return [
         ("persona pool", "personas", common + [
             f"personas.target_profiles={p.profiles}", f"personas.target_personalities={p.personalities}",

@@ -7,7 +7,9 @@
 Everything the user gives is checked first (numbers, files, the model
 choice, the labels CSV); a mistake is one line and nothing is written.
 Re-running the same command continues the stored evaluation. Prints one
-JSON line: evaluation id, status, summary metrics and the report files.
+JSON line: evaluation id, status, summary metrics, the judge check's verdict
+(``judge_reliable``) and the report files; a judge that failed its check is
+also one warning line on stderr.
 """
 
 from __future__ import annotations
@@ -16,34 +18,18 @@ import hashlib
 import importlib.util
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 import structlog
 from omegaconf import DictConfig, OmegaConf
 
-from ...agents import AlignmentJudge
-from ...agents.gateway import BackendSettings, ChatModel, Sampling
-from ...core.errors import ConfigError
-from ...environment.store import Store, connect
-from ...evaluation import (
-    BenchmarkSpec,
-    Case,
-    build_report,
-    cases_from_db,
-    cases_from_files,
-    load_evaluation,
-    metrics,
-    rejudge,
-    run_benchmark,
-    run_judge_check,
-    write_report,
-)
-from .._judging import JudgeOptions, judge_options, make_judges, summary_fields, warn_if_unreliable
-from .._models import (
+from ...agents import (
+    ModelPool,
     backend_preset,
     check_reachable,
     make_roles,
@@ -51,12 +37,33 @@ from .._models import (
     role_backend_settings,
     role_sampling,
 )
+from ...agents.gateway import BackendSettings, ChatModel, Sampling
+from ...core import run_interruptible, to_settings
+from ...core.errors import ConfigError
+from ...environment.store import Store, connect
+from ...evaluation import (
+    MODEL_SCHEMAS,
+    BenchmarkSettings,
+    BenchmarkSpec,
+    Case,
+    EvaluatedModel,
+    EvaluationPlan,
+    EvaluationSettings,
+    HFModel,
+    ModelSettings,
+    SecondJudge,
+    cases_from_db,
+    cases_from_files,
+    evaluate,
+    metrics,
+)
+from .._judging import judge_backend, make_judges, warn_if_unreliable
+from .._runs import lease_settings
 
 HELP = "run the ALOE benchmark (role-play user x evaluated model, LLM judge) and write its report"
 
 log = structlog.get_logger(__name__)
 
-MODEL_KINDS = ("embedded", "openai", "vllm", "hf")
 _SAMPLING_KEYS = ("temperature", "max_tokens", "top_p")
 _NOT_BACKEND = {"kind", "name", "path", "gguf_file", "device", "dtype", *_SAMPLING_KEYS}
 
@@ -65,63 +72,35 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def _int(value: Any, key: str, allowed: str, minimum: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(key, value, allowed)
-    return value
-
-
-@dataclass(frozen=True)
-class EvaluatedModel:
-    """The evaluated model's settings, checked: ``backend`` for an
-    OpenAI-compatible endpoint, or the hf fields."""
-
-    kind: str
-    sampling: Sampling
-    identity: dict[str, Any]
-    backend: BackendSettings | None = None
-    hf: dict[str, Any] | None = None
-
-
-def model_sampling(m: Mapping[str, Any]) -> Sampling:
-    s = Sampling(temperature=m.get("temperature", 0.7), max_tokens=m.get("max_tokens", 256), top_p=m.get("top_p", 1.0))
-    if not isinstance(s.temperature, (int, float)) or not 0 <= s.temperature <= 2:
-        raise ConfigError("model.temperature", s.temperature, "a number in [0, 2]")
-    _int(s.max_tokens, "model.max_tokens", "an integer >= 1", 1)
-    if not isinstance(s.top_p, (int, float)) or not 0 < s.top_p <= 1:
-        raise ConfigError("model.top_p", s.top_p, "a number in (0, 1]")
-    return s
+def model_settings(cfg: DictConfig) -> ModelSettings:
+    """The checked ``model`` node (its schema chosen by ``model.kind``)."""
+    node = cfg.get("model")
+    kind = node.get("kind") if isinstance(node, (Mapping, DictConfig)) else None
+    schema = MODEL_SCHEMAS.get(kind, ModelSettings) if isinstance(kind, str) else ModelSettings
+    return to_settings(node, schema, "model")
 
 
 def evaluated_model(cfg: DictConfig) -> EvaluatedModel:
     """Check ``cfg.model`` and resolve it to settings (no server started)."""
-    m: dict[str, Any] = _plain(cfg.get("model")) or {}
-    kind = m.get("kind")
-    if kind not in MODEL_KINDS:
-        raise ConfigError("model.kind", kind, " | ".join(MODEL_KINDS))
-    sampling = model_sampling(m)
-    if kind == "hf":
+    model = model_settings(cfg)
+    m: dict[str, Any] = asdict(model)
+    kind, sampling = model.kind, model.sampling
+    if isinstance(model, HFModel):
         if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
             raise ConfigError("model", "hf", "a backend whose packages are installed (model=hf needs "
                                              "pip install 'aloesim[train]': torch, transformers)")
-        path = m.get("path")
-        if not path:
-            raise ConfigError("model.path", path, "the directory of a Hugging Face checkpoint (model=hf model.path=DIR)")
-        p = Path(str(path)).expanduser()
+        if not model.path:
+            raise ConfigError("model.path", model.path, "the directory of a Hugging Face checkpoint (model=hf model.path=DIR)")
+        p = Path(model.path).expanduser()
         if not p.is_dir():
-            raise ConfigError("model.path", str(path), "an existing checkpoint directory")
-        gguf = m.get("gguf_file")
+            raise ConfigError("model.path", model.path, "an existing checkpoint directory")
+        gguf = model.gguf_file
         if gguf is not None and not (p / gguf).is_file():
             raise ConfigError("model.gguf_file", gguf, f"a GGUF file inside {p}")
         if gguf is None and not (p / "config.json").is_file():
-            raise ConfigError("model.path", str(path), "a checkpoint directory with config.json (or set model.gguf_file)")
-        if m.get("dtype", "auto") not in ("auto", "float32", "bfloat16", "float16"):
-            raise ConfigError("model.dtype", m.get("dtype"), "auto | float32 | bfloat16 | float16")
-        hf = {"path": str(p.resolve()), "gguf_file": gguf, "name": m.get("name") or p.name,
-              "device": m.get("device", "cpu"), "dtype": m.get("dtype", "auto"),
-              "max_retries": int(m.get("max_retries", 2))}
+            raise ConfigError("model.path", model.path, "a checkpoint directory with config.json (or set model.gguf_file)")
+        hf = {"path": str(p.resolve()), "gguf_file": gguf, "name": model.name or p.name, "device": model.device,
+              "dtype": model.dtype, "max_retries": model.max_retries}
         identity = {"kind": "hf", "name": hf["name"], "path": hf["path"], "gguf_file": gguf,
                     "sampling": sampling.as_params()}
         return EvaluatedModel("hf", sampling, identity, hf=hf)
@@ -146,8 +125,8 @@ def evaluated_model(cfg: DictConfig) -> EvaluatedModel:
     identity = {"kind": kind, "name": settings.model, "sampling": sampling.as_params()}
     if settings.urls:
         identity["base_url"] = ",".join(settings.urls)
-    if settings.gguf:
-        identity["gguf"] = settings.gguf
+    if getattr(settings, "gguf", None):
+        identity["gguf"] = settings.gguf  # type: ignore[attr-defined]
     return EvaluatedModel(kind, sampling, identity, backend=settings)
 
 
@@ -158,20 +137,16 @@ def _role_identity(cfg: DictConfig, role: str, prompt_key: str) -> dict[str, Any
              "prompt_sha": hashlib.sha256(prompt.encode()).hexdigest()[:12]}
     if s.urls:
         ident["base_url"] = ",".join(s.urls)
-    if s.gguf:
-        ident["gguf"] = s.gguf
+    if getattr(s, "gguf", None):
+        ident["gguf"] = s.gguf  # type: ignore[attr-defined]
     return ident
 
 
 def select_cases(cfg: DictConfig) -> list[Case]:
     """The benchmark cases: from the two files, or the database's eval split;
     the first ``benchmark.cases``."""
-    b = cfg.benchmark
-    profiles, personalities = b.get("profiles"), b.get("personalities")
-    n = _int(b.get("cases"), "benchmark.cases", "null (all) or an integer >= 1", 1, allow_none=True)
-    if (profiles is None) != (personalities is None):
-        missing = "benchmark.personalities" if personalities is None else "benchmark.profiles"
-        raise ConfigError(missing, None, "a file too (profiles and personalities go together), or neither for the DB")
+    b: BenchmarkSettings = to_settings(cfg.get("benchmark"), BenchmarkSettings, "benchmark")
+    profiles, personalities, n = b.profiles, b.personalities, b.cases
     if profiles is not None:
         cases = cases_from_files(str(profiles), str(personalities))
         source = "files"
@@ -192,135 +167,84 @@ def select_cases(cfg: DictConfig) -> list[Case]:
     return cases
 
 
-@dataclass(frozen=True)
-class Plan:
-    cases: list[Case]
-    spec: BenchmarkSpec
-    model: EvaluatedModel
-    out_dir: Path
-    n_boot: int
-    level: float
-    labels: dict[tuple[int, int], int] | None
-    second_judge: BackendSettings | None = None
-    judge: JudgeOptions = field(default_factory=JudgeOptions)
-
-
 def second_judge_settings(cfg: DictConfig) -> BackendSettings | None:
     """The backend of ``evaluation.second_judge`` (None when not set)."""
-    e = cfg.evaluation
-    choice = e.get("second_judge")
+    e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
+    choice = e.second_judge
     if choice is None:
         return None
-    if e.get("labels"):
-        raise ConfigError("evaluation.second_judge", choice, "null when evaluation.labels is set (kappa against one of them)")
-    if not isinstance(choice, str):
-        raise ConfigError("evaluation.second_judge", choice, "default | embedded | openai | vllm")
     base = (_plain(cfg.get("backend")) or {}) if choice == "default" else backend_preset(choice)
-    if e.get("second_judge_model"):
+    if e.second_judge_model:
         base["model"] = e.second_judge_model
     return BackendSettings.from_config(base, prefix="evaluation.second_judge")
 
 
-class SecondJudge(AlignmentJudge):
-    """The benchmark judge's prompt on another model; its calls are recorded as ``second_judge``."""
-
-    role = "second_judge"
-
-
-def plan(cfg: DictConfig) -> Plan:
+def plan(cfg: DictConfig) -> EvaluationPlan:
     """Check everything the user gave; no file or database is written."""
-    turns = _int(cfg.benchmark.get("turns"), "benchmark.turns", "an integer >= 1", 1)
-    e = cfg.evaluation
-    concurrency = _int(e.get("concurrency"), "evaluation.concurrency", "an integer >= 1", 1)
-    n_boot = _int(e.get("bootstrap"), "evaluation.bootstrap", "an integer >= 100", 100)
-    level = e.get("ci_level", 0.95)
-    if not isinstance(level, float) or not 0.5 <= level < 1:
-        raise ConfigError("evaluation.ci_level", level, "a number in [0.5, 1)")
-    out_dir = e.get("out_dir")
-    if not out_dir:
-        raise ConfigError("evaluation.out_dir", out_dir, "a folder for the report files")
-    out = Path(str(out_dir)).expanduser()
+    turns = to_settings(cfg.get("benchmark"), BenchmarkSettings, "benchmark").turns
+    e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
+    concurrency, n_boot, level = e.concurrency, e.bootstrap, e.ci_level
+    out = Path(e.out_dir).expanduser()
     if out.exists() and not out.is_dir():
-        raise ConfigError("evaluation.out_dir", str(out_dir), "a folder (this path is a file)")
+        raise ConfigError("evaluation.out_dir", e.out_dir, "a folder (this path is a file)")
     model = evaluated_model(cfg)
     user_ident = _role_identity(cfg, "user", "user")
     judge_ident = _role_identity(cfg, "judge", "judge")
     second = second_judge_settings(cfg)
-    labels = metrics.read_labels(str(e.labels)) if e.get("labels") else None
+    labels = metrics.read_labels(e.labels) if e.labels else None
     cases = select_cases(cfg)
-    label = e.get("label") or model.identity["name"]
+    label = e.label or model.identity["name"]
     config = {k: v for k, v in _plain(cfg).items() if k not in ("log",)}
     spec = BenchmarkSpec(label=str(label), turns=turns, concurrency=concurrency, seed=int(cfg.get("seed", 0)),
                          sampling=model.sampling, model=model.identity, user_model=user_ident,
                          judge_model=judge_ident, config=config)
     spec.validate()
-    return Plan(cases, spec, model, out, n_boot, level, labels, second, judge_options(cfg))
+    source = f"labels {e.labels}" if labels is not None else "labels"
+    return EvaluationPlan(cases, spec, model, out, n_boot, level, labels, second, labels_source=source,
+                          scoring=e.judge_scoring, judge_check=e.judge_check)
+
+
+@dataclass
+class _Models:
+    """The evaluation's models out of the command's model pool (``BenchmarkModels``)."""
+
+    pool: ModelPool
+    user: Any
+    judge: Any
+    preference_judge: Any
+    judge_prompt: str
+    judge_sampling: Sampling
+
+    async def endpoint(self, settings: BackendSettings, *, name: str | None = None) -> ChatModel:
+        return await self.pool.backend(settings, name=name)
+
+    def judge_on(self, model: ChatModel) -> SecondJudge:
+        return SecondJudge(model, self.judge_prompt, self.judge_sampling)
+
+
+def models_of(cfg: DictConfig):
+    """Opens the user and judge roles (and endpoints) of ``cfg`` on a store."""
+    e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
+
+    @asynccontextmanager
+    async def open_models(store: Store) -> AsyncIterator[_Models]:
+        async with model_pool(cfg, store) as pool:
+            roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user")})
+            judge, preference = await make_judges(cfg, pool, e)
+            yield _Models(pool, roles["user"], judge, preference, str(cfg.prompts.judge), role_sampling(cfg, "judge"))
+
+    return open_models
 
 
 def run(cfg: DictConfig) -> int:
     p = plan(cfg)
-    endpoints = [role_backend_settings(cfg, "user"), role_backend_settings(cfg, "judge")]
+    lease = lease_settings(cfg)
+    e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
+    endpoints = [role_backend_settings(cfg, "user"), judge_backend(cfg, e)[0]]
     endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
     check_reachable(endpoints)  # a server down now: one line, nothing written
-    summary = anyio.run(_evaluate, cfg, p)
+    summary = run_interruptible(partial(evaluate, lease=lease), p, cfg.db, models_of(cfg))
     print(json.dumps(summary, ensure_ascii=False))
     warn_if_unreliable(summary["judge_check"])
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
     return 3 if summary["failed_cases"] else 0
-
-
-async def _evaluate(cfg: DictConfig, p: Plan) -> dict[str, Any]:
-    async with Store.open(cfg.db) as store:
-        async with model_pool(cfg, store) as pool:
-            roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user")})
-            judge, preference = await make_judges(cfg, pool, p.judge)
-
-            async def check(eval_id: int, run_id: int) -> None:
-                if p.judge.check.enabled:
-                    await run_judge_check(store, eval_id, p.cases, judge, settings=p.judge.check, seed=p.spec.seed,
-                                          run_id=run_id, preference_judge=preference,
-                                          concurrency=p.spec.concurrency)
-            if p.model.kind == "hf":
-                from ...agents.gateway import StoreRecorder
-                from ...agents.hf import HFChatModel
-
-                hf = p.model.hf or {}
-                evaluated: ChatModel = HFChatModel(hf["path"], gguf_file=hf["gguf_file"], name=hf["name"],
-                                                   device=hf["device"], dtype=hf["dtype"],
-                                                   max_retries=hf["max_retries"], recorder=StoreRecorder(store))
-                await evaluated.load()
-            else:
-                assert p.model.backend is not None
-                evaluated = await pool.backend(p.model.backend, name=p.model.identity["name"])
-            outcome = await run_benchmark(store, p.cases, user=roles["user"], judge=judge,
-                                          model=evaluated, spec=p.spec, alongside=check)
-            labels, source = p.labels, f"labels {cfg.evaluation.labels}" if p.labels is not None else "labels"
-            if p.second_judge is not None:
-                judge2 = SecondJudge(await pool.backend(p.second_judge), str(cfg.prompts.judge),
-                                     role_sampling(cfg, "judge"))
-                labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=p.spec.concurrency,
-                                       seed=p.spec.seed, run_id=outcome.run_id)
-                source = f"second judge {p.second_judge.kind}:{p.second_judge.model}"
-        data = await load_evaluation(store, outcome.evaluation_id)
-        faults = await store.fetchone(  # the run's totals, over every invocation (as `aloe runs` shows them)
-            "SELECT COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0),"
-            " COALESCE(SUM(error IS NOT NULL), 0) FROM llm_calls WHERE run_id = ?", (outcome.run_id,))
-        report = await anyio.to_thread.run_sync(
-            lambda: build_report([data], n_boot=p.n_boot, seed=p.spec.seed, level=p.level, labels=labels,
-                                 labels_source=source, scoring=p.judge.scoring,
-                                 judge_threshold=p.judge.check.threshold, judge_check=p.judge.check.enabled))
-        text = json.dumps(report, ensure_ascii=False)
-        await store.write(lambda c: c.execute("UPDATE evaluations SET report = ? WHERE id = ?",
-                                              (text, outcome.evaluation_id)))
-    paths = await anyio.to_thread.run_sync(write_report, report, p.out_dir)
-    entry = report["evaluations"][0]
-    return {
-        "evaluation_id": outcome.evaluation_id, "status": entry["status"], "resumed": outcome.resumed,
-        "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
-        "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
-        "failed_cases": entry["failures"]["cases"], "retries": faults[0], "call_failures": faults[1],
-        "seconds": round(outcome.seconds, 1),
-        **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
-        **summary_fields(report),
-        "report": {k: str(v) for k, v in paths.items()},
-    }

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from ...core import to_settings
 from ...training import ExportFilter, export_dataset, parse_runs
+from .._schemas import ExportSettings
 
 HELP = "write the trees of db as TRL datasets (sft.jsonl, sft_rejected.jsonl, dpo.jsonl, manifest.json)"
 
 
 def run(cfg: DictConfig) -> int:
     """Export ``cfg.db`` into ``cfg.export.dir``; returns the exit code."""
-    e = cfg.export
-    flt = ExportFilter(runs=parse_runs(e.run, "export.run"), include_incomplete=bool(e.include_incomplete))
-    result = export_dataset(cfg.db, str(e.dir), flt)
+    e: ExportSettings = to_settings(cfg.get("export"), ExportSettings, "export")
+    flt = ExportFilter(runs=parse_runs(e.run, "export.run"), include_incomplete=e.include_incomplete)
+    result = export_dataset(cfg.db, e.dir, flt)
     m = result.manifest
     counts = " ".join(f"{k}={v}" for k, v in m["counts"].items())
     print(f"exported {m['nodes']} nodes of {m['trees']} trees (runs {m['source_runs']}) to {result.dir}: {counts}")

@@ -5,28 +5,25 @@
 Every input is checked first (a bad one changes nothing); then each is
 copied in one transaction with its ids remapped. Merging an input twice
 adds nothing. Prints one JSON line per input with the rows added and
-matched per table. See ``aloesim.orchestration._merge`` for the keys.
+matched per table. See ``aloesim.environment.store._merge`` for the keys.
 """
 
 from __future__ import annotations
 
 import json
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
-from ...core.errors import ConfigError
-from .._merge import MergeResult, merge_databases
+from ...core import to_settings
+from ...environment.store import MergeResult, merge_databases
+from .._schemas import MergeConfig
 
 HELP = "merge databases (e.g. one per shard) into db without duplicates: aloe merge db=OUT inputs=[A,B]"
 
 
 def inputs_of(cfg: DictConfig) -> list[str]:
-    value = cfg.get("inputs")
-    if isinstance(value, str) and value:
-        value = [value]
-    if not isinstance(value, (list, ListConfig)) or not value or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError("inputs", value, "a non-empty list of database files, e.g. inputs=[a.db,b.db]")
-    return [str(v) for v in value]
+    inputs = to_settings(cfg, MergeConfig).inputs
+    return [inputs] if isinstance(inputs, str) else [str(v) for v in inputs]
 
 
 def run(cfg: DictConfig) -> int:

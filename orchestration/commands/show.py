@@ -4,7 +4,7 @@
     aloe show db=aloe.db tree=12                 # turns, persona changes, replies, calls
     aloe show db=aloe.db tree=12 show.calls=true # ... plus the exact prompts
     aloe show db=aloe.db run=3                   # run summary
-    aloe show db=aloe.db evaluation=2            # AL(k) and case transcripts (alias: eval=2)
+    aloe show db=aloe.db evaluation=2            # AL(k) and case transcripts
     aloe show db=aloe.db case=5 show.format=md show.out=case5.md
 
 Opens the database read-only.
@@ -20,68 +20,28 @@ from typing import Any
 from omegaconf import DictConfig
 from rich.console import Console
 
+from ...core import to_settings
 from ...core.errors import ConfigError
 from ...environment.store import connect
 from ...inspection import show as views
+from .._schemas import ShowConfig
 
 HELP = "show a tree, run, evaluation or benchmark case in the terminal, or export it to Markdown/JSON"
 
-TARGETS = ("tree", "run", "evaluation", "case")
-PLAIN_KEYS = ("tree", "run", "evaluation", "case", "eval")
-"""Top-level keys of conf/show.yaml that are plain values, not config groups.
-``evaluation`` is also the name of a config group, so Hydra reads
-``evaluation=3`` as a group choice; the CLI must set these keys after
-composing (``eval=3`` is an alias that always works)."""
-FORMATS = ("rich", "md", "json")
-
-
-def _id(key: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "an integer id >= 1")
-    return value
-
-
 def _options(cfg: DictConfig) -> tuple[str, int, dict[str, Any]]:
     """Validate the config; return (target kind, id, show options)."""
-    given = [(k, _id(k, cfg.get(k))) for k in TARGETS]
-    if (alias := _id("eval", cfg.get("eval"))) is not None:
-        given.append(("evaluation", alias))
-    given = [(k, v) for k, v in given if v is not None]
-    if len(given) != 1:
-        raise ConfigError(
-            "tree|run|evaluation|case",
-            " ".join(f"{k}={v}" for k, v in given) or None,
-            "exactly one of tree=ID, run=ID, evaluation=ID or case=ID",
-        )
-    kind, ident = given[0]
-    s = cfg.get("show") or {}
-    fmt = s.get("format", "rich")
-    if fmt not in FORMATS:
-        raise ConfigError("show.format", fmt, " | ".join(FORMATS))
-    if fmt == "md" and kind not in ("tree", "case"):
-        raise ConfigError(
-            "show.format", fmt, f"rich or json for {kind}= (Markdown export is for tree= and case=)"
-        )
-    calls = s.get("calls", False)
-    if not isinstance(calls, bool):
-        raise ConfigError("show.calls", calls, "true | false")
-    width = s.get("width")
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 40):
-        raise ConfigError("show.width", width, "null or an integer >= 40")
-    cases = s.get("cases", 20)
-    if isinstance(cases, bool) or not isinstance(cases, int) or cases < 0:
-        raise ConfigError("show.cases", cases, "an integer >= 0")
-    out = s.get("out")
-    if out is not None:
-        path = Path(str(out)).expanduser()
+    c: ShowConfig = to_settings(cfg, ShowConfig)
+    kind, ident = c.target
+    s = c.show
+    out = None
+    if s.out is not None:
+        path = Path(s.out).expanduser()
         if path.is_dir():
-            raise ConfigError("show.out", str(out), "a file path (this is a folder)")
+            raise ConfigError("show.out", s.out, "a file path (this is a folder)")
         if not path.parent.is_dir():
-            raise ConfigError("show.out", str(out), "a file in an existing folder")
+            raise ConfigError("show.out", s.out, "a file in an existing folder")
         out = path
-    return kind, ident, {"format": fmt, "calls": calls, "width": width, "cases": cases, "out": out}
+    return kind, ident, {"format": s.format, "calls": s.calls, "width": s.width, "cases": s.cases, "out": out}
 
 
 def _load(conn, kind: str, ident: int, cases: int) -> Any:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from ...core import terminate_as_interrupt
 from ...training import TrainSettings, train
-from .._runs import identity, plain_config
+from .._runs import identity, lease_settings, plain_config
 
 HELP = "fine-tune a model on the trees of db: TRL SFT then DPO (training.stage=sft|dpo|sft+dpo)"
 
@@ -27,8 +28,10 @@ HELP = "fine-tune a model on the trees of db: TRL SFT then DPO (training.stage=s
 def run(cfg: DictConfig) -> int:
     """Validate ``cfg.training``, train, and print where the final model is."""
     settings = TrainSettings.from_config(cfg)
+    lease = lease_settings(cfg)
     config = plain_config(cfg)
-    result = train(settings, config, identity(config))
+    with terminate_as_interrupt():  # SIGTERM stops like Ctrl-C: the run is marked interrupted (exit 143)
+        result = train(settings, config, identity(config), lease=lease)
     for stage in result.stages:
         loss = stage.metrics.get("train_loss")
         print(f"{stage.stage}: {stage.data.examples} examples, {stage.metrics.get('global_step')} steps, "

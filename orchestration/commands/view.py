@@ -17,18 +17,14 @@ import structlog
 import uvicorn
 from omegaconf import DictConfig
 
-from ...core.errors import ConfigError, ServerError
+from ...core import to_settings
+from ...core.errors import ServerError
 from ...inspection.viewer import create_app
+from .._schemas import ViewSettings
 
 HELP = "serve a read-only local web viewer of runs, trees, LLM calls and evaluations (127.0.0.1)"
 
 log = structlog.get_logger(__name__)
-
-
-def _int(key: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(key, value, f"an integer in [{lo}, {hi}]")
-    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -43,17 +39,9 @@ def is_loopback(host: str) -> bool:
 
 def options(cfg: DictConfig) -> dict:
     """Validated ``view.*`` settings."""
-    v = cfg.get("view") or {}
-    host = v.get("host", "127.0.0.1")
-    if not isinstance(host, str) or not host.strip():
-        raise ConfigError("view.host", host, "an interface address such as 127.0.0.1")
-    return {
-        "host": host.strip(),
-        "port": _int("view.port", v.get("port", 8765), 0, 65535),
-        "page_size": _int("view.page_size", v.get("page_size", 50), 1, 1000),
-        "threads": _int("view.threads", v.get("threads", 8), 1, 64),
-        "warm_runs": _int("view.warm_runs", v.get("warm_runs", 3), 0, 1000),
-    }
+    v: ViewSettings = to_settings(cfg.get("view"), ViewSettings, "view")
+    return {"host": v.host.strip(), "port": v.port, "page_size": v.page_size, "threads": v.threads,
+            "warm_runs": v.warm_runs}
 
 
 def validate(cfg: DictConfig) -> None:

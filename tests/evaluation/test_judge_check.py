@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 from aloesim.agents import AlignmentJudge, PreferenceJudge, UserSimulator
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
-from aloesim.environment.store import Store, probe_rows
-from aloesim.evaluation import BenchmarkSpec, Case, cases_from_files, run_benchmark
-from aloesim.evaluation._judge_check import JudgeCheckSettings, run_judge_check, summarize_probes, wilson
+from aloesim.environment.store import JudgeProbes, Store
+from aloesim.evaluation import BenchmarkSpec, Case, JudgeCheckSettings, cases_from_files, run_benchmark
+from aloesim.evaluation._judge_check import run_judge_check, summarize_probes, wilson
 from aloesim.evaluation._probes import build_probe, persona_pool, pieces
 
 pytestmark = pytest.mark.anyio
@@ -126,7 +126,7 @@ async def test_probes_are_stored_and_a_rerun_only_adds_what_is_missing(tmp_path)
         assert len(model.requests) == 20                      # nothing redone
         rows = await run_judge_check(store, eval_id, CASES, judge, settings=JudgeCheckSettings(pairs=14))
         assert len(model.requests) == 28 and len(rows) == 14  # only the 4 new probes
-        stored = await probe_rows(store, eval_id)
+        stored = await store.read(lambda c: JudgeProbes(c).of(eval_id))
     assert summarize_probes(stored, pairs=10)["pairs"] == 10
 
 

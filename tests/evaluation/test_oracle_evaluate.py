@@ -109,11 +109,10 @@ def test_expected_scoring_and_a_disabled_check(tmp_path, capsys) -> None:
 ])
 def test_bad_judge_settings_are_one_line_and_write_nothing(tmp_path, override, key) -> None:
     p, q = write_benchmark(tmp_path)
-    cfg = compose_config("evaluate", [f"db={tmp_path / 'e.db'}", f"benchmark.profiles={p}",
-                                      f"benchmark.personalities={q}", f"evaluation.out_dir={tmp_path / 'out'}",
-                                      override])
-    with pytest.raises(ConfigError) as err:
-        evaluate.run(cfg)
+    with pytest.raises(ConfigError) as err:   # at composition (a wrong type) or when the command checks its plan
+        evaluate.run(compose_config("evaluate", [f"db={tmp_path / 'e.db'}", f"benchmark.profiles={p}",
+                                                 f"benchmark.personalities={q}",
+                                                 f"evaluation.out_dir={tmp_path / 'out'}", override]))
     assert err.value.key == key and "\n" not in str(err.value)
     assert not (tmp_path / "e.db").exists() and not (tmp_path / "out").exists()
 

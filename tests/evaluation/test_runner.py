@@ -26,6 +26,7 @@ from aloesim.evaluation import (
     run_benchmark,
     write_report,
 )
+from tests.support.store import fetchall, fetchone, fetchval
 
 pytestmark = pytest.mark.anyio
 
@@ -68,11 +69,11 @@ async def test_run_stores_every_turn_and_model_sees_no_persona(tmp_path) -> None
     user, judge = roles(um, jm)
     async with Store.open(tmp_path / "e.db") as store:
         out = await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec())
-        rows = await store.fetchall(
-            "SELECT c.case_index, t.turn, t.user_message, t.reply, t.score, t.judge_error FROM eval_turns t"
+        rows = await fetchall(
+            store, "SELECT c.case_index, t.turn, t.user_message, t.reply, t.score, t.judge_error FROM eval_turns t"
             " JOIN eval_cases c ON c.id = t.case_id ORDER BY c.case_index, t.turn")
-        ev = await store.fetchone("SELECT status, label, turns FROM evaluations WHERE id = ?", (out.evaluation_id,))
-        run = await store.fetchone("SELECT kind, status FROM runs WHERE id = ?", (out.run_id,))
+        ev = await fetchone(store, "SELECT status, label, turns FROM evaluations WHERE id = ?", (out.evaluation_id,))
+        run = await fetchone(store, "SELECT kind, status FROM runs WHERE id = ?", (out.run_id,))
     assert (out.complete, out.failed, out.turns_run, out.judge_failures, out.resumed) == (3, 0, 9, 0, False)
     assert tuple(ev) == ("complete", "scripted", 3) and tuple(run) == ("evaluate", "complete")
     assert [(r[0], r[1], r[4]) for r in rows] == [(c, t, t + 1) for c in range(3) for t in (1, 2, 3)]
@@ -105,8 +106,8 @@ async def test_judge_junk_is_recorded_and_reported_never_coerced(tmp_path) -> No
     user, judge_role = roles(um, jm)
     async with Store.open(tmp_path / "e.db") as store:
         out = await run_benchmark(store, CASES, user=user, judge=judge_role, model=mm, spec=spec())
-        rows = await store.fetchall(
-            "SELECT c.case_index, t.turn, t.score, t.judge_error FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id"
+        rows = await fetchall(
+            store, "SELECT c.case_index, t.turn, t.score, t.judge_error FROM eval_turns t JOIN eval_cases c ON c.id = t.case_id"
             " WHERE t.score IS NULL")
         data = await load_evaluation(store, out.evaluation_id)
     assert out.judge_failures == 1 and out.complete == 3          # the conversation went on
@@ -133,8 +134,8 @@ async def test_model_failure_fails_the_case_and_rerun_resumes_it(tmp_path) -> No
     db = tmp_path / "e.db"
     async with Store.open(db) as store:
         first = await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec(concurrency=1))
-        failed = await store.fetchall("SELECT case_index, status, error FROM eval_cases WHERE status = 'failed'")
-        kept = await store.fetchall("SELECT id, case_id, turn FROM eval_turns ORDER BY id")
+        failed = await fetchall(store, "SELECT case_index, status, error FROM eval_cases WHERE status = 'failed'")
+        kept = await fetchall(store, "SELECT id, case_id, turn FROM eval_turns ORDER BY id")
     assert (first.complete, first.failed) == (2, 1)
     assert len(failed) == 1 and failed[0][0] == 0 and "turn 2" in failed[0][2] and "HTTP 500" in failed[0][2]
     assert len(kept) == 7
@@ -144,8 +145,8 @@ async def test_model_failure_fails_the_case_and_rerun_resumes_it(tmp_path) -> No
     user2, judge2 = roles(um2, jm2)
     async with Store.open(db) as store:
         second = await run_benchmark(store, CASES, user=user2, judge=judge2, model=mm2, spec=spec(concurrency=1))
-        rows = await store.fetchall("SELECT id, case_id, turn FROM eval_turns ORDER BY case_id, turn")
-        n_evals = await store.fetchval("SELECT COUNT(*) FROM evaluations")
+        rows = await fetchall(store, "SELECT id, case_id, turn FROM eval_turns ORDER BY case_id, turn")
+        n_evals = await fetchval(store, "SELECT COUNT(*) FROM evaluations")
     assert second.resumed and second.evaluation_id == first.evaluation_id and n_evals == 1
     assert (second.complete, second.failed, second.turns_run) == (3, 0, 2)
     assert len(mm2.requests) == 2 and len(mm2.requests[0].messages) == 3   # turn 2 continues turn 1's conversation
@@ -181,7 +182,7 @@ async def test_bad_spec_is_a_config_error(tmp_path) -> None:
             await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec(turns=0))
         with pytest.raises(ConfigError, match="evaluation.concurrency"):
             await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec(concurrency=-1))
-        assert await store.fetchval("SELECT COUNT(*) FROM evaluations") == 0
+        assert await fetchval(store, "SELECT COUNT(*) FROM evaluations") == 0
 
 
 async def test_report_files(tmp_path) -> None:
@@ -271,15 +272,15 @@ async def test_interrupted_run_is_marked_and_continues_where_it_stopped(tmp_path
             await run_benchmark(store, CASES, user=user, judge=judge, model=mm, spec=spec(concurrency=2),
                                 on_turn=stop_after_four)
         assert scope.cancelled_caught
-        status = await store.fetchval("SELECT status FROM runs")
-        stored = await store.fetchval("SELECT COUNT(*) FROM eval_turns")
+        status = await fetchval(store, "SELECT status FROM runs")
+        stored = await fetchval(store, "SELECT COUNT(*) FROM eval_turns")
     assert status == "interrupted" and 4 <= stored < 9
 
     mm2 = ScriptedModel(model_script)
     async with Store.open(db) as store:
         out = await run_benchmark(store, CASES, user=user, judge=judge, model=mm2, spec=spec(concurrency=2))
-        rows = await store.fetchall("SELECT case_id, turn FROM eval_turns ORDER BY case_id, turn")
-        status = await store.fetchval("SELECT status FROM runs")
+        rows = await fetchall(store, "SELECT case_id, turn FROM eval_turns ORDER BY case_id, turn")
+        status = await fetchval(store, "SELECT status FROM runs")
     assert out.resumed and out.complete == 3 and status == "complete"
     assert len(mm2.requests) == 9 - stored and len(rows) == 9
 

@@ -12,15 +12,14 @@ import pytest
 from aloesim.core.errors import LLMError
 from aloesim.environment import InferredPersona, Persona
 from aloesim.environment.store import Store, connect
-from aloesim.orchestration._bus import (
-    Actor,
-    Bus,
+from aloesim.orchestration._bus import Actor, Bus
+from aloesim.orchestration._messages import (
+    NodeRef,
     PersonaInferred,
     ReplyReady,
     TreeFailed,
     TurnRequested,
     UserSpoke,
-    event_payload,
 )
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +28,11 @@ PERSONA = Persona(1, "SECRET-PROFILE a lighthouse keeper", "SECRET-PERSONALITY t
 
 
 def request(tree: int = 1, branch: str = "") -> TurnRequested:
-    return TurnRequested(tree, len(branch) + 1, branch, 7, PERSONA, ({"role": "user", "content": "hi"},))
+    return TurnRequested(NodeRef(tree, len(branch) + 1, branch, 7), PERSONA, ({"role": "user", "content": "hi"},))
+
+
+def spoke(req: TurnRequested, message: str) -> UserSpoke:
+    return UserSpoke(req.node, req.persona, req.history, message)
 
 
 async def test_publish_reaches_every_subscriber_of_the_type_only() -> None:
@@ -61,8 +64,8 @@ async def test_a_full_inbox_makes_publish_wait() -> None:
 async def test_subscribe_many_merges_types_into_one_inbox() -> None:
     bus = Bus()
     inbox = bus.subscribe_many((UserSpoke, TreeFailed), 4)
-    await bus.publish(UserSpoke(request(), "hello"))
-    await bus.publish(TreeFailed(2, "", "user", "boom"))
+    await bus.publish(spoke(request(), "hello"))
+    await bus.publish(TreeFailed(NodeRef(2, 1, "", 7), "user", "boom"))
     await bus.aclose()
     got = [m async for m in inbox]
     assert [type(m).__name__ for m in got] == ["UserSpoke", "TreeFailed"]
@@ -70,11 +73,12 @@ async def test_subscribe_many_merges_types_into_one_inbox() -> None:
 
 async def test_every_message_is_appended_to_events_without_the_persona(tmp_path: Path) -> None:
     db = tmp_path / "bus.db"
-    spoke = UserSpoke(request(3, "p"), "I keep a lighthouse")
+    said = spoke(request(3, "p"), "I keep a lighthouse")
     async with Store.open(db) as store:
         bus = Bus(store, run_id=None)
-        for msg in (request(3, "p"), spoke, PersonaInferred(spoke, InferredPersona("keeps a lighthouse", None)),
-                    ReplyReady(spoke, "rejected", "nice"), TreeFailed(3, "p", "preferred", "timeout")):
+        for msg in (request(3, "p"), said,
+                    PersonaInferred(said.node, said.history, said.message, InferredPersona("keeps a lighthouse", None)),
+                    ReplyReady(said.node, "rejected", "nice"), TreeFailed(said.node, "preferred", "timeout")):
             await bus.publish(msg)
     rows = connect(db).execute("SELECT tree_id, kind, payload FROM events ORDER BY id").fetchall()
     assert [r["kind"] for r in rows] == ["TurnRequested", "UserSpoke", "PersonaInferred", "ReplyReady", "TreeFailed"]
@@ -87,8 +91,22 @@ async def test_every_message_is_appended_to_events_without_the_persona(tmp_path:
         assert "SECRET" not in r["payload"]
 
 
+async def test_a_message_published_after_close_is_dropped_and_not_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "bus.db"
+    async with Store.open(db) as store:
+        bus = Bus(store, run_id=None)
+        inbox = bus.subscribe(TurnRequested, 1)
+        await bus.publish(request(1))
+        await bus.aclose()
+        with anyio.fail_after(1):
+            await bus.publish(request(2))  # a late result: neither raises nor waits
+    assert [m.tree_id async for m in inbox] == [1]
+    assert bus.dropped == 1 and bus.published == {"TurnRequested": 1}
+    assert connect(db).execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+
+
 def test_event_payload_of_a_request_keeps_ids_not_history() -> None:
-    p = event_payload(request(5, "pr"))
+    p = request(5, "pr").event_payload()
     assert p == {"tree_id": 5, "turn": 3, "branch": "pr", "history_len": 1}
 
 

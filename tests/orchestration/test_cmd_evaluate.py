@@ -94,8 +94,8 @@ def test_model_settings_resolution() -> None:
     emb = evaluate.evaluated_model(compose_config("evaluate", []))
     assert emb.backend.kind == "embedded" and emb.backend.managed and emb.sampling.max_tokens == 128
     hf = evaluate.evaluated_model(compose_config("evaluate", [
-        "model=hf", f"model.path={resources.files('aloesim.conf')}", "model.gguf_file=base.yaml"]))
-    assert hf.kind == "hf" and hf.hf["gguf_file"] == "base.yaml"
+        "model=hf", f"model.path={resources.files('aloesim.conf')}", "model.gguf_file=generate.yaml"]))
+    assert hf.kind == "hf" and hf.hf["gguf_file"] == "generate.yaml"
 
 
 def test_report_rejects_unknown_evaluation(tmp_path) -> None:

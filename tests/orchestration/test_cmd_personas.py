@@ -205,8 +205,8 @@ def test_grow_with_the_embedded_model_kill_and_resume(tmp_path: Path, embedded_u
             proc.wait()
         return proc.returncode
 
-    # 1. SIGTERM: a clean stop, the run is marked interrupted
-    assert start_and_stop(signal.SIGTERM) == 130
+    # 1. SIGTERM: a clean stop like Ctrl-C, the run is marked interrupted (exit 128 + SIGTERM)
+    assert start_and_stop(signal.SIGTERM) == 143
     assert sqlite3.connect(db).execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
     # 2. SIGKILL: no cleanup at all
     start_and_stop(signal.SIGKILL)

@@ -17,16 +17,17 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog.testing
 
+from aloesim.agents import TreeRoles, make_roles
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.core.errors import ConfigError
 from aloesim.environment import Persona, continued_choice
 from aloesim.environment.store import Store, connect
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration._generate import ROLES, GenerationSettings, Progress, grow_trees
-from aloesim.orchestration._models import make_roles
+from aloesim.orchestration._generate_run import select_trees
 from aloesim.orchestration._runs import find_or_create_run
-from aloesim.orchestration.commands.generate import _select_trees
 
 pytestmark = pytest.mark.anyio
 
@@ -124,7 +125,7 @@ def scripted_roles(cfg, script: Script, *, per_role: bool = False, delay: float 
     else:
         one = ScriptedModel(script, delay=delay)
         models = {r: one for r in names}
-    return make_roles(cfg, models), models
+    return TreeRoles.from_roles(make_roles(cfg, models)), models
 
 
 async def grow(db: Path, cfg, script: Script, *, per_role: bool = False,
@@ -132,7 +133,7 @@ async def grow(db: Path, cfg, script: Script, *, per_role: bool = False,
     settings = GenerationSettings.from_config(cfg.generation)
     async with Store.open(db) as store:
         run_id, _ = await find_or_create_run(store, "generate", cfg)
-        jobs, _ = await _select_trees(store, run_id, settings, int(cfg.seed), bool(cfg.retry_failed))
+        jobs, _ = await select_trees(store, run_id, settings, int(cfg.seed), bool(cfg.retry_failed))
         roles, models = scripted_roles(cfg, script, per_role=per_role, delay=delay)
         with anyio.fail_after(60):
             progress = await grow_trees(store, run_id, jobs, roles, settings, cfg)
@@ -303,6 +304,28 @@ async def test_a_failure_in_the_reply_roles_also_fails_only_that_tree(tmp_path: 
     assert not nodes_of(db, victim_tree[0])  # a half-done node is never committed
 
 
+async def test_a_reply_that_comes_back_after_its_tree_failed_and_the_run_ended_is_dropped(tmp_path: Path) -> None:
+    """The inducer fails at once while the rejected reply of the same node is still being made: the
+    (only) tree fails, so the run ends and the bus closes before that reply comes back. The late
+    reply is about a tree that is over: it is dropped, and the run ends cleanly."""
+    db = tmp_path / "g.db"
+    add_personas(db, 1)
+    cfg = cfg_for(db, "generation.trees=1", "generation.turns=2")
+
+    def outage(req: ScriptedRequest) -> str | None:
+        return "refused" if req.role == "inducer" else None
+
+    with structlog.testing.capture_logs() as logs:
+        progress, models, run_id = await grow(db, cfg, Script(fail=outage), per_role=True, delay={"rejected": 0.3})
+    assert (progress.trees_done, progress.trees_failed) == (0, 1)
+    assert [e["messages"] for e in logs if e["event"] == "generate.late_results_dropped"] == [1]
+    assert len(models["rejected"].requests) == 1  # the late reply was made ...
+    kinds = [r[0] for r in connect(db).execute("SELECT kind FROM events WHERE run_id = ? ORDER BY id", (run_id,))]
+    assert kinds == ["TurnRequested", "UserSpoke", "TreeFailed"]  # ... and dropped, not recorded
+    (t,) = tree_rows(db)
+    assert (t["status"], t["error"]) == ("failed", "inducer at branch '': refused")
+
+
 # -- full mode ----------------------------------------------------------------
 
 async def test_full_mode_grows_both_branches_up_to_the_node_budget(tmp_path: Path) -> None:
@@ -421,7 +444,7 @@ async def _shard_personas(db: Path, shard: str | None, trees: int) -> set[tuple[
     settings = GenerationSettings.from_config(cfg.generation)
     async with Store.open(db) as store:
         run_id, _ = await find_or_create_run(store, "generate", cfg)
-        jobs, _ = await _select_trees(store, run_id, settings, int(cfg.seed), False)
+        jobs, _ = await select_trees(store, run_id, settings, int(cfg.seed), False)
     return {(j.persona.profile, j.persona.personality) for j in jobs}
 
 
@@ -502,7 +525,7 @@ async def test_an_interrupted_run_resumes_from_the_committed_nodes(tmp_path: Pat
 
         async with Store.open(db) as store:
             run_id, _ = await find_or_create_run(store, "generate", cfg)
-            jobs, _ = await _select_trees(store, run_id, settings, int(cfg.seed), False)
+            jobs, _ = await select_trees(store, run_id, settings, int(cfg.seed), False)
             roles, _ = scripted_roles(cfg, script, delay=0.01)
             with anyio.fail_after(60), scope:
                 await grow_trees(store, run_id, jobs, roles, settings, cfg)

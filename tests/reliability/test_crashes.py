@@ -53,8 +53,8 @@ def kill_repeatedly(args: list[str], log: Path, rng: random.Random, window: tupl
     """Start ``aloe ARGS`` and SIGKILL it after a random delay, until KILLS kills
     landed (a run that finishes first does not count); ``check()`` after each
     returns the progress. With ``advanced(last_progress)``: the random delay
-    starts once the run has made progress since the last kill (for commands
-    whose start-up is long and variable)."""
+    starts once it is true (progress since the last kill, or the new process
+    holding the run), for commands whose start-up is long and variable."""
     kills, seen = 0, [0]
     for _ in range(KILLS * 3):
         proc = start(args, log)
@@ -98,8 +98,8 @@ def test_generate_killed_five_times_exports_the_same_bytes(tmp_path: Path, slow_
 
     reference = start(args(whole), tmp_path / "whole.log")
     try:
-        progress = kill_repeatedly(args(killed), tmp_path / "killed.log", rng, (1.5, 4.0),
-                                   lambda: (check_trees(killed), _count(killed, "nodes"))[1])
+        progress = kill_repeatedly(args(killed), tmp_path / "killed.log", rng, (0.5, 2.5),
+                                   lambda: (check_trees(killed), _count(killed, "nodes"))[1], holds_the_run(killed))
         stats = finish(args(killed), tmp_path / "killed.log")
         assert reference.wait(timeout=240) == 0, (tmp_path / "whole.log").read_text()[-3000:]
     finally:
@@ -118,6 +118,33 @@ def test_generate_killed_five_times_exports_the_same_bytes(tmp_path: Path, slow_
     assert set(exported[0]) >= {"sft.jsonl", "sft_rejected.jsonl", "dpo.jsonl"}
     assert exported[0] == exported[1], f"seed {seed}: exports differ after {KILLS} kills ({progress})"
     assert exported[0]["dpo.jsonl"].count(b"\n") == trees * turns
+
+
+def holds_the_run(db: Path) -> Callable[[int], bool]:
+    """An ``advanced`` for ``kill_repeatedly``: true once the process just
+    started holds the run (its invocation is counted), so the random delay
+    runs while it grows, whatever its start-up took on a loaded machine."""
+    seen = [0]
+
+    def claimed(_: int) -> bool:
+        n = _invocations(db)
+        if n > seen[0]:
+            seen[0] = n
+            return True
+        return False
+
+    return claimed
+
+
+def _invocations(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COALESCE(MAX(invocations), 0) FROM runs").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # not created (or not migrated) yet
+        return 0
 
 
 def _count(db: Path, table: str) -> int:
@@ -182,8 +209,8 @@ def test_evaluate_killed_five_times_gives_the_uninterrupted_transcripts(tmp_path
     reference = start(args("whole"), tmp_path / "whole.log")
     killed = tmp_path / "killed.db"
     try:
-        progress = kill_repeatedly(args("killed"), tmp_path / "killed.log", rng, (1.5, 4.0),
-                                   lambda: check_evaluation(killed))
+        progress = kill_repeatedly(args("killed"), tmp_path / "killed.log", rng, (0.5, 2.5),
+                                   lambda: check_evaluation(killed), holds_the_run(killed))
         summary = finish(args("killed"), tmp_path / "killed.log")
         assert reference.wait(timeout=240) == 0, (tmp_path / "whole.log").read_text()[-3000:]
     finally:

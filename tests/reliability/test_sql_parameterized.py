@@ -36,21 +36,18 @@ SQL_WORDS = re.compile(r"\b(SELECT .+ FROM|INSERT INTO|UPDATE \w+ SET|DELETE FRO
 REVIEWED = {
     ("environment/store/_store.py", "v + 1"): "schema version integer from the migration loop (PRAGMA takes no ?)",
     ("environment/store/_store.py", "version"): "schema version integer from code (PRAGMA takes no ?)",
-    ("orchestration/_merge.py", "spec.name"): "table name from the merge's fixed TableSpec list",
-    ("orchestration/_merge.py", "spec.order"): "ORDER BY clause from the fixed TableSpec list",
-    ("orchestration/_merge.py", "cols"): "column names from the TableSpec / PRAGMA table_info",
-    ("orchestration/_merge.py", "extra"): "fixed column suffix chosen from a literal dict",
-    ("orchestration/_merge.py", "table"): "table name from the fixed TableSpec list (PRAGMA table_info)",
-    ("orchestration/_merge.py", "', '.join(cols)"): "column names from PRAGMA table_info",
-    ("orchestration/_merge.py", "', '.join(insert_cols)"): "column names from PRAGMA table_info",
-    ("orchestration/commands/runs.py", "where"): "either '' or the literal 'WHERE kind = ?'",
+    ("environment/store/_merge.py", "spec.name"): "table name from the merge's fixed TableSpec list",
+    ("environment/store/_merge.py", "spec.order"): "ORDER BY clause from the fixed TableSpec list",
+    ("environment/store/_merge.py", "cols"): "column names from the TableSpec / PRAGMA table_info",
+    ("environment/store/_merge.py", "extra"): "fixed column suffix chosen from a literal dict",
+    ("environment/store/_merge.py", "table"): "table name from the fixed TableSpec list (PRAGMA table_info)",
+    ("environment/store/_merge.py", "', '.join(cols)"): "column names from PRAGMA table_info",
+    ("environment/store/_merge.py", "', '.join(insert_cols)"): "column names from PRAGMA table_info",
     ("tests/support/sample_db.py", "table"): "sample-data builder: fixed table names in code",
     ("tests/support/sample_db.py", "cols"): "sample-data builder: keys of literal dicts in code",
     # SQL assembled from literal fragments in variables, values as ? parameters
-    ("environment/personas/_pairs.py", "sql"): "literal SELECT plus an optional literal ' WHERE p.split = ?'",
-    ("inspection/show/_data.py", "sql_from"): "literal FROM/JOIN plus literal conditions with ? (_tree_filter)",
-    ("training/_export.py", "_NODE_SQL.format(where=where)"): "where = literal conditions with ? parameters",
-    ("training/_export.py", "_COUNT_SQL.format(where=where)"): "where = literal conditions with ? parameters",
+    ("environment/store/_trees.py", "sql_from"): "literal FROM/JOIN plus literal conditions with ? (_tree_filter)",
+    ("environment/store/_trees.py", "where"): "'' or literal conditions with ? parameters (_export_where)",
 }
 
 
@@ -168,3 +165,54 @@ def f(conn, ids, name):
     conn.execute("SELECT " + COLS + " FROM persona_items WHERE text = ?", (name,))
 '''
     assert violations(good, "good.py") == []
+
+
+STORE = "environment/store/"
+# SQL as it is written in this code base (upper-case keywords), not English that happens to say "select"
+STATEMENT = re.compile(r"\b(SELECT\b.*\bFROM\b|INSERT (OR \w+ )?INTO\b|UPDATE \w+ SET\b|DELETE FROM\b|"
+                       r"REPLACE INTO\b|(CREATE|DROP|ALTER) (TABLE|INDEX)\b|PRAGMA \w+)", re.DOTALL)
+
+
+def sql_outside_the_store(source: str, rel: str) -> list[str]:
+    """SQL text, and calls that run SQL, in a module outside ``environment/store``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        where = f"{rel}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and STATEMENT.search(node.value):
+            found.append(f"{where}: SQL text {node.value[:60]!r}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CALLS:
+            found.append(f"{where}: .{node.func.attr}(...)")
+    return found
+
+
+def test_sql_lives_only_in_the_store_repositories() -> None:
+    """Issue 15.1: the typed repositories of ``environment/store`` are the only
+    code that reads or writes tables; every other module calls them."""
+    found, scanned = [], 0
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith(STORE):
+                continue
+            found += sql_outside_the_store(path.read_text(), rel)
+            scanned += 1
+    assert scanned > 50
+    assert found == [], "\n".join(found)
+
+
+def test_the_outside_check_catches_sql() -> None:
+    bad = '''
+def f(conn, store):
+    conn.execute("UPDATE trees SET status = 'x'")
+    q = "SELECT id FROM runs WHERE kind = ?"
+    store.fetchall(q)
+    sql = f"DELETE FROM nodes WHERE tree_id = {tree}"
+'''
+    assert {int(f.split(":")[1]) for f in sql_outside_the_store(bad, "bad.py")} == {3, 4, 5, 6}
+    good = '''
+def f(store, tree_id):
+    """Select the runs of a tree, then update nothing, delete from nowhere."""
+    text = "Insert coin".replace("coin", "token")
+    return store.read(lambda c: Trees(c).nodes(tree_id))
+'''
+    assert sql_outside_the_store(good, "good.py") == []

@@ -110,6 +110,8 @@ def write_sample(path: str | Path) -> dict[str, int]:
                 "started_at": t0,
                 "finished_at": t0 + 93.5,
                 "stats": json.dumps({"trees": 2, "failed": 1}),
+                "wall_s": 93.5,  # one invocation, as open_run records it
+                "invocations": 1,
             },
         )
         ids["run2"] = _insert(

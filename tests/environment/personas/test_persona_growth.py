@@ -19,6 +19,7 @@ from aloesim.environment.personas import (
     load_pool,
 )
 from aloesim.environment.store import Store
+from tests.support.store import fetchall, fetchval
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +63,7 @@ async def _seeded(store: Store, emb: HashEmbedder) -> None:
 
 
 async def _events(store: Store) -> list[dict]:
-    rows = await store.fetchall("SELECT payload FROM events WHERE kind = 'personas.profile.iteration' ORDER BY id")
+    rows = await fetchall(store, "SELECT payload FROM events WHERE kind = 'personas.profile.iteration' ORDER BY id")
     return [json.loads(r[0]) for r in rows]
 
 
@@ -76,7 +77,7 @@ async def test_grows_to_target_committing_each_iteration(tmp_path: Path, hash_em
         events = await _events(store)
         assert [e["added"] for e in events] == [3, 3, 2]           # last one truncated at the target
         assert [e["rejected"]["pool"] for e in events] == [1, 1, 1]  # the near-copies
-        rows = await store.fetchall("SELECT iteration, COUNT(*) FROM persona_items WHERE source = 'generated'"
+        rows = await fetchall(store, "SELECT iteration, COUNT(*) FROM persona_items WHERE source = 'generated'"
                                     " GROUP BY iteration ORDER BY iteration")
         assert [tuple(r) for r in rows] == [(0, 3), (1, 3), (2, 2)]
     assert all(len(r.examples) == 3 and r.n == 4 for r in gen.requests)
@@ -85,7 +86,7 @@ async def test_grows_to_target_committing_each_iteration(tmp_path: Path, hash_em
 async def _grow_db(path: Path, gen: FakeGenerator, settings: GrowthSettings) -> tuple[list[str], list[dict]]:
     emb = HashEmbedder()
     async with Store.open(path) as store:
-        if not (await store.fetchval("SELECT COUNT(*) FROM persona_items")):
+        if not (await fetchval(store, "SELECT COUNT(*) FROM persona_items")):
             await _seeded(store, emb)
         await grow_pool(store, "profile", gen, emb, settings)
         pool = await load_pool(store, "profile", "train", emb)

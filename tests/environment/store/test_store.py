@@ -17,6 +17,7 @@ import pytest
 
 from aloesim.core.errors import StoreError
 from aloesim.environment.store import SCHEMA_VERSION, Store, connect
+from tests.support.store import fetchall, fetchone, fetchval
 
 TABLES = {"runs", "persona_items", "personas", "trees", "nodes", "events", "llm_calls", "llm_cache",
           "evaluations", "eval_cases", "eval_turns", "checkpoints"}
@@ -49,12 +50,12 @@ def count_events(path: Path, kind: str | None = None) -> int:
 async def test_a_new_database_is_migrated_to_the_current_schema(tmp_path: Path) -> None:
     db = tmp_path / "new.db"
     async with Store.open(db) as store:
-        names = {r[0] for r in await store.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert await store.fetchval("PRAGMA user_version") == SCHEMA_VERSION
-        assert str(await store.fetchval("PRAGMA journal_mode")).lower() == "wal"
+        names = {r[0] for r in await fetchall(store, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert await fetchval(store, "PRAGMA user_version") == SCHEMA_VERSION
+        assert str(await fetchval(store, "PRAGMA journal_mode")).lower() == "wal"
     assert TABLES <= names
     async with Store.open(db) as store:  # opening again is a no-op
-        assert await store.fetchval("PRAGMA user_version") == SCHEMA_VERSION
+        assert await fetchval(store, "PRAGMA user_version") == SCHEMA_VERSION
 
 
 @pytest.mark.anyio
@@ -62,7 +63,7 @@ async def test_an_empty_file_is_a_new_database(tmp_path: Path) -> None:
     db = tmp_path / "empty.db"
     db.touch()
     async with Store.open(db) as store:
-        assert await store.fetchval("PRAGMA user_version") == SCHEMA_VERSION
+        assert await fetchval(store, "PRAGMA user_version") == SCHEMA_VERSION
 
 
 def test_connect_without_create_refuses_a_missing_file(tmp_path: Path) -> None:
@@ -275,9 +276,9 @@ async def test_a_submit_failure_is_not_raised_and_others_commit(tmp_path: Path) 
 async def test_reads_see_committed_writes(tmp_path: Path) -> None:
     async with Store.open(tmp_path / "read.db") as store:
         await store.write(event("x"))
-        assert await store.fetchval("SELECT COUNT(*) FROM events WHERE kind = ?", ("x",)) == 1
-        assert await store.fetchone("SELECT * FROM events WHERE kind = ?", ("nope",)) is None
-        row = (await store.fetchall("SELECT kind FROM events"))[0]
+        assert await fetchval(store, "SELECT COUNT(*) FROM events WHERE kind = ?", ("x",)) == 1
+        assert await fetchone(store, "SELECT * FROM events WHERE kind = ?", ("nope",)) is None
+        row = (await fetchall(store, "SELECT kind FROM events"))[0]
         assert row["kind"] == "x"
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from aloesim.agents import AlignmentJudge, Inducer, PreferredResponder, RejectedResponder, UserSimulator
+from aloesim.agents import (
+    AlignmentJudge,
+    Inducer,
+    PreferredResponder,
+    RejectedResponder,
+    UserSimulator,
+    make_roles,
+    open_models,
+    role_backend_settings,
+    role_sampling,
+)
 from aloesim.agents.testing import ScriptedModel
 from aloesim.core.errors import ConfigError
 from aloesim.orchestration._config import compose_config
-from aloesim.orchestration._models import make_roles, open_models, role_backend_settings, role_sampling
 
 
 def test_roles_default_to_the_top_level_backend() -> None:
@@ -76,9 +85,9 @@ async def test_roles_with_equal_settings_share_one_backend(monkeypatch: pytest.M
 def test_check_reachable_names_the_endpoint_that_is_down() -> None:
     import socket
 
+    from aloesim.agents import check_reachable
     from aloesim.agents.gateway import BackendSettings
     from aloesim.core.errors import ServerError
-    from aloesim.orchestration._models import check_reachable
 
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))

@@ -27,7 +27,8 @@ Natural keys (the row already in the output that a row of the input is):
 
 A matched run or tree takes the input's state when the input is further
 along (a later finish, a complete tree), so merging a newer copy of the
-same database brings it up to date.
+same database brings it up to date. Run leases (``run_leases``) are not
+copied: they belong to the processes of the input's machine.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError, InputError, StoreError
-from ..environment.store import SCHEMA_VERSION, connect
+from ...core.errors import ConfigError, InputError, StoreError
+from ._runs import Runs
+from ._schema import SCHEMA_VERSION
+from ._store import connect
+from ._trees import Trees
 
 Row = dict[str, Any]
 
@@ -216,12 +220,11 @@ class _Merger:
         """Bring a matched run or tree up to the input's state when the input is further along."""
         if spec.name == "runs" and row["finished_at"] is not None and (
                 found.get("finished_at") is None or row["finished_at"] > found["finished_at"]):
-            self.out.execute("UPDATE runs SET status = ?, finished_at = ?, stats = ? WHERE id = ?",
-                             (row["status"], row["finished_at"], row["stats"], found["id"]))
+            Runs(self.out).take_state(found["id"], row["status"], row["finished_at"], row["stats"], row["wall_s"],
+                                      row["invocations"])
             return 1
         if spec.name == "trees" and _TREE_RANK.get(row["status"], 0) > _TREE_RANK.get(found.get("status"), 0):
-            self.out.execute("UPDATE trees SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                             (row["status"], row["error"], row["finished_at"], found["id"]))
+            Trees(self.out).take_state(found["id"], row["status"], row["error"], row["finished_at"])
             return 1
         return 0
 

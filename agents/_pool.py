@@ -16,13 +16,15 @@ import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
-from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..agents import (
+from ..core import compose_option, to_settings
+from ..core.errors import ConfigError, ServerError
+from ..environment.store import Store
+from ._roles import (
     AlignmentJudge,
     Inducer,
     PreferenceJudge,
@@ -30,9 +32,16 @@ from ..agents import (
     RejectedResponder,
     UserSimulator,
 )
-from ..agents.gateway import Backend, BackendSettings, ChatModel, RetryBudget, Sampling, StoreRecorder
-from ..core.errors import ConfigError, ServerError
-from ..environment.store import Store
+from ._settings import RoleSettings
+from .gateway import (
+    BACKEND_SCHEMAS,
+    Backend,
+    BackendSettings,
+    ChatModel,
+    RetryBudget,
+    Sampling,
+    StoreRecorder,
+)
 
 ROLE_CLASSES = {
     "user": (UserSimulator, "user"),
@@ -51,26 +60,20 @@ def _plain(cfg: Any) -> dict[str, Any]:
 
 
 def backend_preset(name: str) -> dict[str, Any]:
-    """The backend preset ``conf/backend/<name>.yaml`` shipped with aloesim."""
-    ref = resources.files("aloesim.conf").joinpath("backend", f"{name}.yaml")
-    if not ref.is_file():
-        options = sorted(p.name[:-5] for p in resources.files("aloesim.conf").joinpath("backend").iterdir()
-                         if p.name.endswith(".yaml"))
-        raise ConfigError("backend", name, "one of " + " | ".join(options))
-    return _plain(OmegaConf.create(ref.read_text()))
+    """The backend preset ``conf/backend/<name>.yaml`` shipped with aloesim, composed
+    with its schema (every key, with that kind's defaults)."""
+    return _plain(compose_option("backend", name, BACKEND_SCHEMAS))
 
 
 def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
     """Resolve the backend of ``role``: the top-level ``backend`` unless
     ``agents.<role>.backend`` names a preset; ``agents.<role>.model`` overrides the model."""
-    agents = cfg.get("agents") or {}
-    role_cfg = agents.get(role) or {}
+    role_cfg = (cfg.get("agents") or {}).get(role) or {}
     choice = role_cfg.get("backend", "default") or "default"
-    if isinstance(choice, str):
-        base = _plain(cfg.backend) if choice == "default" else backend_preset(choice)
-        prefix = "backend" if choice == "default" else f"agents.{role}.backend"
+    if choice == "default":
+        base, prefix = _plain(cfg.backend), "backend"
     else:
-        base, prefix = _plain(choice), f"agents.{role}.backend"
+        base, prefix = backend_preset(str(choice)), f"agents.{role}.backend"
     if role_cfg.get("model"):
         base["model"] = role_cfg.get("model")
     settings = BackendSettings.from_config(base, prefix=prefix)
@@ -81,20 +84,13 @@ def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
     return settings
 
 
+def role_settings(cfg: Any, role: str) -> RoleSettings:
+    """The checked ``agents.<role>`` entry (the schema's defaults when the config has none)."""
+    return to_settings((cfg.get("agents") or {}).get(role), RoleSettings, f"agents.{role}")
+
+
 def role_sampling(cfg: DictConfig, role: str) -> Sampling:
-    role_cfg = (cfg.get("agents") or {}).get(role) or {}
-    s = Sampling(
-        temperature=float(role_cfg.get("temperature", 0.7)),
-        max_tokens=int(role_cfg.get("max_tokens", 256)),
-        top_p=float(role_cfg.get("top_p", 1.0)),
-    )
-    if not 0 <= s.temperature <= 2:
-        raise ConfigError(f"agents.{role}.temperature", s.temperature, "a number in [0, 2]")
-    if s.max_tokens < 1:
-        raise ConfigError(f"agents.{role}.max_tokens", s.max_tokens, "an integer >= 1")
-    if not 0 < s.top_p <= 1:
-        raise ConfigError(f"agents.{role}.top_p", s.top_p, "a number in (0, 1]")
-    return s
+    return role_settings(cfg, role).sampling
 
 
 def check_reachable(settings: Iterable[BackendSettings], *, timeout: float = 5.0) -> None:
@@ -136,10 +132,10 @@ class ModelPool:
     async def urls(self, s: BackendSettings) -> list[str]:
         if not s.managed:
             return list(s.urls)
-        spec = {**{k: v for k, v in asdict(s).items() if k != "extra"}, **s.extra}
+        spec = asdict(s)
         key = json.dumps(spec, sort_keys=True, default=str)
         if key not in self._servers:
-            from ..agents.servers import managed_servers
+            from .servers import managed_servers
 
             servers = await self._stack.enter_async_context(managed_servers(spec))
             self._servers[key] = [server.url for server in servers]

@@ -1,0 +1,115 @@
+"""One ``aloe generate``: hold the run, make sure there are personas, plan
+the run's trees, grow them through the actors, and sum up.
+
+The run is held with ``open_run`` (resume by identity, the lease, the end
+marked ``complete``/``failed``/``interrupted`` with the stats and the wall
+time), so a second process on the same run is refused before it writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import structlog
+from omegaconf import DictConfig
+
+from ..agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings
+from ..environment import stable_int
+from ..environment.store import ActiveRun, Calls, Personas, Store, Trees, open_run
+from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
+from ._progress import reporter, snapshot
+from ._runs import identity, lease_settings, plain_config
+
+__all__ = ["ensure_personas", "generate_trees", "select_trees"]
+
+log = structlog.get_logger(__name__)
+
+
+async def ensure_personas(store: Store, settings: GenerationSettings, seed: int) -> None:
+    """With no personas of the split in the database, pair the shipped seed pools."""
+    if await store.read(lambda c: Personas(c).count(settings.split)):
+        return
+    from ..environment.personas import SentenceEmbedder, ensure_seeds, pair_personas
+
+    embedder = SentenceEmbedder()
+    for kind in ("profile", "personality"):
+        await ensure_seeds(store, kind, settings.split, embedder)
+    await pair_personas(store, split=settings.split, target=settings.trees, seed=seed)
+    log.info("personas.seeded", split=settings.split)
+
+
+async def select_trees(store: Store, run_id: int, settings: GenerationSettings, seed: int,
+                       retry_failed: bool) -> tuple[list[TreeJob], int]:
+    """Plan the run's trees (the first ``settings.trees`` personas of the split,
+    of this shard, in an order fixed by the seed) and return the ones to grow
+    now, with how many the run has."""
+    personas = await store.read(lambda c: Personas(c).personas(settings.split))
+    if settings.shard_index is not None:
+        i, n = settings.shard_index
+        personas = [p for p in personas if stable_int(p.profile, p.personality) % n == i]
+    personas.sort(key=lambda p: stable_int(seed, p.profile, p.personality))
+    chosen = personas[: settings.trees]
+    if len(chosen) < settings.trees:
+        log.warning("generate.fewer_personas", wanted=settings.trees, available=len(chosen))
+    planned = [(p.id, settings.mode, settings.turns, stable_int(seed, p.profile, p.personality, bits=31))
+               for p in chosen]
+    await store.write(lambda c: Trees(c).add(run_id, planned))
+    statuses = ("pending", "running", "failed") if retry_failed else ("pending", "running")
+    by_persona = {p.id: p for p in chosen}
+    trees = await store.read(lambda c: Trees(c).of_run(run_id, statuses))
+    jobs = [TreeJob(t.id, by_persona[t.persona_id], t.seed) for t in trees if t.persona_id in by_persona]
+    return jobs, len(chosen)
+
+
+async def _summary(store: Store, run: ActiveRun, progress: Progress, backends: list[Any]) -> dict[str, Any]:
+    """The run's totals (over every invocation) and this invocation's progress."""
+
+    def counts(c) -> tuple[dict[str, int], int, Any]:
+        trees = Trees(c)
+        return trees.status_counts([run.id])[run.id], trees.node_counts(run.id).get(run.id, 0), Calls(c).totals(run.id)
+
+    by_status, nodes, calls = await store.read(counts)
+    stats: dict[str, Any] = {
+        "run_id": run.id, "resumed": run.resumed, "trees": sum(by_status.values()),
+        "trees_complete": by_status.get("complete", 0), "trees_failed": by_status.get("failed", 0),
+        "nodes": nodes, "llm_calls": calls.calls, "prompt_tokens": calls.prompt_tokens,
+        "completion_tokens": calls.completion_tokens, "retries": calls.retries, "call_failures": calls.failures,
+        "cached_calls": calls.cached, "wall_s": round(run.wall_s, 2),
+    }
+    if progress.judge_total:
+        stats["preference_agreement"] = round(progress.judge_agree / progress.judge_total, 4)
+    if backends:
+        stats["this_invocation"] = snapshot(progress, backends)
+    return stats
+
+
+async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_needed: list[str]) -> dict[str, Any]:
+    """Grow the trees of the run ``cfg`` names (``settings``: its checked
+    ``generation`` group); returns the run's stats. A server that is down is
+    one line before the database is opened."""
+    lease = lease_settings(cfg)
+    endpoints = [role_backend_settings(cfg, role) for role in roles_needed]
+    await anyio.to_thread.run_sync(check_reachable, endpoints)  # a server down now: one line, nothing written
+    seed = int(cfg.seed)
+    config = plain_config(cfg)
+    resume = bool(cfg.get("resume", True))
+    async with Store.open(cfg.db) as store, \
+            open_run(store, "generate", config, identity(config), resume=resume, lease=lease) as run:
+        structlog.contextvars.bind_contextvars(run_id=run.id)
+        await ensure_personas(store, settings, seed)
+        jobs, chosen = await select_trees(store, run.id, settings, seed, bool(cfg.get("retry_failed")))
+        log.info("generate.start", run_id=run.id, resumed=run.resumed, trees=chosen, to_grow=len(jobs))
+        progress = Progress(trees_total=len(jobs))
+        backends: list[Any] = []
+        if jobs:
+            async with model_pool(cfg, store, run_id=run.id) as pool:
+                models = {role: await pool.for_role(cfg, role) for role in roles_needed}
+                roles = TreeRoles.from_roles(make_roles(cfg, models))
+                backends = pool.backends
+                await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
+                                 on_started=reporter(settings.progress, settings.progress_interval, backends))
+        stats = await _summary(store, run, progress, backends)
+        run.finish("complete" if stats["trees_complete"] == stats["trees"] else "failed", stats)
+    stats["db"] = str(cfg.db)
+    return stats
