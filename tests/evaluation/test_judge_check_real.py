@@ -28,7 +28,7 @@ CASES = cases_from_files(str(SEEDS / "eval_profiles.jsonl"), str(SEEDS / "eval_p
 
 
 def backend(url: str, retries: int = 2) -> Backend:
-    return Backend(BackendSettings(kind="embedded", base_url=url, timeout=300, max_retries=retries,
+    return Backend(BackendSettings(kind="embedded", base_url=url, timeout=300.0, max_retries=retries,
                                    backoff_base=0.05, backoff_max=0.2), [url], cache=False)
 
 
