@@ -36,6 +36,7 @@ from ._protocols import (
     TreeRoles,
     UserRole,
 )
+from ._rating import Rating, score_distribution
 from ._roles import (
     AlignmentJudge,
     Inducer,
@@ -74,6 +75,7 @@ __all__ = [
     "PreferredResponder",
     "PreferredRole",
     "PromptsSettings",
+    "Rating",
     "RejectedResponder",
     "RejectedRole",
     "RoleSettings",
@@ -90,6 +92,7 @@ __all__ = [
     "role_backend_settings",
     "role_sampling",
     "role_settings",
+    "score_distribution",
     "split_items",
     "strip_stage_directions",
 ]

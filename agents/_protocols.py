@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..environment import InferredPersona, Persona, PreferenceCheck
+from ._rating import Rating
 from .gateway import CallContext
 
 Messages = Sequence[dict[str, str]]
@@ -58,10 +59,14 @@ class PreferenceJudgeRole(Protocol):
 
 
 class AlignmentJudgeRole(Protocol):
-    """Scores one reply to m_i 1-5 for how well it fits the persona (ALOE)."""
+    """Scores one reply to m_i 1-5 for how well it fits the persona (ALOE);
+    ``rate`` also gives the score distribution when the endpoint returns logprobs."""
 
     async def __call__(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
                        context: CallContext | None = None) -> int: ...
+
+    async def rate(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
+                   context: CallContext | None = None) -> Rating: ...
 
 
 @dataclass(frozen=True)

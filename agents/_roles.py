@@ -30,6 +30,7 @@ from ..core.errors import LLMError
 from ..environment import InferredPersona, Persona, PreferenceCheck
 from ._plain_text import read_choice_text, read_persona_text, read_score_text
 from ._protocols import Messages
+from ._rating import Rating, rating
 from .gateway import CallContext, ChatModel, Sampling, TextOutput
 
 OUTPUTS = ("json", "text")  # how the inducer and the judges answer: JSON against a schema, or the paper's plain text
@@ -229,15 +230,21 @@ class PreferenceJudge(_Role):
 
 
 class AlignmentJudge(_Role):
-    """Scores how well a reply is tailored to the user, 1-5 (ALOE, B.3)."""
+    """Scores how well a reply is tailored to the user, 1-5 (ALOE, B.3).
+    ``rate`` also returns the score distribution when the sampling asks for
+    log-probabilities (``Sampling.logprobs``) and the endpoint returns them."""
 
     role = "judge"
 
     async def __call__(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
                        context: CallContext | None = None) -> int:
+        return (await self.rate(persona, message, reply, seed=seed, context=context)).score
+
+    async def rate(self, persona: Persona, message: str, reply: str, *, seed: int | None = None,
+                   context: CallContext | None = None) -> Rating:
         content = self.prompt.format(profile=persona.profile, personality=persona.personality,
                                      message=message, reply=reply)
         result = await self.model.chat([{"role": "user", "content": content}], role=self.role,
                                        sampling=self._sampling(seed), schema=self._schema(JudgeScore), context=context)
         assert isinstance(result.parsed, JudgeScore)
-        return result.parsed.score
+        return rating(result.parsed.score, result.extra.get("logprobs"))

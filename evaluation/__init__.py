@@ -1,8 +1,9 @@
 """The ALOE benchmark (paper section 3): simulated multi-turn conversations
 between a role-play user and the evaluated model, scored turn by turn by an
-LLM judge; the metrics AL(k), IR, N-IR and their fits (``metrics``); and
-reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG);
-the typed schemas of the ``benchmark`` and ``evaluation`` keys and of the
+LLM judge whose validity is checked on probes of known answer (the judge
+check: ``run_judge_check``, ``summarize_probes``); the metrics AL(k), IR, N-IR and their fits (``metrics``); and
+reports (JSON, Markdown in the layout of Table 1, the AL(k) curve as PNG)
+that mark every figure of a judge that failed its check; the typed schemas of the ``benchmark`` and ``evaluation`` keys and of the
 ``model`` config group (the evaluated model); ``evaluate`` is the whole
 ``aloe evaluate`` use case for a checked plan."""
 
@@ -18,6 +19,7 @@ from ._cases import (
     first_cases,
     read_items,
 )
+from ._judge_check import CHECK_ROLE, run_judge_check, summarize_probes
 from ._rejudge import rejudge
 from ._report import (
     build_report,
@@ -34,12 +36,14 @@ from ._settings import (
     EmbeddedModel,
     EvaluationSettings,
     HFModel,
+    JudgeCheckSettings,
     ModelSettings,
     OpenAIModel,
     VLLMModel,
 )
 
 __all__ = [
+    "CHECK_ROLE",
     "EVALUATED_ROLE",
     "MODEL_SCHEMAS",
     "BenchmarkModels",
@@ -52,6 +56,7 @@ __all__ = [
     "EvaluationPlan",
     "EvaluationSettings",
     "HFModel",
+    "JudgeCheckSettings",
     "ModelSettings",
     "OpenAIModel",
     "RunOutcome",
@@ -71,6 +76,8 @@ __all__ = [
     "render_markdown",
     "render_plot",
     "run_benchmark",
+    "run_judge_check",
     "summarize_evaluation",
+    "summarize_probes",
     "write_report",
 ]

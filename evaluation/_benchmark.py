@@ -1,6 +1,8 @@
 """``aloe evaluate`` as one use case: run (or continue) the benchmark of a
 checked plan, score it with a second judge if asked, store and write the
-report, and return the summary the command prints.
+report, and return the summary the command prints. The judge validity
+check runs beside the cases (``run_judge_check``); the report carries its
+verdict and marks every figure of a judge that failed it.
 
 The models come from outside (the command opens its model pool: evaluation
 knows roles and endpoints, not how config becomes servers), through the
@@ -11,20 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 
-from ..agents import AlignmentJudge, AlignmentJudgeRole, UserRole
+from ..agents import AlignmentJudge, AlignmentJudgeRole, PreferenceJudgeRole, UserRole
 from ..agents.gateway import BackendSettings, ChatModel, Sampling, StoreRecorder
 from ..core import AloeError, the_lone_error
 from ..environment.store import Calls, Evaluations, LeaseSettings, Store
 from ._cases import Case
+from ._judge_check import run_judge_check
 from ._rejudge import rejudge
 from ._report import build_report, load_evaluation, write_report
+from ._report_checks import summary_fields
 from ._runner import BenchmarkSpec, run_benchmark
+from ._settings import JudgeCheckSettings
 
 __all__ = ["BenchmarkModels", "EvaluatedModel", "EvaluationPlan", "SecondJudge", "evaluate"]
 
@@ -54,6 +59,8 @@ class EvaluationPlan:
     labels: dict[tuple[int, int], int] | None
     second_judge: BackendSettings | None = None
     labels_source: str = "labels"
+    scoring: str = "sample"                      # evaluation.judge_scoring
+    judge_check: JudgeCheckSettings = field(default_factory=JudgeCheckSettings)
 
 
 class SecondJudge(AlignmentJudge):
@@ -63,11 +70,13 @@ class SecondJudge(AlignmentJudge):
 
 
 class BenchmarkModels(Protocol):
-    """The models of one evaluation: the role-play user, the judge, and
+    """The models of one evaluation: the role-play user, the judge (and the
+    pairwise preference judge when the judge check covers it: else None), and
     endpoints for the evaluated model and a second judge."""
 
     user: UserRole
     judge: AlignmentJudgeRole
+    preference_judge: PreferenceJudgeRole | None
 
     async def endpoint(self, settings: BackendSettings, *, name: str | None = None) -> ChatModel: ...
 
@@ -94,9 +103,17 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
     async with Store.open(db) as store:
         async with open_models(store) as models:
             evaluated = await _evaluated(plan, store, models)
+
+            async def check(evaluation_id: int, run_id: int) -> None:
+                if plan.judge_check.enabled:
+                    await run_judge_check(store, evaluation_id, plan.cases, models.judge, settings=plan.judge_check,
+                                          seed=plan.spec.seed, run_id=run_id,
+                                          preference_judge=models.preference_judge,
+                                          concurrency=plan.spec.concurrency)
+
             try:
                 outcome = await run_benchmark(store, plan.cases, user=models.user, judge=models.judge,
-                                              model=evaluated, spec=plan.spec, lease=lease)
+                                              model=evaluated, spec=plan.spec, lease=lease, alongside=check)
             except Exception as exc:  # a lost database write, a managed server that died for good
                 lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
                 if not isinstance(lone, AloeError):
@@ -117,7 +134,8 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
         totals = await store.read(lambda c: Calls(c).totals(outcome.run_id))
         report = await anyio.to_thread.run_sync(
             lambda: build_report([data], n_boot=plan.n_boot, seed=plan.spec.seed, level=plan.level, labels=labels,
-                                 labels_source=source))
+                                 labels_source=source, scoring=plan.scoring,
+                                 judge_threshold=plan.judge_check.threshold, judge_check=plan.judge_check.enabled))
         await store.write(lambda c: Evaluations(c).set_report(outcome.evaluation_id, report))
     paths = await anyio.to_thread.run_sync(write_report, report, plan.out_dir)
     entry = report["evaluations"][0]
@@ -129,5 +147,6 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
         "truncated_calls": totals.truncated,
         "seconds": round(outcome.seconds, 1), "wall_s": outcome.wall_s, "case_set": entry.get("case_set"),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
+        **summary_fields(report),
         "report": {k: str(v) for k, v in paths.items()},
     }

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..environment.store import Calls, Evaluations, Runs, Store
+from ..environment.store import Calls, Evaluations, JudgeProbes, Runs, Store
 from . import metrics
+from ._report_checks import check_lines, combined_check, extra_rows, mark, score_views, unscored_lines
 
 __all__ = ["REPORT_VERSION", "build_report", "load_evaluation", "render_markdown", "render_plot", "summarize_evaluation",
            "write_report", "write_scores"]
@@ -72,7 +73,8 @@ def evaluation_data(conn: sqlite3.Connection, evaluation_id: int) -> dict[str, A
         "model": ev.model, "user_model": ev.user_model, "judge_model": ev.judge_model, "turns": turns,
         "created_at": ev.created_at, "case_indices": [c.case_index for c in cases], "scores": scores,
         "stored": stored, "judge_failures": judge_failures, "case_failures": case_failures,
-        "unfinished": unfinished, "tokens": tokens,
+        "unfinished": unfinished, "tokens": tokens, "probes": JudgeProbes(conn).of(evaluation_id),
+        "distributions": repo.distributions(evaluation_id),
     }
 
 
@@ -82,12 +84,15 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
                          labels: Mapping[tuple[int, int], int | None] | None = None,
-                         labels_source: str = "labels") -> dict[str, Any]:
+                         labels_source: str = "labels", scoring: str = "sample", judge_threshold: float = 0.75,
+                         judge_check: bool = True) -> dict[str, Any]:
     """The report entry of one evaluation: per-turn AL with bootstrap CIs,
     summary metrics (with reasons for undefined ones), failures, identities,
-    token use, and Cohen's kappa against ``labels`` {(case, turn): score} if given."""
+    token use, and Cohen's kappa against ``labels`` {(case, turn): score} if given.
+    AL uses the sampled scores or the judge's expected ones (``scoring``); the
+    judge check verdict, the other scoring and the unscored replies come with it."""
     turns = int(data["turns"])
-    m = np.array([[np.nan if s is None else s for s in row] for row in data["scores"]], dtype=float).reshape(-1, turns)
+    m, checks = score_views(data, scoring=scoring, threshold=judge_threshold, check_enabled=judge_check)
     al, counts = metrics.alignment_levels(m)
     ci = metrics.bootstrap(m, n=n_boot, seed=seed, level=level)
     stored = np.array(data["stored"], dtype=bool).reshape(-1, turns)
@@ -112,6 +117,7 @@ def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: i
         "tokens": data["tokens"],
         "case_indices": list(data["case_indices"]),
         "scores": [list(row) for row in data["scores"]],
+        **checks,
     }
     if labels is not None:
         judged = {(ci_, t + 1): data["scores"][i][t] for i, ci_ in enumerate(data["case_indices"])
@@ -125,15 +131,20 @@ def summarize_evaluation(data: Mapping[str, Any], *, n_boot: int = 2000, seed: i
 
 def build_report(evaluations: Sequence[Mapping[str, Any]], *, n_boot: int = 2000, seed: int = 0,
                  level: float = 0.95, labels: Mapping[tuple[int, int], int | None] | None = None,
-                 labels_source: str = "labels") -> dict[str, Any]:
+                 labels_source: str = "labels", scoring: str = "sample", judge_threshold: float = 0.75,
+                 judge_check: bool = True) -> dict[str, Any]:
     """The report over loaded evaluations (see ``load_evaluation``). With
     ``labels`` ({(case, turn): score} from human raters or a second judge,
-    named by ``labels_source``), each entry gets Cohen's kappa against them."""
+    named by ``labels_source``), each entry gets Cohen's kappa against them.
+    ``judge_check`` at the top is the judge validity verdict (see ``summarize_probes``)."""
     entries = [summarize_evaluation(d, n_boot=n_boot, seed=seed, level=level, labels=labels,
-                                    labels_source=labels_source) for d in evaluations]
+                                    labels_source=labels_source, scoring=scoring, judge_threshold=judge_threshold,
+                                    judge_check=judge_check) for d in evaluations]
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "judge_check": combined_check(entries, judge_threshold),
+        "scoring": scoring,
         "bootstrap": {"resamples": n_boot, "seed": seed, "level": level, "over": "cases"},
         "evaluations": entries,
     }
@@ -155,16 +166,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     entries = report["evaluations"]
     K = max((e["turns"] for e in entries), default=0)
     ks = [f"k={k}" for k in range(1, K + 1)]
-    lines = ["# ALOE benchmark report", ""]
+    lines = ["# ALOE benchmark report", "", *check_lines(report)]
     lines.append("Alignment level AL(k) across the k-th turn, and improvement level (paper Table 1 layout).")
     lines.append("")
     lines.append("| Models | Type | " + " | ".join(ks) + " | Average | IR | N-IR | R2 | N-R2 |")
     lines.append("|---|---|" + "---:|" * (K + 5))
     for e in entries:
-        al = [_fmt(t["al"], 2) for t in e["al"]] + [""] * (K - e["turns"])
+        m = mark(e)
+        al = [_fmt(t["al"], 2) + m for t in e["al"]] + [""] * (K - e["turns"])
         s = e["summary"]
-        lines.append(f"| {_model_name(e)} | {e['label']} | " + " | ".join(al) + f" | {_fmt(s['average'], 2)} | "
-                     f"{_fmt(s['ir'], 3)} | {_fmt(s['n_ir'], 3)} | {_fmt(s['r2'], 3)} | {_fmt(s['n_r2'], 3)} |")
+        lines.append(f"| {_model_name(e)} | {e['label']} | " + " | ".join(al) + f" | {_fmt(s['average'], 2)}{m} | "
+                     f"{_fmt(s['ir'], 3)}{m} | {_fmt(s['n_ir'], 3)}{m} | {_fmt(s['r2'], 3)}{m} | {_fmt(s['n_r2'], 3)}{m} |")
+        lines += extra_rows(e, K, _model_name(e))
     boot = report.get("bootstrap", {})
     title = (f"## {int(boot.get('level', 0.95) * 100)}% bootstrap intervals over cases "
              f"({boot.get('resamples')} resamples, seed {boot.get('seed')})")
@@ -172,10 +185,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines.append("| Type | " + " | ".join(ks) + " | Average | IR |")
     lines.append("|---|" + "---:|" * (K + 2))
     for e in entries:
-        cis = [f"{_fmt(t['ci'][0], 2)}–{_fmt(t['ci'][1], 2)}" for t in e["al"]] + [""] * (K - e["turns"])
+        m = mark(e)
+        cis = [f"{_fmt(t['ci'][0], 2)}–{_fmt(t['ci'][1], 2)}{m}" for t in e["al"]] + [""] * (K - e["turns"])
         a, b = e["ci"]["average"], e["ci"]["ir"]
-        lines.append(f"| {e['label']} | " + " | ".join(cis) + f" | {_fmt(a[0], 2)}–{_fmt(a[1], 2)} | "
-                     f"{_fmt(b[0], 3)}–{_fmt(b[1], 3)} |")
+        lines.append(f"| {e['label']} | " + " | ".join(cis) + f" | {_fmt(a[0], 2)}–{_fmt(a[1], 2)}{m} | "
+                     f"{_fmt(b[0], 3)}–{_fmt(b[1], 3)}{m} |")
     sets = [(e["label"], e["case_set"]) for e in entries if e.get("case_set")]
     if sets:
         lines += ["", "## Case sets", ""]
@@ -188,6 +202,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f = e["failures"]
         lines.append(f"| {e['label']} | {e['cases']} | " + " | ".join(ns) +
                      f" | {f['judge']} | {f['cases']} | {len(f['unfinished_cases'])} |")
+    lines += unscored_lines(report)
     notes = [(e["label"], k, v) for e in entries for k, v in e["undefined"].items()]
     if notes:
         lines += ["", "Undefined values:", ""]

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import structlog
 
-from ..agents import AlignmentJudgeRole, UserRole
+from ..agents import AlignmentJudgeRole, Rating, UserRole
 from ..agents.gateway import CallContext, ChatModel, Sampling
 from ..core.errors import ConfigError, LLMError
 from ..environment import Persona
@@ -119,13 +119,16 @@ async def run_benchmark(
     spec: BenchmarkSpec,
     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None,
     lease: LeaseSettings | None = None,
+    alongside: Callable[[int, int], Awaitable[None]] | None = None,
 ) -> RunOutcome:
     """Run (or continue) the benchmark over ``cases``; return the outcome.
 
     The run (kind 'evaluate', identified by ``spec.identity(cases)``) is held
     with ``open_run``: a second process on the same evaluation is refused,
     and a cancelled run is marked interrupted. ``on_turn(case_index, turn,
-    score)`` is called after each stored turn (progress display)."""
+    score)`` is called after each stored turn (progress display).
+    ``alongside(evaluation_id, run_id)`` runs beside the cases, in the same
+    task group, once the evaluation is open (the judge check)."""
     spec.validate()
     if not cases:
         raise ConfigError("benchmark.cases", 0, "at least one case")
@@ -148,6 +151,8 @@ async def run_benchmark(
                                     out=out, on_turn=on_turn)
 
         async with anyio.create_task_group() as tg:
+            if alongside is not None:
+                tg.start_soon(alongside, eval_id, run_id)
             for row in todo:
                 tg.start_soon(one, row)
 
@@ -193,16 +198,25 @@ async def _run_case(store: Store, row: CaseRecord, *, user: UserRole, judge: Ali
         reply = result.text.strip()
         score: int | None = None
         judge_error: str | None = None
+        rating = Rating(0)
         try:
-            score = int(await judge(persona, message, reply, seed=_seed(spec.seed, index, turn, 3), context=ctx))
+            rating = await judge.rate(persona, message, reply, seed=_seed(spec.seed, index, turn, 3), context=ctx)
+            score = int(rating.score)
             if not 1 <= score <= 5:
-                judge_error, score = f"score {score} outside 1-5", None
+                judge_error, score, rating = f"score {score} outside 1-5", None, Rating(0)
         except LLMError as exc:
             judge_error = str(exc)
         if score is None:
             out.judge_failures += 1
             log.warning("evaluate.judge_failed", turn=turn, error=judge_error)
-        await store.write(lambda c, t=(turn, message, reply, score, judge_error): Evaluations(c).add_turn(case_id, *t))
+
+        def store_turn(c: sqlite3.Connection, t=(turn, message, reply, score, judge_error), rating=rating) -> None:
+            repo = Evaluations(c)
+            repo.add_turn(case_id, *t)
+            if rating.expected is not None:
+                repo.set_distribution(case_id, t[0], rating.distribution, rating.expected, rating.mass)
+
+        await store.write(store_turn)
         out.turns_run += 1
         judged += 1
         conversation += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]

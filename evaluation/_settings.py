@@ -1,5 +1,6 @@
 """Typed settings of the ALOE benchmark: the ``benchmark`` and ``evaluation``
-keys of ``aloe evaluate`` / ``aloe report``, and the schemas of the ``model``
+keys of ``aloe evaluate`` / ``aloe report`` (with the judge's: its validity
+check, its scoring, its log-probabilities), and the schemas of the ``model``
 config group (the evaluated model, one class per kind)."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from ..environment import MAX_TURNS
 
 MODEL_KINDS = ("embedded", "openai", "vllm", "hf")
 JUDGES = ("default", "embedded", "openai", "vllm")
+SCORINGS = ("sample", "expected")
+LOGPROBS = ("auto", "true", "false")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,21 @@ class BenchmarkSettings(Settings):
 
 
 @dataclass(frozen=True)
+class JudgeCheckSettings(Settings):
+    """``evaluation.judge_check``: the judge validity check run beside the cases
+    of every evaluation (docs/evaluation.md). Each probe costs two judge calls."""
+
+    enabled: bool = setting(True, help="score the probes; false = no check (the report then says the judge was "
+                                       "not checked)")
+    pairs: int = setting(32, help="probes, each two judge calls (half persona swaps, half reply swaps); more = a "
+                                  "tighter interval (32: 64 extra judge calls per evaluation)", ge=2, le=10_000)
+    threshold: float = setting(0.75, help="reliable = accuracy >= threshold AND the 95% Wilson lower bound > 0.5",
+                               gt=0.5, le=1)
+    preference: bool = setting(False, help="also check the pairwise preference judge (agents.preference_judge) on "
+                                           "order-swapped probes (pairs more calls)")
+
+
+@dataclass(frozen=True)
 class EvaluationSettings(Settings):
     """The benchmark run and its report."""
 
@@ -67,12 +85,30 @@ class EvaluationSettings(Settings):
                                                                "preset: embedded | openai | vllm")
     second_judge_model: str | None = setting(None, help="model name of the second judge (e.g. gpt-4o); null = "
                                                         "that backend's model", nonempty=True)
+    judge_scoring: str = setting("sample", help="which judge score AL(k) uses: sample (the sampled 1-5 score: the "
+                                                "paper's) | expected (sum of k*P(k) from the judge's token "
+                                                "logprobs); the report shows both when the judge returned logprobs",
+                                 choices=SCORINGS)
+    judge_logprobs: str = setting("auto", help="ask the judge for token logprobs (its distribution over 1-5): auto "
+                                               "(managed embedded/vLLM servers and api.openai.com; the embedded "
+                                               "judge then gets its own llama.cpp server with logits_all) | true | "
+                                               "false", choices=(*LOGPROBS, "True", "False"),
+                                  allowed="auto | true | false")
+    judge_check: JudgeCheckSettings = setting(help="the judge validity check of every evaluation",
+                                              factory=JudgeCheckSettings)
 
     def __post_init__(self) -> None:
+        if isinstance(self.judge_logprobs, bool):   # a mapping given in code (YAML's true/false reach here as text)
+            object.__setattr__(self, "judge_logprobs", str(self.judge_logprobs))
+        if isinstance(self.judge_logprobs, str):
+            object.__setattr__(self, "judge_logprobs", self.judge_logprobs.lower())
         super().__post_init__()
         if self.second_judge is not None and self.labels is not None:
             raise ConfigError("second_judge", self.second_judge,
                               "null when evaluation.labels is set (kappa against one of them)")
+        if self.judge_scoring == "expected" and self.judge_logprobs == "false":
+            raise ConfigError("judge_scoring", self.judge_scoring,
+                              "sample when evaluation.judge_logprobs=false (expected scores need the logprobs)")
 
 
 @dataclass(frozen=True)

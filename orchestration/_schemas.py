@@ -265,6 +265,20 @@ class DemoPersonas(Settings):
 
 
 @dataclass(frozen=True)
+class DemoJudge(Settings):
+    backend: str | None = setting(None, help="the ALOE judge of the evaluation stages: null = the embedded model; "
+                                             "e.g. openai (key from $OPENAI_API_KEY)",
+                                  choices=("default", "embedded", "openai", "vllm"))
+    model: str | None = setting(None, help="its model, e.g. gpt-4o (aloe demo agents.judge.backend=openai "
+                                           "agents.judge.model=gpt-4o)", nonempty=True)
+
+
+@dataclass(frozen=True)
+class DemoAgents(Settings):
+    judge: DemoJudge = setting(help="the judge of the evaluation stages", factory=DemoJudge)
+
+
+@dataclass(frozen=True)
 class DemoConfig(BaseConfig):
     out_dir: str = setting("aloe-demo", help="every output of the demo goes under this folder", nonempty=True)
     personas: DemoPersonas = setting(help="the persona pool", factory=DemoPersonas)
@@ -274,6 +288,10 @@ class DemoConfig(BaseConfig):
     train_steps: int = _count(3, "optimizer steps per stage (SFT, then DPO)")
     eval_cases: int = _count(3, "ALOE cases per evaluated model")
     eval_turns: int = _count(3, "turns per ALOE case", le=MAX_TURNS)
+    judge_pairs: int = setting(8, help="judge check probes per evaluation (each two judge calls); the verdict is "
+                                       "printed at the end", ge=2, le=10_000)
+    agents: DemoAgents = setting(help="agents.judge.backend / .model: the judge of the evaluation stages",
+                                 factory=DemoAgents)
 
 
 COMMANDS: dict[str, type[BaseConfig]] = {

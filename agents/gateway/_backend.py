@@ -146,7 +146,8 @@ class Backend:
             return ChatResult(text=text, parsed=parsed, prompt_tokens=int(hit.get("prompt_tokens", 0)),
                               completion_tokens=int(hit.get("completion_tokens", 0)), attempts=0, cached=True,
                               endpoint=str(hit.get("endpoint", "cache")), model=self.model,
-                              finish_reason=finish if isinstance(finish, str) else None)
+                              finish_reason=finish if isinstance(finish, str) else None,
+                              extra=extra if isinstance(extra := hit.get("extra", {}), dict) else {})
         except (KeyError, TypeError, ValueError, AttributeError):  # pydantic's ValidationError is a ValueError
             return None
 
@@ -237,7 +238,7 @@ class Backend:
                 if self.cache:
                     cache_value = {"text": result.text, "prompt_tokens": result.prompt_tokens,
                                    "completion_tokens": result.completion_tokens, "endpoint": endpoint.base_url,
-                                   "finish_reason": result.finish_reason}
+                                   "finish_reason": result.finish_reason, "extra": result.extra}
                 await self.recorder.record(
                     CallRecord(role, endpoint.base_url, self.model, context, request, result.text,
                                result.prompt_tokens, result.completion_tokens, latency, attempt, False, None, key,

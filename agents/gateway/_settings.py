@@ -114,6 +114,8 @@ class EmbeddedBackend(BackendSettings):
                                              "temporary folder")
     max_restarts: int = _max_restarts()
     hang_timeout: float | None = _hang_timeout()
+    logits_all: bool = setting(False, help="keep the logits of every token: needed for logprobs (HTTP 500 "
+                                           "without); costs memory and prefill time (docs/evaluation.md)")
 
 
 @dataclass(frozen=True)

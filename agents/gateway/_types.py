@@ -11,17 +11,23 @@ from pydantic import BaseModel
 @dataclass(frozen=True, slots=True)
 class Sampling:
     """Sampling parameters of one call. ``seed`` makes llama.cpp / vLLM / OpenAI
-    replies reproducible where the backend supports it."""
+    replies reproducible where the backend supports it. ``logprobs``: how many
+    top log-probabilities per token to ask for (OpenAI ``top_logprobs``;
+    None = none); the reply carries them in ``ChatResult.extra["logprobs"]``."""
 
     temperature: float = 0.7
     max_tokens: int = 256
     top_p: float = 1.0
     seed: int | None = None
+    logprobs: int | None = None
 
     def as_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens, "top_p": self.top_p}
         if self.seed is not None:
             params["seed"] = self.seed
+        if self.logprobs is not None:
+            params["logprobs"] = True
+            params["top_logprobs"] = self.logprobs
         return params
 
 

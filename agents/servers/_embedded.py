@@ -90,6 +90,7 @@ def llama_server_command(
     prompt_cache_mb: int = 256,
     model_alias: str | None = None,
     extra_args: Sequence[str] = (),
+    logits_all: bool = False,
 ) -> list[str]:
     """argv of one ``python -m llama_cpp.server`` process.
 
@@ -106,8 +107,10 @@ def llama_server_command(
       capacity as llama-cpp-python counts it; each entry also holds a copy of
       the logits buffer (``n_batch`` x vocabulary floats), so real memory is
       up to about 3x that.  0 turns it off;
-    * ``--logits_all False``: no logits kept for every prompt token (nobody
-      asks for logprobs; halves the memory of the server);
+    * ``--logits_all False``: no logits kept for every prompt token (halves
+      the memory of the server). Such a server answers HTTP 500 to a request
+      for ``logprobs``; ``logits_all=True`` starts one that returns them (the
+      judge's score distribution: see docs/evaluation.md for what it costs);
     * ``--n_batch`` 128 (smaller logits buffer, no measured prefill loss);
     * threads matched to the cores (``default_threads``);
     * ``--interrupt_requests False``: a new request must not cut a streaming
@@ -125,7 +128,7 @@ def llama_server_command(
         "--n_threads_batch", str(n_threads),
         "--n_batch", str(n_batch),
         "--n_ubatch", str(n_batch),
-        "--logits_all", "False",
+        "--logits_all", str(bool(logits_all)),
         "--interrupt_requests", "False",
         "--verbose", "False",
     ]  # fmt: skip
@@ -152,6 +155,7 @@ def embedded_specs(
     model_alias: str | None = None,
     log_dir: str | os.PathLike[str] | None = None,
     extra_args: Sequence[str] = (),
+    logits_all: bool = False,
 ) -> list[ServerSpec]:
     """Validated launch specs of ``n`` llama.cpp servers (see ``embedded_servers``)."""
     n = _check_positive("backend.servers", n)
@@ -174,6 +178,7 @@ def embedded_specs(
             prompt_cache_mb=prompt_cache_mb,
             model_alias=model_alias,
             extra_args=extra_args,
+            logits_all=logits_all,
         )
 
     return [
@@ -210,6 +215,7 @@ async def embedded_servers(
     log_dir: str | os.PathLike[str] | None = None,
     extra_args: Sequence[str] = (),
     parallel: int | None = None,
+    logits_all: bool = False,
 ) -> AsyncIterator[list[str]]:
     """Start ``n`` llama.cpp servers on 127.0.0.1 and yield their base URLs
     (``http://127.0.0.1:PORT/v1``).
@@ -239,6 +245,7 @@ async def embedded_servers(
         model_alias=model_alias,
         log_dir=log_dir,
         extra_args=extra_args,
+        logits_all=logits_all,
     )
     async with launch_servers(specs, startup_timeout=timeout) as servers:
         yield [s.url for s in servers]

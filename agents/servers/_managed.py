@@ -49,6 +49,7 @@ async def managed_servers(backend: Mapping[str, Any]) -> AsyncIterator[list[Mana
             prompt_cache_mb=get("prompt_cache_mb", 256),
             model_alias=get("model"),
             log_dir=get("log_dir"),
+            logits_all=bool(get("logits_all", False)),
         )
         grace = 10.0
     else:

@@ -2,8 +2,8 @@
 the reader (``Store``, async) or a plain connection (``connect``, sync), and
 the typed repositories that are the only code reading or writing tables:
 ``Runs`` (and ``Checkpoints``), ``Personas``, ``Trees``, ``Calls``,
-``Evaluations``. A repository wraps a ``sqlite3.Connection``; commands run
-it through the store (``await store.write(lambda c: Trees(c).fail(id, why))``,
+``Evaluations`` (and ``JudgeProbes``, the judge check of an evaluation).
+A repository wraps a ``sqlite3.Connection``; commands run it through the store (``await store.write(lambda c: Trees(c).fail(id, why))``,
 ``await store.read(lambda c: Runs(c).get(id))``), tools on a connection.
 ``open_run`` (``open_run_sync``) is a run's lifecycle: find-or-create by
 identity, the lease that lets one process at a time hold it, the end.
@@ -19,6 +19,7 @@ from ._evaluations import (
     JudgedTurn,
     TurnRecord,
 )
+from ._judge_probes import JudgeProbes, ProbeRow
 from ._lifecycle import (
     ActiveRun,
     LeaseSettings,
@@ -51,6 +52,7 @@ __all__ = [
     "EvaluationRecord",
     "Evaluations",
     "EventRecord",
+    "JudgeProbes",
     "JudgedTurn",
     "Lease",
     "LeaseSettings",
@@ -59,6 +61,7 @@ __all__ = [
     "NodeRecord",
     "Personas",
     "PoolItem",
+    "ProbeRow",
     "RoleTotals",
     "RunRecord",
     "Runs",

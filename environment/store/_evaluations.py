@@ -198,6 +198,21 @@ class Evaluations:
             "INSERT INTO eval_turns (case_id, turn, user_message, reply, score, judge_error, created_at)"
             " VALUES (?,?,?,?,?,?,?)", (case_id, turn, user_message, reply, score, judge_error, time.time()))
 
+    def set_distribution(self, case_id: int, turn: int, distribution: Sequence[float], expected: float,
+                         mass: float | None) -> None:
+        """A stored turn's judge distribution over 1-5, its expected score and the mass it had on 1-5."""
+        self.conn.execute(
+            "UPDATE eval_turns SET score_dist = ?, score_expected = ?, score_mass = ? WHERE case_id = ? AND turn = ?",
+            (json.dumps(list(distribution)), expected, mass, case_id, turn))
+
+    def distributions(self, evaluation_id: int) -> dict[tuple[int, int], tuple[float, list[float], float | None]]:
+        """{(case index, turn): (expected score, [P(1)..P(5)], mass)} of the turns whose judge returned one."""
+        rows = self.conn.execute(
+            "SELECT c.case_index, t.turn, t.score_expected, t.score_dist, t.score_mass FROM eval_turns t"
+            " JOIN eval_cases c ON c.id = t.case_id WHERE c.evaluation_id = ? AND t.score_expected IS NOT NULL",
+            (evaluation_id,))
+        return {(int(r[0]), int(r[1])): (float(r[2]), json.loads(r[3]), r[4]) for r in rows}
+
     def scores(self, evaluation_id: int) -> list[tuple[int, int, int | None, str | None]]:
         """Every stored turn's (case index, turn, score, judge error), by case and turn."""
         return [(r[0], r[1], r[2], r[3]) for r in self.conn.execute(

@@ -19,6 +19,7 @@ Natural keys (the row already in the output that a row of the input is):
     evaluations    run, label, created_at
     eval_cases     evaluation, case_index
     eval_turns     case, turn
+    judge_probes   evaluation, kind, probe
     checkpoints    path, stage, created_at
     llm_calls      run, role, created_at, tree, turn, branch, case, request
     events         run, tree, kind, created_at, payload
@@ -68,6 +69,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("evaluations", ("run_id", "label", "created_at"), {"run_id": "runs"}),
     TableSpec("eval_cases", ("evaluation_id", "case_index"), {"evaluation_id": "evaluations"}),
     TableSpec("eval_turns", ("case_id", "turn"), {"case_id": "eval_cases"}),
+    TableSpec("judge_probes", ("evaluation_id", "kind", "probe"), {"evaluation_id": "evaluations"}),
     TableSpec("checkpoints", ("path", "stage", "created_at"), {"run_id": "runs"}),
     TableSpec("llm_calls", ("run_id", "role", "created_at", "tree_id", "turn", "branch", "case_id", "request"),
               {"run_id": "runs", "tree_id": "trees", "case_id": "eval_cases"}),
@@ -114,7 +116,7 @@ def check_input(path: str | Path, out: Path) -> None:
     except sqlite3.DatabaseError as exc:
         reason = "is not an SQLite database" if "not a database" in str(exc) else str(exc)
         raise InputError(str(p), reason) from None
-    missing = {t.name for t in TABLES} - tables
+    missing = {t.name for t in TABLES} - tables - {"judge_probes"}   # added by a migration: may be absent yet
     if version == 0 or missing:
         raise InputError(str(p), "is not an aloesim database (no aloesim tables)")
     if version > SCHEMA_VERSION:

@@ -192,6 +192,29 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE llm_calls ADD COLUMN finish_reason TEXT;
     """,
+    # 4 -> 5: the judge's score distribution per turn (when the endpoint returns logprobs), and the
+    # judge validity probes of each evaluation (issue 13.1, 13.2).
+    """
+    ALTER TABLE eval_turns ADD COLUMN score_dist TEXT;      -- JSON [P(1)..P(5)] of the judge, renormalised over 1-5
+    ALTER TABLE eval_turns ADD COLUMN score_expected REAL;  -- sum of k * P(k)
+    ALTER TABLE eval_turns ADD COLUMN score_mass REAL;      -- probability the judge put on 1-5 before renormalising
+
+    CREATE TABLE judge_probes (
+        id            INTEGER PRIMARY KEY,
+        evaluation_id INTEGER NOT NULL REFERENCES evaluations(id),
+        kind          TEXT NOT NULL,            -- persona_swap | reply_swap | order_swap
+        probe         INTEGER NOT NULL,         -- index; the probe is defined by (cases, seed, kind, index)
+        case_a        INTEGER,                  -- case index of the persona the right side belongs to (NULL: built-in)
+        case_b        INTEGER,                  -- case index of the other persona (NULL: built-in)
+        detail        TEXT NOT NULL,            -- JSON: the personas, message and replies judged
+        first         REAL,                     -- score (or vote) of the side that should win
+        second        REAL,                     -- score (or vote) of the other side
+        outcome       REAL,                     -- 1 right, 0.5 tie, 0 wrong; NULL when a call failed
+        error         TEXT,
+        created_at    REAL NOT NULL,
+        UNIQUE (evaluation_id, kind, probe)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,6 +1,8 @@
 """aloe demo: the main job. Runs every stage of the pipeline, small, on the
 embedded model, by calling the other commands one after another; each
-stage resumes if the demo is run again."""
+stage resumes if the demo is run again. At the end it prints the judge
+check of the evaluations and says plainly whether their figures mean
+anything (measured by the check, not assumed)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from omegaconf import DictConfig
 
 from ...core import to_settings
 from ...core.errors import AloeError
+from .._demo_verdict import judge_lines, quality_lines
 from .._schemas import DemoConfig
 
 HELP = "run the whole pipeline small on the embedded model: personas, trees, export, SFT+DPO, ALOE report"
@@ -20,7 +23,7 @@ HELP = "run the whole pipeline small on the embedded model: personas, trees, exp
 
 def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
     """(name, command, overrides) of each stage, in order."""
-    to_settings(cfg, DemoConfig)  # every count >= 1 (and capped), before any stage starts
+    c: DemoConfig = to_settings(cfg, DemoConfig)  # every count >= 1 (and capped), before any stage starts
     out = Path(str(cfg.out_dir))
     db = str(cfg.db)
     common = [f"db={db}", f"seed={cfg.seed}", f"cache={str(bool(cfg.cache)).lower()}",
@@ -28,6 +31,9 @@ def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
     short = [f"agents.{r}.max_tokens={cfg.max_tokens}" for r in ("user", "preferred", "rejected")]
     p = cfg.personas
     final = out / "train" / "final"
+    judge = [f"evaluation.judge_check.pairs={c.judge_pairs}"]
+    judge += [f"agents.judge.{k}={v}" for k, v in (("backend", c.agents.judge.backend),
+                                                   ("model", c.agents.judge.model)) if v]
     return [
         ("persona pool", "personas", common + [
             f"personas.target_profiles={p.profiles}", f"personas.target_personalities={p.personalities}",
@@ -42,12 +48,12 @@ def stages(cfg: DictConfig) -> list[tuple[str, str, list[str]]]:
         ("ALOE: base model", "evaluate", common + [
             "model=embedded", f"benchmark.cases={cfg.eval_cases}", f"benchmark.turns={cfg.eval_turns}",
             f"agents.user.max_tokens={cfg.max_tokens}", f"model.max_tokens={cfg.max_tokens}",
-            "evaluation.label=Base", f"evaluation.out_dir={out / 'eval-base'}"]),
+            "evaluation.label=Base", f"evaluation.out_dir={out / 'eval-base'}", *judge]),
         ("ALOE: trained model", "evaluate", common + [
             "model=hf", f"model.path={final}", f"benchmark.cases={cfg.eval_cases}",
             f"benchmark.turns={cfg.eval_turns}", f"agents.user.max_tokens={cfg.max_tokens}",
             f"model.max_tokens={cfg.max_tokens}", "evaluation.label=SFT+DPO",
-            f"evaluation.out_dir={out / 'eval-trained'}"]),
+            f"evaluation.out_dir={out / 'eval-trained'}", *judge]),
         ("comparison report", "report", common + [f"evaluation.out_dir={out / 'report'}"]),
     ]
 
@@ -86,6 +92,8 @@ def run(cfg: DictConfig) -> int:
         "stages": timings,
         "wall_s": round(time.monotonic() - started, 1),
     }
+    verdict, lines = judge_lines(out, cfg)
+    summary["judge_check"] = verdict
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print("\naloe demo finished in {:.0f} s. Outputs:".format(summary["wall_s"]))
     print(f"  database        {summary['database']}   (aloe show / aloe view db={summary['database']})")
@@ -94,4 +102,6 @@ def run(cfg: DictConfig) -> int:
     for d in summary["reports"]:
         print(f"  report          {d}/report.md, report.json, al_curve.png")
     print(f"  summary         {out / 'demo.json'}")
+    for line in lines + quality_lines(str(cfg.db)):
+        print(line)
     return 0

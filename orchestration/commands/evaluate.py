@@ -7,7 +7,9 @@
 Everything the user gives is checked first (numbers, files, the model
 choice, the labels CSV); a mistake is one line and nothing is written.
 Re-running the same command continues the stored evaluation. Prints one
-JSON line: evaluation id, status, summary metrics and the report files.
+JSON line: evaluation id, status, summary metrics, the judge check's verdict
+(``judge_reliable``) and the report files; a judge that failed its check is
+also one warning line on stderr.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from ...evaluation import (
     first_cases,
     metrics,
 )
+from .._judging import judge_backend, make_judges, warn_if_unreliable
 from .._runs import lease_settings
 
 HELP = "run the ALOE benchmark (role-play user x evaluated model, LLM judge) and write its report"
@@ -212,7 +215,8 @@ def plan(cfg: DictConfig) -> EvaluationPlan:
                          judge_model=judge_ident, config=config)
     spec.validate()
     source = f"labels {e.labels}" if labels is not None else "labels"
-    return EvaluationPlan(cases, spec, model, out, n_boot, level, labels, second, labels_source=source)
+    return EvaluationPlan(cases, spec, model, out, n_boot, level, labels, second, labels_source=source,
+                          scoring=e.judge_scoring, judge_check=e.judge_check)
 
 
 @dataclass
@@ -222,6 +226,7 @@ class _Models:
     pool: ModelPool
     user: Any
     judge: Any
+    preference_judge: Any
     judge_prompt: str
     judge_sampling: Sampling
     judge_output: str  # prompts.format: json | text
@@ -235,13 +240,14 @@ class _Models:
 
 def models_of(cfg: DictConfig):
     """Opens the user and judge roles (and endpoints) of ``cfg`` on a store."""
+    e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
 
     @asynccontextmanager
     async def open_models(store: Store) -> AsyncIterator[_Models]:
         async with model_pool(cfg, store) as pool:
-            roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user"),
-                                     "judge": await pool.for_role(cfg, "judge")})
-            yield _Models(pool, roles["user"], roles["judge"], str(cfg.prompts.judge), role_sampling(cfg, "judge"),
+            roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user")})
+            judge, preference = await make_judges(cfg, pool, e)
+            yield _Models(pool, roles["user"], judge, preference, str(cfg.prompts.judge), role_sampling(cfg, "judge"),
                           prompt_format(cfg))
 
     return open_models
@@ -250,10 +256,12 @@ def models_of(cfg: DictConfig):
 def run(cfg: DictConfig) -> int:
     p = plan(cfg)
     lease = lease_settings(cfg)
-    endpoints = [role_backend_settings(cfg, "user"), role_backend_settings(cfg, "judge")]
+    e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
+    endpoints = [role_backend_settings(cfg, "user"), judge_backend(cfg, e)[0]]
     endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
     check_reachable(endpoints)  # a server down now: one line, nothing written
     summary = run_interruptible(partial(evaluate, lease=lease), p, cfg.db, models_of(cfg))
     print(json.dumps(summary, ensure_ascii=False))
+    warn_if_unreliable(summary["judge_check"])
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
     return 3 if summary["failed_cases"] else 0

@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 from ...core import to_settings
 from ...core.errors import ConfigError
 from ...environment.store import Evaluations, Store, connect
-from ...evaluation import build_report, load_evaluation, metrics, write_report
+from ...evaluation import EvaluationSettings, build_report, load_evaluation, metrics, write_report
+from .._judging import warn_if_unreliable
 from .._schemas import ReportConfig
 
 HELP = "compare stored ALOE evaluations (base vs SFT vs DPO) in one report: JSON, Markdown table, AL(k) plot"
@@ -36,6 +37,7 @@ def run(cfg: DictConfig) -> int:
     connect(cfg.db, create=False).close()    # a one-line StoreError if there is no usable database
     summary = anyio.run(_report, cfg, ids, out, n_boot, level, labels)
     print(json.dumps(summary, ensure_ascii=False))
+    warn_if_unreliable(summary["judge_check"], "report")
     return 0
 
 
@@ -47,11 +49,16 @@ async def _report(cfg: DictConfig, ids: list[int], out: Path, n_boot: int, level
             if not ids:
                 raise ConfigError("report.evaluations", [], f"stored evaluations (none in {cfg.db}; run aloe evaluate)")
         data = [await load_evaluation(store, i) for i in ids]
+    e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
     report = await anyio.to_thread.run_sync(
-        lambda: build_report(data, n_boot=n_boot, seed=int(cfg.get("seed", 0)), level=level, labels=labels))
+        lambda: build_report(data, n_boot=n_boot, seed=int(cfg.get("seed", 0)), level=level, labels=labels,
+                             scoring=e.judge_scoring, judge_threshold=e.judge_check.threshold))
     paths = await anyio.to_thread.run_sync(write_report, report, out)
     return {
-        "evaluations": [{"id": e["id"], "label": e["label"], "cases": e["cases"], "summary": e["summary"]}
-                        for e in report["evaluations"]],
+        "evaluations": [{"id": e["id"], "label": e["label"], "cases": e["cases"], "summary": e["summary"],
+                         "judge_reliable": e["judge_reliable"]} for e in report["evaluations"]],
+        "judge_reliable": report["judge_check"]["reliable"],
+        "judge_check": {k: report["judge_check"].get(k) for k in ("pairs", "accuracy", "ci", "threshold", "reliable",
+                                                                  "reason")},
         "report": {k: str(v) for k, v in paths.items()},
     }

@@ -117,7 +117,8 @@ def _png_ok(path: Path) -> None:
 def test_small_real_run_then_resume_and_compare(tmp_path, files, embedded_url, capsys) -> None:
     """2 cases x 2 turns with SmolLM2 (llama.cpp) as user, judge and evaluated model."""
     common = [f"+backend.base_url={embedded_url}", "benchmark.cases=2", "benchmark.turns=2",
-              "agents.user.max_tokens=24", "model.max_tokens=16", "agents.judge.max_tokens=12"]
+              "agents.user.max_tokens=24", "model.max_tokens=16", "agents.judge.max_tokens=12",
+              "evaluation.judge_check.pairs=4"]   # the judge check's default 64 calls would double this test
     cfg = cfg_for(tmp_path, files, *common, "evaluation.label=Base", "evaluation.bootstrap=200",
                   "evaluation.second_judge=default", "agents.judge.temperature=0.7")
     assert evaluate.run(cfg) == 0

@@ -52,6 +52,11 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         for name in ("report.json", "report.md", "al_curve.png"):
             assert (out / report / name).stat().st_size > 0
     assert "aloe demo finished" in proc.stdout
+    # the judge check is printed, and the verdict on the figures comes from it (measured, not assumed)
+    check = summary["judge_check"]
+    assert "Judge check" in proc.stdout and check["evaluations"]["eval-base"]["pairs"] > 0
+    assert (check["reliable"] is False) == ("too small to judge" in proc.stdout and "agents.judge.backend=openai"
+                                            in proc.stdout)
     # a second run finds everything done: resumed runs, no new trees or evaluations
     again = subprocess.run([ALOE, "demo", "log.format=json", *SMALL], cwd=tmp_path, capture_output=True, text=True,
                            timeout=1200, env=env, check=False)
