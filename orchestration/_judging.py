@@ -20,7 +20,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ..agents import AlignmentJudge, ModelPool, PreferenceJudge, prompt_format, role_backend_settings, role_sampling
+from ..agents import (
+    AlignmentJudge,
+    ModelPool,
+    PreferenceJudge,
+    prompt_format,
+    role_backend_settings,
+    role_sampling,
+)
 from ..agents.gateway import BackendSettings
 from ..agents.gateway._settings import EmbeddedBackend
 from ..evaluation import EvaluationSettings
