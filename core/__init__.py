@@ -6,13 +6,16 @@ in its docstring; ``lone_error`` re-raises a task group's single failure as
 itself; ``Settings`` / ``setting`` / ``to_settings`` are how every config
 group's typed schema is written, checked and built (``_settings.py``);
 ``run_interruptible`` and ``terminate_as_interrupt`` turn SIGINT and SIGTERM
-into the same clean stop (``Interrupted``).
+into the same clean stop (``Interrupted``); ``terminal_safe`` (with
+``terminal_safe_data`` and ``json_safe``) is the one way text from models,
+files and the database is made safe to print on a terminal.
 """
 
 from ._compose import CONFIG_MODULE, compose_option, group_options
 from ._settings import Settings, allowed, config_error, help_of, schema_node, setting, to_settings
 from ._signals import Interrupted, run_interruptible, terminate_as_interrupt
 from ._tasks import lone_error, the_lone_error
+from ._terminal import json_safe, terminal_safe, terminal_safe_data
 from .errors import (
     AloeError,
     ConfigError,
@@ -41,10 +44,13 @@ __all__ = [
     "config_error",
     "group_options",
     "help_of",
+    "json_safe",
     "lone_error",
     "run_interruptible",
     "schema_node",
     "setting",
+    "terminal_safe",
+    "terminal_safe_data",
     "terminate_as_interrupt",
     "the_lone_error",
     "to_settings",

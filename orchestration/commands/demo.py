@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ...core import to_settings
+from ...core import terminal_safe, to_settings
 from ...core.errors import AloeError
 from .._schemas import DemoConfig
 
@@ -72,7 +72,7 @@ def run(cfg: DictConfig) -> int:
         try:
             code = run_command(command, overrides)
         except AloeError as exc:
-            print(f"aloe demo: stage '{name}' failed: {exc}", file=sys.stderr)
+            print(f"aloe demo: stage '{name}' failed: {terminal_safe(str(exc))}", file=sys.stderr)
             return exc.exit_code
         timings.append({"stage": name, "command": command, "seconds": round(time.monotonic() - t0, 1), "exit": code})
         if code != 0:

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from omegaconf import DictConfig
 
-from ...core import to_settings
+from ...core import json_safe, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import Evaluations, Store, connect
 from ...evaluation import build_report, load_evaluation, metrics, write_report
@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> int:
     labels = metrics.read_labels(e.labels) if e.labels else None
     connect(cfg.db, create=False).close()    # a one-line StoreError if there is no usable database
     summary = anyio.run(_report, cfg, ids, out, n_boot, level, labels)
-    print(json.dumps(summary, ensure_ascii=False))
+    print(json_safe(json.dumps(summary, ensure_ascii=False)))
     return 0
 
 

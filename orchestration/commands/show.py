@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 from rich.console import Console
 
-from ...core import to_settings
+from ...core import json_safe, terminal_safe, terminal_safe_data, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import connect
 from ...inspection import show as views
@@ -63,19 +63,23 @@ def _load(conn, kind: str, ident: int, cases: int) -> Any:
 
 
 def export_text(view: Any, extra: Any, kind: str, opts: dict[str, Any]) -> str:
-    """A loaded view as Markdown or JSON text."""
+    """A loaded view as Markdown or JSON text. Both are safe to print on a
+    terminal: JSON escapes control and bidi characters (the same data), and
+    Markdown shows them visibly (``terminal_safe``)."""
     if opts["format"] == "json":
         if kind != "evaluation":
-            return views.to_json(view)
+            return json_safe(views.to_json(view))
         data = view.as_dict()
         data["cases"] = [c.as_dict() for c in extra]
-        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        return json_safe(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     md = views.tree_markdown if kind == "tree" else views.case_markdown
-    return md(view, prompts=opts["calls"])
+    return terminal_safe(md(view, prompts=opts["calls"]))
 
 
 def render(view: Any, extra: Any, kind: str, opts: dict[str, Any], console: Console) -> None:
-    """Print a loaded view on a rich console."""
+    """Print a loaded view on a rich console, every text from the database
+    made terminal-safe first."""
+    view, extra = terminal_safe_data(view), terminal_safe_data(extra)
     if kind == "tree":
         side = console.width >= views.SIDE_BY_SIDE_MIN_WIDTH
         console.print(views.render_tree(view, side_by_side=side, calls=opts["calls"]))
