@@ -227,6 +227,8 @@ def test_command_exports_files(sample, tmp_path, capsys):
         (["tree=1", "run=1"], "tree|run|evaluation|case"),
         (["tree=0"], "tree"),
         (["tree=abc"], "tree"),
+        (["tree=9223372036854775808"], "tree"),  # 2^63: past SQLite's integers
+        (["tree=-1"], "tree"),
         (["tree=999"], "tree"),
         (["run=1", "show.format=md"], "show.format"),
         (["tree=1", "show.format=html"], "show.format"),
@@ -239,6 +241,15 @@ def test_command_rejects_bad_config(sample, overrides, key):
         show_cmd.run(_cfg(sample[0], *overrides))
     assert err.value.key == key
     assert "\n" not in str(err.value)
+
+
+def test_absurd_ids_are_one_line_errors(sample, capsys):
+    from aloesim.orchestration import cli
+
+    for ident in ("9" * 5000, str(2**64), "-5", "1e3", "0x10", "\x1b[2J"):
+        code = cli.main(["show", f"db={sample[0]}", f"tree={ident}"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("aloe show: config error"), err[:200]
 
 
 def test_unknown_id_writes_no_file(sample, tmp_path):
