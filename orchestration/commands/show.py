@@ -82,11 +82,12 @@ def render(view: Any, extra: Any, kind: str, opts: dict[str, Any], console: Cons
     view, extra = terminal_safe_data(view), terminal_safe_data(extra)
     if kind == "tree":
         side = console.width >= views.SIDE_BY_SIDE_MIN_WIDTH
-        console.print(views.render_tree(view, side_by_side=side, calls=opts["calls"]))
+        marks = console.no_color or console.color_system is None  # piped: [-old-]{+new+}
+        console.print(views.render_tree(view, side_by_side=side, calls=opts["calls"], marks=marks))
     elif kind == "run":
         console.print(views.render_run(view))
     elif kind == "evaluation":
-        console.print(views.render_evaluation(view, extra))
+        console.print(views.render_evaluation(view, extra, calls=opts["calls"]))
     else:
         console.print(views.render_case(view, calls=opts["calls"]))
 
