@@ -31,7 +31,8 @@ from ._data import (
     tree_events,
 )
 from ._export import case_markdown, to_json, tree_markdown
-from ._render import SIDE_BY_SIDE_MIN_WIDTH, render_case, render_evaluation, render_run, render_tree
+from ._render import SIDE_BY_SIDE_MIN_WIDTH, render_case, render_evaluation, render_tree
+from ._render_run import render_run
 
 __all__ = [
     "SIDE_BY_SIDE_MIN_WIDTH",

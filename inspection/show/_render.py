@@ -18,9 +18,16 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ._data import CallView, CaseView, EvaluationView, NodeView, RunView, Segment, TreeView, flatten
+from ._data import (
+    CallView,
+    CaseView,
+    EvaluationView,
+    NodeView,
+    Segment,
+    TreeView,
+)
 
-__all__ = ["SIDE_BY_SIDE_MIN_WIDTH", "render_case", "render_evaluation", "render_run", "render_tree"]
+__all__ = ["SIDE_BY_SIDE_MIN_WIDTH", "render_case", "render_evaluation", "render_tree"]
 
 SIDE_BY_SIDE_MIN_WIDTH = 110
 """Terminals at least this wide show preferred and rejected replies side by side."""
@@ -204,85 +211,6 @@ def render_tree(
         if calls:
             stray.add(prompts(tree.stray_calls))
     return root
-
-
-def render_run(run: RunView) -> RenderableType:
-    """A run summary: config, trees by status, nodes, calls, tokens, failures, wall time."""
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    for k, v in (
-        ("kind", run.kind),
-        ("status", run.status),
-        ("started", _when(run.started_at)),
-        ("finished", _when(run.finished_at)),
-        ("wall time", _secs(run.wall_s)),
-        ("trees", _num(run.trees)),
-        ("nodes", _num(run.nodes)),
-        ("LLM calls", _num(run.calls)),
-        ("tokens", f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion"),
-        ("failed calls", _num(run.call_error_count)),
-        ("config hash", run.config_hash),
-    ):
-        head.add_row(k, Text(str(v)))
-    status = Table(title="Trees by status", title_justify="left")
-    status.add_column("status")
-    status.add_column("trees", justify="right")
-    for k, v in sorted(run.trees_by_status.items()):
-        status.add_row(Text(k), _num(v))
-    roles = Table(title="Calls by role", title_justify="left")
-    for col in (
-        "role",
-        "calls",
-        "errors",
-        "attempts",
-        "prompt tok",
-        "compl. tok",
-        "mean latency",
-        "max latency",
-    ):
-        roles.add_column(col, justify="left" if col == "role" else "right")
-    for r in run.roles:
-        roles.add_row(
-            Text(r.role),
-            _num(r.calls),
-            _num(r.errors),
-            _num(r.attempts),
-            _num(r.prompt_tokens),
-            _num(r.completion_tokens),
-            _secs(r.mean_latency_s),
-            _secs(r.max_latency_s),
-        )
-    config = Table(title="Config", title_justify="left", show_header=False)
-    config.add_column("key", style="cyan")
-    config.add_column("value")
-    flat = flatten(run.config) if isinstance(run.config, dict) else {"(config)": run.config}
-    for k, v in flat.items():
-        config.add_row(Text(k), Text(_json(v)))
-    parts: list[RenderableType] = [head, status, roles, config]
-    if run.failed_trees:
-        failed = Table(title=f"Failed trees (first {len(run.failed_trees)})", title_justify="left")
-        failed.add_column("tree", justify="right")
-        failed.add_column("error")
-        for i, e in run.failed_trees:
-            failed.add_row(f"#{i}", Text(e or "", style="red"))
-        parts.append(failed)
-    if run.call_errors:
-        errs = Table(
-            title=f"Failed calls (first {len(run.call_errors)} of {run.call_error_count})",
-            title_justify="left",
-        )
-        errs.add_column("call", justify="right")
-        errs.add_column("role")
-        errs.add_column("error")
-        for i, role, e, _tree in run.call_errors:
-            errs.add_row(f"#{i}", Text(role), Text(e, style="red"))
-        parts.append(errs)
-    if run.stats is not None:
-        parts.append(Text("stats: " + _json(run.stats)))
-    if run.evaluations:
-        parts.append(Text("evaluations: " + ", ".join(f"#{e}" for e in run.evaluations)))
-    return Panel(Group(*parts), title=Text(f"Run #{run.id}", style="bold"), title_align="left")
 
 
 def _bar(value: float | None, width: int = 20) -> Text:

@@ -24,6 +24,8 @@ from ...core import json_safe, terminal_safe, terminal_safe_data, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import connect
 from ...inspection import show as views
+from .._config import compose_config
+from .._runs import plain_config
 from .._schemas import ShowConfig
 
 HELP = "show a tree, run, evaluation or benchmark case in the terminal, or export it to Markdown/JSON"
@@ -41,10 +43,34 @@ def _options(cfg: DictConfig) -> tuple[str, int, dict[str, Any]]:
         if not path.parent.is_dir():
             raise ConfigError("show.out", s.out, "a file in an existing folder")
         out = path
-    return kind, ident, {"format": s.format, "calls": s.calls, "width": s.width, "cases": s.cases, "out": out}
+    return kind, ident, {"format": s.format, "calls": s.calls, "width": s.width, "cases": s.cases, "out": out,
+                         "page": s.page}
 
 
-def _load(conn, kind: str, ident: int, cases: int) -> Any:
+TREES_PER_PAGE = 50
+
+
+def _defaults(kind: str) -> dict[str, Any] | None:
+    """The default config of ``aloe <kind>`` (what a run's config is compared
+    with), or None when ``kind`` is not a command with a config."""
+    try:
+        return plain_config(compose_config(kind, []))
+    except Exception:  # noqa: BLE001 - an old or unknown kind: show the whole config
+        return None
+
+
+def _run_extra(conn, run: Any, page: int) -> dict[str, Any]:
+    """What ``aloe show run=`` prints beside the run: one page of its tree ids
+    and its config's differences from the command's defaults."""
+    total = views.count_trees(conn, run.id)
+    pages = max(1, -(-total // TREES_PER_PAGE))
+    page = min(page, pages)
+    trees = views.list_trees(conn, run.id, limit=TREES_PER_PAGE, offset=(page - 1) * TREES_PER_PAGE)
+    defaults = _defaults(run.kind)
+    return {"trees": trees, "total": total, "page": page, "pages": pages, "defaults": defaults}
+
+
+def _load(conn, kind: str, ident: int, cases: int, page: int = 1) -> Any:
     loader = {
         "tree": views.load_tree,
         "run": views.load_run,
@@ -59,6 +85,8 @@ def _load(conn, kind: str, ident: int, cases: int) -> Any:
     if kind == "evaluation":
         rows = views.list_cases(conn, ident, limit=cases) if cases else []
         return view, [views.load_case(conn, r.id) for r in rows]
+    if kind == "run":
+        return view, _run_extra(conn, view, page)
     return view, None
 
 
@@ -85,7 +113,7 @@ def render(view: Any, extra: Any, kind: str, opts: dict[str, Any], console: Cons
         marks = console.no_color or console.color_system is None  # piped: [-old-]{+new+}
         console.print(views.render_tree(view, side_by_side=side, calls=opts["calls"], marks=marks))
     elif kind == "run":
-        console.print(views.render_run(view))
+        console.print(views.render_run(view, **extra))
     elif kind == "evaluation":
         console.print(views.render_evaluation(view, extra, calls=opts["calls"]))
     else:
@@ -102,7 +130,7 @@ def run(cfg: DictConfig) -> int:
     conn = connect(cfg.db, readonly=True)  # one-line StoreError when missing / not a database
     try:
         view, extra = _load(
-            conn, kind, ident, opts["cases"]
+            conn, kind, ident, opts["cases"], opts["page"]
         )  # unknown id: ConfigError before any file is touched
     finally:
         conn.close()

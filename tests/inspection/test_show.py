@@ -432,3 +432,19 @@ def test_evaluation_with_calls_shows_the_judges_prompt_and_reply(sample, tmp_pat
     # the AL table's columns all have a header: no empty fourth column
     header = next(line for line in without.splitlines() if "AL(k)" in line and "scored" in line)
     assert "AL on 1 to 5" in header
+
+
+def test_run_lists_its_tree_ids_and_only_config_that_differs_from_defaults(sample, capsys, monkeypatch):
+    """Issue 18: run= listed no tree ids and ~250 lines of config with whole prompts."""
+    assert show_cmd.run(_cfg(sample[0], f"run={sample[1]['run1']}", "show.width=150")) == 0
+    out = capsys.readouterr().out
+    assert "Trees: 2" in out and f"#{sample[1]['tree']} " in out and f"#{sample[1]['failed_tree']} " in out
+    assert "2 keys differ from `aloe generate` defaults" in out
+    assert "generation.turns" in out and "generation.trees" in out
+    assert "prompts." not in out and "Your task" not in out  # defaults are not repeated
+    assert len(out.splitlines()) < 80
+    monkeypatch.setattr(show_cmd, "TREES_PER_PAGE", 1)
+    assert show_cmd.run(_cfg(sample[0], f"run={sample[1]['run1']}", "show.width=150", "show.page=2")) == 0
+    out = capsys.readouterr().out
+    assert "page 2 of 2" in out and f"#{sample[1]['failed_tree']} " in out
+    assert f"│   #{sample[1]['tree']} │ complete" not in out
