@@ -195,7 +195,7 @@ class Pages:
             trees = show.list_trees(
                 conn, run_id, q=text, status=status, limit=self.page_size, offset=pager["offset"]
             )
-            first = Runs(conn).first()
+            first = show.first_of_kind(conn, run.kind)  # compare with a run of the same kind only
             diff = show.config_diff(first.config, run.config) if first is not None and first.id != run_id else []
             return {
                 "run": run,
