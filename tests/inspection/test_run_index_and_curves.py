@@ -72,3 +72,18 @@ def test_coinciding_png_curves_are_both_visible(tmp_path):
 
     # measured: with the offset and dashes, C0 (base) shows 365 pixels; drawn exactly under C1, 0
     assert pixels("#1f77b4") > 100 and pixels("#ff7f0e") > 100
+
+
+def test_aloe_report_prints_the_table_it_wrote(tmp_path, capsys):
+    """Issue 18: ``aloe report`` printed only JSON. The table it wrote goes to
+    stderr (people), the JSON line stays alone on stdout (scripts)."""
+    from aloesim.orchestration import cli
+
+    path = tmp_path / "r.db"
+    write_sample(path)
+    out_dir = tmp_path / "rep"
+    assert cli.main(["report", f"db={path}", f"evaluation.out_dir={out_dir}", "evaluation.bootstrap=100"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["report"]["md"].endswith("report.md")  # stdout: one JSON line
+    table = (out_dir / "report.md").read_text()
+    assert "| Models | Type | k=1 |" in err and table.splitlines()[4] in err
