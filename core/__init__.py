@@ -9,7 +9,9 @@ group's typed schema is written, checked and built (``_settings.py``);
 into the same clean stop (``Interrupted``); ``safe_text``/``safe_count`` make
 a value safe to store where it is produced; ``decode_utf8``/``check_json_line``/
 ``check_text_line`` refuse a user file's bad bytes and characters with
-file:line:column.
+file:line:column; ``terminal_safe`` (with
+``terminal_safe_data`` and ``json_safe``) is the one way text from models,
+files and the database is made safe to print on a terminal.
 """
 
 from ._compose import CONFIG_MODULE, compose_option, group_options
@@ -17,6 +19,7 @@ from ._safe import MAX_COUNT, plain_json, safe_count, safe_seconds, safe_text
 from ._settings import Settings, allowed, config_error, help_of, schema_node, setting, to_settings
 from ._signals import Interrupted, run_interruptible, terminate_as_interrupt
 from ._tasks import lone_error, the_lone_error
+from ._terminal import json_safe, terminal_safe, terminal_safe_data
 from ._text import check_json_line, check_text_line, decode_utf8, refused_char
 from .errors import (
     AloeError,
@@ -52,6 +55,7 @@ __all__ = [
     "decode_utf8",
     "group_options",
     "help_of",
+    "json_safe",
     "lone_error",
     "plain_json",
     "refused_char",
@@ -61,6 +65,8 @@ __all__ = [
     "safe_text",
     "schema_node",
     "setting",
+    "terminal_safe",
+    "terminal_safe_data",
     "terminate_as_interrupt",
     "the_lone_error",
     "to_settings",

@@ -268,19 +268,23 @@ def render_plot(report: Mapping[str, Any], path: str | Path, *, dpi: int = 120) 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     K = max((e["turns"] for e in report["evaluations"]), default=1)
+    n = len(report["evaluations"])
     for i, e in enumerate(report["evaluations"]):
         color = f"C{i % 10}"
-        ks = [t["turn"] for t in e["al"] if t["al"] is not None]
+        # coinciding curves stay visible: a small sideways offset, own marker and dash
+        dx = (i - (n - 1) / 2) * 0.06 if n > 1 else 0.0
+        ks = [t["turn"] + dx for t in e["al"] if t["al"] is not None]
         ys = [t["al"] for t in e["al"] if t["al"] is not None]
         name = f"{e['label']} ({_model_name(e)})" if e["label"] != _model_name(e) else e["label"]
-        ax.plot(ks, ys, marker="o", color=color, label=name, linewidth=2)
+        ax.plot(ks, ys, marker="osD^vP*X"[i % 8], color=color, label=name, linewidth=2,
+                linestyle=("-", (0, (5, 2)), (0, (1, 1)), (0, (3, 1, 1, 1)))[i % 4])
         lo = [t["ci"][0] for t in e["al"] if t["al"] is not None]
         hi = [t["ci"][1] for t in e["al"] if t["al"] is not None]
         if ks and all(v is not None for v in lo + hi):
             ax.fill_between(ks, lo, hi, color=color, alpha=0.15, linewidth=0)
-        b, a, _ = metrics.fit_line(ys, ks) if len(ks) >= 2 else (None, None, None)
+        b, a, _ = metrics.fit_line(ys, [k - dx for k in ks]) if len(ks) >= 2 else (None, None, None)
         if b is not None:
-            xs = np.array([1, K], dtype=float)
+            xs = np.array([1, K], dtype=float) + dx
             ax.plot(xs, b * xs + a, linestyle="--", color=color, linewidth=1)
     ax.set_xlim(0.75, K + 0.25)
     ax.set_ylim(0.8, 5.2)    # scores are 1-5; a margin keeps a curve at 1 or 5 visible

@@ -17,6 +17,14 @@ import structlog
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def _terminal_safe_values(logger: object, name: str, event: dict) -> dict:
+    """Console lines: every value printed as text is terminal-safe (a model's
+    reply or a server's error may carry escape sequences)."""
+    from ..core import terminal_safe
+
+    return {k: terminal_safe(v) if isinstance(v, str) else v for k, v in event.items()}
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> None:
     from ..core.errors import ConfigError
 
@@ -29,6 +37,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> No
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     renderer = structlog.dev.ConsoleRenderer(colors=True) if fmt == "console" else structlog.processors.JSONRenderer()
+    safe = [_terminal_safe_values] if fmt == "console" else []  # JSON lines escape controls themselves
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -36,6 +45,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> No
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            *safe,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
@@ -49,7 +59,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream=None) -> No
         handler = logging.StreamHandler(stream)
         handler._aloe = True  # type: ignore[attr-defined]
         handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *safe, renderer],
             foreign_pre_chain=[
                 structlog.contextvars.merge_contextvars,
                 structlog.stdlib.add_log_level,

@@ -192,6 +192,7 @@ class ShowSettings(Settings):
                                            "from 110 columns)", ge=40, le=10_000)
     cases: int = setting(20, help="evaluation: at most this many case transcripts (by case index); 0 = scores "
                                   "only", ge=0, le=1_000_000)
+    page: int = setting(1, help="run: which page of the run's tree ids (50 per page)", ge=1, le=ID_MAX)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from ..core import AloeError, Interrupted, the_lone_error
+from ..core import AloeError, Interrupted, terminal_safe, the_lone_error
 from . import commands as _commands_pkg
 from ._config import CONFIG_MODULE, check_config, compose_config, config_yaml, sweep_combinations
 from ._logging import configure_logging
@@ -56,7 +56,7 @@ def usage() -> str:
 
 
 def _err(command: str, exc: AloeError) -> int:
-    print(f"aloe {command}: {exc}", file=sys.stderr)
+    print(f"aloe {command}: {terminal_safe(str(exc))}", file=sys.stderr)
     return exc.exit_code
 
 

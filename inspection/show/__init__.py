@@ -17,6 +17,7 @@ from ._data import (
     config_diff,
     count_trees,
     diff_words,
+    first_of_kind,
     fit_line,
     list_cases,
     list_evaluations,
@@ -31,7 +32,8 @@ from ._data import (
     tree_events,
 )
 from ._export import case_markdown, to_json, tree_markdown
-from ._render import SIDE_BY_SIDE_MIN_WIDTH, render_case, render_evaluation, render_run, render_tree
+from ._render import SIDE_BY_SIDE_MIN_WIDTH, render_case, render_evaluation, render_tree
+from ._render_run import render_run
 
 __all__ = [
     "SIDE_BY_SIDE_MIN_WIDTH",
@@ -47,6 +49,7 @@ __all__ = [
     "config_diff",
     "count_trees",
     "diff_words",
+    "first_of_kind",
     "fit_line",
     "list_cases",
     "list_evaluations",

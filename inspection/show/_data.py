@@ -22,6 +22,7 @@ from aloesim.environment.store import (
     EvaluationListing,
     Evaluations,
     EventRecord,
+    RunRecord,
     Runs,
     Trees,
     shown_status,
@@ -352,7 +353,8 @@ class RunView:
 
 @dataclass(slots=True)
 class RunRow:
-    """A run as listed on the index: counts and how its config differs from the first run."""
+    """A run as listed on the index: counts and how its config differs from the
+    first run of the same kind (``base``: that run's id; None for the first)."""
 
     id: int
     kind: str
@@ -362,6 +364,7 @@ class RunRow:
     trees: int
     trees_by_status: dict[str, int]
     diff: list[tuple[str, Any, Any]]  # (dotted key, first run's value, this run's value)
+    base: int | None = None
 
 
 @dataclass(slots=True)
@@ -581,15 +584,21 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_diff(base: Any, other: Any) -> list[tuple[str, Any, Any]]:
-    """Dotted keys whose value differs between two configs: (key, base value, other value)."""
+    """Dotted keys whose value differs between two configs: (key, base value,
+    other value). A key missing on one side and null on the other is no difference."""
     fa, fb = flatten(base), flatten(other)
-    missing = object()
     out = []
     for key in sorted(set(fa) | set(fb)):
-        va, vb = fa.get(key, missing), fb.get(key, missing)
+        va, vb = fa.get(key), fb.get(key)
         if va != vb:
-            out.append((key, None if va is missing else va, None if vb is missing else vb))
+            out.append((key, va, vb))
     return out
+
+
+def first_of_kind(conn: sqlite3.Connection, kind: str) -> RunRecord | None:
+    """The oldest run of ``kind``: what the viewer compares a run's config with."""
+    runs = Runs(conn).all(kind)
+    return runs[0] if runs else None
 
 
 def _call(row: CallRow) -> CallView:
@@ -696,12 +705,12 @@ def list_trees(
 
 # ---------------------------------------------------------------- runs
 def list_runs(conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRow], int]:
-    """One page of runs (by id) with tree counts and config differences vs the first run."""
+    """One page of runs (by id) with tree counts and config differences vs the
+    first run of the same kind."""
     runs = Runs(conn)
     total = runs.count()
-    first = runs.first()
-    base = first.config if first else None
     rows = runs.page(limit=limit, offset=offset)
+    firsts = {kind: first_of_kind(conn, kind) for kind in {r.kind for r in rows}}
     leases = runs.leases()
     counts = Trees(conn).status_counts([r.id for r in rows])
     return [
@@ -713,7 +722,8 @@ def list_runs(conn: sqlite3.Connection, *, limit: int = 50, offset: int = 0) -> 
             finished_at=r.finished_at,
             trees=sum(counts[r.id].values()),
             trees_by_status=counts[r.id],
-            diff=config_diff(base, r.config),
+            diff=config_diff(firsts[r.kind].config, r.config) if firsts[r.kind].id != r.id else [],
+            base=firsts[r.kind].id if firsts[r.kind].id != r.id else None,
         )
         for r in rows
     ], total

@@ -18,9 +18,16 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ._data import CallView, CaseView, EvaluationView, NodeView, RunView, Segment, TreeView, flatten
+from ._data import (
+    CallView,
+    CaseView,
+    EvaluationView,
+    NodeView,
+    Segment,
+    TreeView,
+)
 
-__all__ = ["SIDE_BY_SIDE_MIN_WIDTH", "render_case", "render_evaluation", "render_run", "render_tree"]
+__all__ = ["SIDE_BY_SIDE_MIN_WIDTH", "render_case", "render_evaluation", "render_tree"]
 
 SIDE_BY_SIDE_MIN_WIDTH = 110
 """Terminals at least this wide show preferred and rejected replies side by side."""
@@ -40,16 +47,19 @@ def _num(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
-def _segments(label: str, segs: list[Segment], empty: str = "None") -> Text:
+def _segments(label: str, segs: list[Segment], empty: str = "None", marks: bool = False) -> Text:
+    """Inferred-persona changes: new words bold green, dropped ones struck red;
+    with ``marks`` (no colour: piped, redirected, NO_COLOR) also ``{+new+}`` and
+    ``[-dropped-]``, so a replaced value never reads as the old text run into the new."""
     out = Text(f"{label}: ", style="bold")
     if not segs:
         out.append(empty, style="dim")
         return out
     for s in segs:
         if s.kind == "added":
-            out.append(s.text, style="bold green")
+            out.append("{+" + s.text + "+}" if marks else s.text, style="bold green")
         elif s.kind == "removed":
-            out.append(s.text, style="strike red")
+            out.append("[-" + s.text + "-]" if marks else s.text, style="strike red")
         else:
             out.append(s.text)
     return out
@@ -129,7 +139,7 @@ def _replies(node: NodeView, side_by_side: bool) -> RenderableType:
     return Group(pref, rej)
 
 
-def node_panel(node: NodeView, *, side_by_side: bool, calls: bool) -> Panel:
+def node_panel(node: NodeView, *, side_by_side: bool, calls: bool, marks: bool = False) -> Panel:
     """One turn: user message, inferred persona with its changes, both replies,
     the judge's verdict and the calls that made it."""
     parts: list[RenderableType] = []
@@ -143,8 +153,8 @@ def node_panel(node: NodeView, *, side_by_side: bool, calls: bool) -> Panel:
     )
     parts += [
         head,
-        _segments("  profile", node.profile_diff),
-        _segments("  personalities", node.personalities_diff),
+        _segments("  profile", node.profile_diff, marks=marks),
+        _segments("  personalities", node.personalities_diff, marks=marks),
     ]
     parts.append(_replies(node, side_by_side))
     if node.judge is not None:
@@ -160,9 +170,12 @@ def node_panel(node: NodeView, *, side_by_side: bool, calls: bool) -> Panel:
     return Panel(Group(*parts), title=title, title_align="left", subtitle=sub, subtitle_align="right")
 
 
-def render_tree(tree: TreeView, *, side_by_side: bool = True, calls: bool = False) -> RenderableType:
+def render_tree(
+    tree: TreeView, *, side_by_side: bool = True, calls: bool = False, marks: bool = False
+) -> RenderableType:
     """A tree as a rich Tree: chains of single children stay at one level, a
-    node with both replies continued branches."""
+    node with both replies continued branches. ``marks``: write persona changes
+    as ``[-old-]{+new+}`` too (for output without colour)."""
     head = Text(f"Tree #{tree.id}", style="bold")
     head.append(f" · run {tree.run_id} · {tree.mode} · {tree.turns} turns · seed {tree.seed} · ")
     head.append(
@@ -180,7 +193,7 @@ def render_tree(tree: TreeView, *, side_by_side: bool = True, calls: bool = Fals
     by_id = {n.id: n for n in tree.nodes}
 
     def add(node: NodeView, parent: Tree) -> None:
-        branch = parent.add(node_panel(node, side_by_side=side_by_side, calls=calls))
+        branch = parent.add(node_panel(node, side_by_side=side_by_side, calls=calls, marks=marks))
         kids = sorted((by_id[c] for c in node.children), key=lambda n: n.branch)
         if len(kids) == 1:
             add(kids[0], parent)  # a chain stays at one level
@@ -200,85 +213,6 @@ def render_tree(tree: TreeView, *, side_by_side: bool = True, calls: bool = Fals
     return root
 
 
-def render_run(run: RunView) -> RenderableType:
-    """A run summary: config, trees by status, nodes, calls, tokens, failures, wall time."""
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    for k, v in (
-        ("kind", run.kind),
-        ("status", run.status),
-        ("started", _when(run.started_at)),
-        ("finished", _when(run.finished_at)),
-        ("wall time", _secs(run.wall_s)),
-        ("trees", _num(run.trees)),
-        ("nodes", _num(run.nodes)),
-        ("LLM calls", _num(run.calls)),
-        ("tokens", f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion"),
-        ("failed calls", _num(run.call_error_count)),
-        ("config hash", run.config_hash),
-    ):
-        head.add_row(k, Text(str(v)))
-    status = Table(title="Trees by status", title_justify="left")
-    status.add_column("status")
-    status.add_column("trees", justify="right")
-    for k, v in sorted(run.trees_by_status.items()):
-        status.add_row(Text(k), _num(v))
-    roles = Table(title="Calls by role", title_justify="left")
-    for col in (
-        "role",
-        "calls",
-        "errors",
-        "attempts",
-        "prompt tok",
-        "compl. tok",
-        "mean latency",
-        "max latency",
-    ):
-        roles.add_column(col, justify="left" if col == "role" else "right")
-    for r in run.roles:
-        roles.add_row(
-            Text(r.role),
-            _num(r.calls),
-            _num(r.errors),
-            _num(r.attempts),
-            _num(r.prompt_tokens),
-            _num(r.completion_tokens),
-            _secs(r.mean_latency_s),
-            _secs(r.max_latency_s),
-        )
-    config = Table(title="Config", title_justify="left", show_header=False)
-    config.add_column("key", style="cyan")
-    config.add_column("value")
-    flat = flatten(run.config) if isinstance(run.config, dict) else {"(config)": run.config}
-    for k, v in flat.items():
-        config.add_row(Text(k), Text(_json(v)))
-    parts: list[RenderableType] = [head, status, roles, config]
-    if run.failed_trees:
-        failed = Table(title=f"Failed trees (first {len(run.failed_trees)})", title_justify="left")
-        failed.add_column("tree", justify="right")
-        failed.add_column("error")
-        for i, e in run.failed_trees:
-            failed.add_row(f"#{i}", Text(e or "", style="red"))
-        parts.append(failed)
-    if run.call_errors:
-        errs = Table(
-            title=f"Failed calls (first {len(run.call_errors)} of {run.call_error_count})",
-            title_justify="left",
-        )
-        errs.add_column("call", justify="right")
-        errs.add_column("role")
-        errs.add_column("error")
-        for i, role, e, _tree in run.call_errors:
-            errs.add_row(f"#{i}", Text(role), Text(e, style="red"))
-        parts.append(errs)
-    if run.stats is not None:
-        parts.append(Text("stats: " + _json(run.stats)))
-    if run.evaluations:
-        parts.append(Text("evaluations: " + ", ".join(f"#{e}" for e in run.evaluations)))
-    return Panel(Group(*parts), title=Text(f"Run #{run.id}", style="bold"), title_align="left")
-
-
 def _bar(value: float | None, width: int = 20) -> Text:
     if value is None:
         return Text("")
@@ -286,15 +220,16 @@ def _bar(value: float | None, width: int = 20) -> Text:
     return Text("█" * max(0, n), style="green")
 
 
-def render_evaluation(ev: EvaluationView, cases: list[CaseView]) -> RenderableType:
-    """AL(k) per turn, IR and R², then each case's transcript with its scores."""
+def render_evaluation(ev: EvaluationView, cases: list[CaseView], *, calls: bool = False) -> RenderableType:
+    """AL(k) per turn, IR and R², then each case's transcript with its scores
+    (and, with ``calls``, every call of the case: the judge's prompt and raw reply)."""
     ir, r2 = ev.improvement
     head = Text(f"Evaluation #{ev.id} · ", style="bold")
     head.append(ev.label)
     head.append(f" · {ev.status} · {ev.cases} cases · {ev.turns} turns")
     table = Table(title="Alignment level per turn", title_justify="left")
-    for col in ("k", "AL(k)", "scored", ""):
-        table.add_column(col, justify="right" if col != "" else "left")
+    for col in ("k", "AL(k)", "scored", "AL on 1 to 5"):
+        table.add_column(col, justify="left" if col.startswith("AL on") else "right")
     for p in ev.curve:
         table.add_row(str(p.k), "-" if p.al is None else f"{p.al:.2f}", str(p.n), _bar(p.al))
     summary = Text(
@@ -305,7 +240,7 @@ def render_evaluation(ev: EvaluationView, cases: list[CaseView]) -> RenderableTy
     parts: list[RenderableType] = [head, table, summary]
     for case in cases:
         parts.append(Rule())
-        parts.append(render_case(case))
+        parts.append(render_case(case, calls=calls))
     return Group(*parts)
 
 

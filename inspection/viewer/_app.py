@@ -4,14 +4,16 @@ database opened read-only.
 Each request opens its own read-only SQLite connection on a worker thread
 (``anyio.to_thread.run_sync`` behind a ``CapacityLimiter``), runs a few
 bounded, parameterized queries and closes it. Only GET and HEAD are served;
-any other method gets 405 before reaching a route. Templates autoescape
-everything, and a Content-Security-Policy forbids inline scripts as a second
-line of defence.
+any other method gets 405 before reaching a route, and a request whose Host
+header is not a loopback name or the configured host gets 400 (a defence
+against DNS rebinding). Templates autoescape everything, and a
+Content-Security-Policy forbids inline scripts as a second line of defence.
+Ids past 2^63 - 1 are 404 like any unknown id; each text is rendered up to
+``MAX_TEXT`` characters, with a marker and a link to the full view as JSON.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import socket
 import sqlite3
@@ -29,88 +31,39 @@ import structlog
 import uvicorn
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from aloesim.environment.store import Evaluations, Runs, Trees, connect
 from aloesim.inspection import show
 from aloesim.inspection.quality import run_quality_summary
 
+from ._filters import cap, num, pretty, secs, short, when
+from ._guards import AllowedHosts, ReadOnly
 from ._svg import al_chart, tree_picture
 
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
-READ_METHODS = frozenset({"GET", "HEAD"})
-CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 MAX_QUERY = 200
 MAX_CURVES = 8  # AL(k) lines drawn together on the index
+ID_MAX = 2**63 - 1  # SQLite's largest integer: a larger id in a URL is simply not there
 
 
-class ReadOnly:
-    """ASGI middleware: 405 for every method but GET and HEAD, and safety
-    headers (CSP, nosniff, no referrer) on every response."""
+class IdConvertor(IntegerConvertor):
+    """A path id: 1 to 19 digits (Starlette's ``int`` takes any number of digits, and
+    ``int()`` of 5,000 of them raises inside the router: a 500). Longer is no route: 404."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] not in READ_METHODS:
-            resp = PlainTextResponse(
-                "405 Method Not Allowed: this viewer is read-only",
-                status_code=405,
-                headers={"Allow": "GET, HEAD"},
-            )
-            await resp(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"content-security-policy", CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    regex = "[0-9]{1,19}"
 
 
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _secs(s: float | None) -> str:
-    return "-" if s is None else f"{s:.2f}s"
-
-
-def _num(n: Any) -> str:
-    return "-" if n is None else f"{n:,}" if isinstance(n, int) else str(n)
-
-
-def _pretty(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, indent=2)
-
-
-def _short(text: str | None, n: int = 140) -> str:
-    text = text or ""
-    return text if len(text) <= n else text[: n - 1] + "…"
+register_url_convertor("aloe_id", IdConvertor())
 
 
 def _environment() -> Environment:
@@ -122,7 +75,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, secs=_secs, num=_num, pretty=_pretty, short=_short)
+    env.filters.update(when=when, secs=secs, num=num, pretty=pretty, short=short, cap=cap)
     return env
 
 
@@ -152,7 +105,15 @@ class Pages:
         html = self.env.get_template(template).render(request=request, db=self.db.name, **ctx)
         return HTMLResponse(html, status_code=status_code)
 
-    # -- query parameters ----------------------------------------------------
+    # -- path and query parameters -------------------------------------------
+    @staticmethod
+    def _id(request: Request, name: str, what: str) -> int:
+        """A path id (the route's int convertor took digits only); past 2^63 - 1 it cannot exist: 404."""
+        value = request.path_params[name]
+        if value > ID_MAX:
+            raise HTTPException(404, f"no {what} with id {value}")
+        return value
+
     @staticmethod
     def _int(request: Request, name: str, default: int, lo: int = 1) -> int:
         raw = request.query_params.get(name)
@@ -220,7 +181,7 @@ class Pages:
         return self.render(request, "index.html", **await self.read(q))
 
     async def run(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
+        run_id = self._id(request, "run_id", "run")
         text = request.query_params.get("q", "")[:MAX_QUERY]
         status = request.query_params.get("status", "")
         if status and status not in ("pending", "running", "complete", "failed"):
@@ -235,7 +196,7 @@ class Pages:
             trees = show.list_trees(
                 conn, run_id, q=text, status=status, limit=self.page_size, offset=pager["offset"]
             )
-            first = Runs(conn).first()
+            first = show.first_of_kind(conn, run.kind)  # compare with a run of the same kind only
             diff = show.config_diff(first.config, run.config) if first is not None and first.id != run_id else []
             return {
                 "run": run,
@@ -283,7 +244,7 @@ class Pages:
             )
 
     async def run_calls(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
+        run_id = self._id(request, "run_id", "run")
 
         def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
             run = show.load_run(conn, run_id, calls=False)
@@ -297,7 +258,7 @@ class Pages:
         return self.render(request, "run_calls.html", **data)
 
     async def tree(self, request: Request) -> Response:
-        tree_id = request.path_params["tree_id"]
+        tree_id = self._id(request, "tree_id", "tree")
         branch = request.query_params.get("branch", "")
         if len(branch) > 256 or set(branch) - {"p", "r"}:
             raise HTTPException(400, f"branch={branch[:40]!r} is not a string of p and r letters")
@@ -320,7 +281,7 @@ class Pages:
         )
 
     async def evaluation(self, request: Request) -> Response:
-        evaluation_id = request.path_params["evaluation_id"]
+        evaluation_id = self._id(request, "evaluation_id", "evaluation")
 
         def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
             ev = show.load_evaluation(conn, evaluation_id)
@@ -337,11 +298,21 @@ class Pages:
         return self.render(request, "evaluation.html", chart=al_chart([(ev.label, None, ev.curve)]), **data)
 
     async def case(self, request: Request) -> Response:
-        case_id = request.path_params["case_id"]
+        case_id = self._id(request, "case_id", "benchmark case")
         case = await self.read(lambda conn: show.load_case(conn, case_id))
         if case is None:
             raise HTTPException(404, f"no benchmark case with id {case_id}")
         return self.render(request, "case.html", case=case)
+
+    async def full_json(self, request: Request) -> Response:
+        """A tree or a case with every text in full (``aloe show ... show.format=json``)."""
+        kind = "tree" if "tree_id" in request.path_params else "case"
+        ident = self._id(request, f"{kind}_id", "tree" if kind == "tree" else "benchmark case")
+        load = show.load_tree if kind == "tree" else show.load_case
+        view = await self.read(lambda conn: load(conn, ident))
+        if view is None:
+            raise HTTPException(404, f"no {'tree' if kind == 'tree' else 'benchmark case'} with id {ident}")
+        return JSONResponse(view.as_dict())
 
     async def error(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
@@ -351,9 +322,12 @@ class Pages:
         return self.render(request, "error.html", status_code=status, code=status, detail=detail)
 
 
-def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8, warm_runs: int = 3) -> Starlette:
+def create_app(
+    db: str | Path, *, page_size: int = 50, threads: int = 8, warm_runs: int = 3, host: str = "127.0.0.1"
+) -> Starlette:
     """The viewer for the database at ``db``. Raises StoreError (one line) when
-    the file is missing, not a database, or of another schema version.
+    the file is missing, not a database, or of another schema version. Requests
+    must name a loopback host or ``host`` (the address it listens on).
 
     While the app runs (ASGI lifespan), a background task of its task group
     computes the call totals of the ``warm_runs`` newest runs, so their calls
@@ -373,11 +347,13 @@ def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8, warm_ru
     get = ["GET", "HEAD"]
     routes = [
         Route("/", pages.index, methods=get, name="index"),
-        Route("/runs/{run_id:int}", pages.run, methods=get, name="run"),
-        Route("/runs/{run_id:int}/calls", pages.run_calls, methods=get, name="run_calls"),
-        Route("/trees/{tree_id:int}", pages.tree, methods=get, name="tree"),
-        Route("/evaluations/{evaluation_id:int}", pages.evaluation, methods=get, name="evaluation"),
-        Route("/cases/{case_id:int}", pages.case, methods=get, name="case"),
+        Route("/runs/{run_id:aloe_id}", pages.run, methods=get, name="run"),
+        Route("/runs/{run_id:aloe_id}/calls", pages.run_calls, methods=get, name="run_calls"),
+        Route("/trees/{tree_id:aloe_id}", pages.tree, methods=get, name="tree"),
+        Route("/trees/{tree_id:aloe_id}/json", pages.full_json, methods=get, name="tree_json"),
+        Route("/evaluations/{evaluation_id:aloe_id}", pages.evaluation, methods=get, name="evaluation"),
+        Route("/cases/{case_id:aloe_id}", pages.case, methods=get, name="case"),
+        Route("/cases/{case_id:aloe_id}/json", pages.full_json, methods=get, name="case_json"),
         Mount("/static", StaticFiles(packages=[("aloesim.inspection.viewer", "static")]), name="static"),
     ]
     app = Starlette(
@@ -385,6 +361,7 @@ def create_app(db: str | Path, *, page_size: int = 50, threads: int = 8, warm_ru
         exception_handlers={HTTPException: pages.error, Exception: pages.error},
         lifespan=lifespan,
     )
+    app.add_middleware(AllowedHosts, host=host)
     app.add_middleware(ReadOnly)
     return app
 

@@ -176,9 +176,13 @@ def al_chart(
         return top + (5 - v) / 4 * (height - top - bottom)
 
     series = []
+    # curves that coincide stay visible: each is shifted a few pixels sideways
+    # (and drawn with its own dash pattern by the stylesheet)
+    dodge = 5.0 if len(curves) > 1 else 0.0
     for i, (label, href, curve) in enumerate(curves):
+        dx = (i - (len(curves) - 1) / 2) * dodge
         vals = [(p.k, p.al) for p in curve if p.al is not None]
-        pts = [(sx(p.k), sy(p.al), p.k, p.al, p.n) for p in curve if p.al is not None]
+        pts = [(sx(p.k) + dx, sy(p.al), p.k, p.al, p.n) for p in curve if p.al is not None]
         ir, r2 = fit_line(vals)
         fit = None
         if ir is not None:
@@ -186,7 +190,7 @@ def al_chart(
             mk = sum(k for k, _ in vals) / len(vals)
             my = sum(v for _, v in vals) / len(vals)
             a = my - ir * mk
-            fit = (sx(k0), sy(min(5, max(1, a + ir * k0))), sx(k1), sy(min(5, max(1, a + ir * k1))))
+            fit = (sx(k0) + dx, sy(min(5, max(1, a + ir * k0))), sx(k1) + dx, sy(min(5, max(1, a + ir * k1))))
         series.append(
             Series(label, href, pts, " ".join(f"{x:.1f},{y:.1f}" for x, y, *_ in pts), fit, ir, r2, i % 8)
         )

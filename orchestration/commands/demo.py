@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ...core import to_settings
+from ...core import terminal_safe, to_settings
 from ...core.errors import AloeError
 from .._demo_verdict import judge_lines, quality_lines
 from .._schemas import DemoConfig
@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> int:
         try:
             code = run_command(command, overrides)
         except AloeError as exc:
-            print(f"aloe demo: stage '{name}' failed: {exc}", file=sys.stderr)
+            print(f"aloe demo: stage '{name}' failed: {terminal_safe(str(exc))}", file=sys.stderr)
             return exc.exit_code
         timings.append({"stage": name, "command": command, "seconds": round(time.monotonic() - t0, 1), "exit": code})
         if code != 0:

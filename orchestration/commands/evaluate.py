@@ -39,7 +39,7 @@ from ...agents import (
     role_sampling,
 )
 from ...agents.gateway import BackendSettings, ChatModel, Sampling
-from ...core import run_interruptible, to_settings
+from ...core import json_safe, run_interruptible, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import Store, connect
 from ...evaluation import (
@@ -261,7 +261,7 @@ def run(cfg: DictConfig) -> int:
     endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
     check_reachable(endpoints)  # a server down now: one line, nothing written
     summary = run_interruptible(partial(evaluate, lease=lease), p, cfg.db, models_of(cfg))
-    print(json.dumps(summary, ensure_ascii=False))
+    print(json_safe(json.dumps(summary, ensure_ascii=False)))
     warn_if_unreliable(summary["judge_check"])
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
     return 3 if summary["failed_cases"] else 0

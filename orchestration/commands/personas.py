@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 from omegaconf import DictConfig
 
-from ...core import ConfigError, lone_error, run_interruptible, to_settings
+from ...core import ConfigError, json_safe, lone_error, run_interruptible, to_settings
 from ...environment.personas import (
     PoolActionSettings,
     RunIdentity,
@@ -121,5 +121,5 @@ def run(cfg: DictConfig) -> int:
             summary = anyio.run(pair_only, s, record)
         else:  # SIGINT / SIGTERM: what was committed stays, the run is marked interrupted (exit 130 / 143)
             summary = run_interruptible(grow_personas, cfg, s, record)
-    print(json.dumps(summary, ensure_ascii=False))
+    print(json_safe(json.dumps(summary, ensure_ascii=False)))
     return 0

@@ -10,13 +10,14 @@ paper's Table 1) and al_curve.png (one AL(k) line per evaluation) into
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 from omegaconf import DictConfig
 
-from ...core import to_settings
+from ...core import json_safe, terminal_safe, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import Evaluations, Store, connect
 from ...evaluation import EvaluationSettings, build_report, load_evaluation, metrics, write_report
@@ -36,7 +37,10 @@ def run(cfg: DictConfig) -> int:
     labels = metrics.read_labels(e.labels) if e.labels else None
     connect(cfg.db, create=False).close()    # a one-line StoreError if there is no usable database
     summary = anyio.run(_report, cfg, ids, out, n_boot, level, labels)
-    print(json.dumps(summary, ensure_ascii=False))
+    # people read the table it wrote (stderr); scripts read the JSON line (stdout)
+    table = Path(summary["report"]["md"]).read_text(encoding="utf-8")
+    print(terminal_safe(table.rstrip()) + "\n", file=sys.stderr)
+    print(json_safe(json.dumps(summary, ensure_ascii=False)))
     warn_if_unreliable(summary["judge_check"], "report")
     return 0
 

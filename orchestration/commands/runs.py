@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from ...core import to_settings
+from ...core import json_safe, terminal_safe, to_settings
 from ...environment.store import Calls, CallTotals, Runs, Trees, open_readonly, shown_status
 from .._runs import config_differences
 from .._schemas import RunsConfig
@@ -102,6 +102,11 @@ COLUMNS = ("run", "kind", "status", "trees", "nodes", "calls", "tokens", "retrie
 
 
 def rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The table's cells, terminal-safe (config values come from the database)."""
+    return [tuple(terminal_safe(cell) for cell in row) for row in _cells(runs)]
+
+
+def _cells(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [(str(r["id"]), r["kind"], r["status"], _trees_text(r["trees"]), str(r["nodes"]), str(r["llm_calls"]),
              str(r["prompt_tokens"] + r["completion_tokens"]), str(r["retries"]), str(r["call_failures"]),
              _wall_text(r), _diff_text(r["differences"])) for r in runs]
@@ -134,7 +139,7 @@ def run(cfg: DictConfig) -> int:
     fmt, kind = c.format, c.kind
     runs = list_runs(str(cfg.db), kind)
     if fmt == "json":
-        print(json.dumps(runs, ensure_ascii=False))
+        print(json_safe(json.dumps(runs, ensure_ascii=False)))
     elif not runs:
         print(f"no runs in {cfg.db}")
     elif sys.stdout.isatty():

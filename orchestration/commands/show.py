@@ -20,10 +20,12 @@ from typing import Any
 from omegaconf import DictConfig
 from rich.console import Console
 
-from ...core import to_settings
+from ...core import json_safe, terminal_safe, terminal_safe_data, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import connect
 from ...inspection import show as views
+from .._config import compose_config
+from .._runs import plain_config
 from .._schemas import ShowConfig
 
 HELP = "show a tree, run, evaluation or benchmark case in the terminal, or export it to Markdown/JSON"
@@ -41,10 +43,34 @@ def _options(cfg: DictConfig) -> tuple[str, int, dict[str, Any]]:
         if not path.parent.is_dir():
             raise ConfigError("show.out", s.out, "a file in an existing folder")
         out = path
-    return kind, ident, {"format": s.format, "calls": s.calls, "width": s.width, "cases": s.cases, "out": out}
+    return kind, ident, {"format": s.format, "calls": s.calls, "width": s.width, "cases": s.cases, "out": out,
+                         "page": s.page}
 
 
-def _load(conn, kind: str, ident: int, cases: int) -> Any:
+TREES_PER_PAGE = 50
+
+
+def _defaults(kind: str) -> dict[str, Any] | None:
+    """The default config of ``aloe <kind>`` (what a run's config is compared
+    with), or None when ``kind`` is not a command with a config."""
+    try:
+        return plain_config(compose_config(kind, []))
+    except Exception:  # noqa: BLE001 - an old or unknown kind: show the whole config
+        return None
+
+
+def _run_extra(conn, run: Any, page: int) -> dict[str, Any]:
+    """What ``aloe show run=`` prints beside the run: one page of its tree ids
+    and its config's differences from the command's defaults."""
+    total = views.count_trees(conn, run.id)
+    pages = max(1, -(-total // TREES_PER_PAGE))
+    page = min(page, pages)
+    trees = views.list_trees(conn, run.id, limit=TREES_PER_PAGE, offset=(page - 1) * TREES_PER_PAGE)
+    defaults = _defaults(run.kind)
+    return {"trees": trees, "total": total, "page": page, "pages": pages, "defaults": defaults}
+
+
+def _load(conn, kind: str, ident: int, cases: int, page: int = 1) -> Any:
     loader = {
         "tree": views.load_tree,
         "run": views.load_run,
@@ -59,30 +85,37 @@ def _load(conn, kind: str, ident: int, cases: int) -> Any:
     if kind == "evaluation":
         rows = views.list_cases(conn, ident, limit=cases) if cases else []
         return view, [views.load_case(conn, r.id) for r in rows]
+    if kind == "run":
+        return view, _run_extra(conn, view, page)
     return view, None
 
 
 def export_text(view: Any, extra: Any, kind: str, opts: dict[str, Any]) -> str:
-    """A loaded view as Markdown or JSON text."""
+    """A loaded view as Markdown or JSON text. Both are safe to print on a
+    terminal: JSON escapes control and bidi characters (the same data), and
+    Markdown shows them visibly (``terminal_safe``)."""
     if opts["format"] == "json":
         if kind != "evaluation":
-            return views.to_json(view)
+            return json_safe(views.to_json(view))
         data = view.as_dict()
         data["cases"] = [c.as_dict() for c in extra]
-        return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        return json_safe(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     md = views.tree_markdown if kind == "tree" else views.case_markdown
-    return md(view, prompts=opts["calls"])
+    return terminal_safe(md(view, prompts=opts["calls"]))
 
 
 def render(view: Any, extra: Any, kind: str, opts: dict[str, Any], console: Console) -> None:
-    """Print a loaded view on a rich console."""
+    """Print a loaded view on a rich console, every text from the database
+    made terminal-safe first."""
+    view, extra = terminal_safe_data(view), terminal_safe_data(extra)
     if kind == "tree":
         side = console.width >= views.SIDE_BY_SIDE_MIN_WIDTH
-        console.print(views.render_tree(view, side_by_side=side, calls=opts["calls"]))
+        marks = console.no_color or console.color_system is None  # piped: [-old-]{+new+}
+        console.print(views.render_tree(view, side_by_side=side, calls=opts["calls"], marks=marks))
     elif kind == "run":
-        console.print(views.render_run(view))
+        console.print(views.render_run(view, **extra))
     elif kind == "evaluation":
-        console.print(views.render_evaluation(view, extra))
+        console.print(views.render_evaluation(view, extra, calls=opts["calls"]))
     else:
         console.print(views.render_case(view, calls=opts["calls"]))
 
@@ -97,7 +130,7 @@ def run(cfg: DictConfig) -> int:
     conn = connect(cfg.db, readonly=True)  # one-line StoreError when missing / not a database
     try:
         view, extra = _load(
-            conn, kind, ident, opts["cases"]
+            conn, kind, ident, opts["cases"], opts["page"]
         )  # unknown id: ConfigError before any file is touched
     finally:
         conn.close()

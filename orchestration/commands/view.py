@@ -52,7 +52,7 @@ def validate(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> int:
     opts = options(cfg)
     app = create_app(
-        cfg.db, page_size=opts["page_size"], threads=opts["threads"], warm_runs=opts["warm_runs"]
+        cfg.db, page_size=opts["page_size"], threads=opts["threads"], warm_runs=opts["warm_runs"], host=opts["host"]
     )  # StoreError if unusable
     host, port = opts["host"], opts["port"]
     if not is_loopback(host):

@@ -227,6 +227,8 @@ def test_command_exports_files(sample, tmp_path, capsys):
         (["tree=1", "run=1"], "tree|run|evaluation|case"),
         (["tree=0"], "tree"),
         (["tree=abc"], "tree"),
+        (["tree=9223372036854775808"], "tree"),  # 2^63: past SQLite's integers
+        (["tree=-1"], "tree"),
         (["tree=999"], "tree"),
         (["run=1", "show.format=md"], "show.format"),
         (["tree=1", "show.format=html"], "show.format"),
@@ -239,6 +241,15 @@ def test_command_rejects_bad_config(sample, overrides, key):
         show_cmd.run(_cfg(sample[0], *overrides))
     assert err.value.key == key
     assert "\n" not in str(err.value)
+
+
+def test_absurd_ids_are_one_line_errors(sample, capsys):
+    from aloesim.orchestration import cli
+
+    for ident in ("9" * 5000, str(2**64), "-5", "1e3", "0x10", "\x1b[2J"):
+        code = cli.main(["show", f"db={sample[0]}", f"tree={ident}"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("aloe show: config error"), err[:200]
 
 
 def test_unknown_id_writes_no_file(sample, tmp_path):
@@ -368,3 +379,72 @@ def test_calls_recorded_by_the_gateway_recorder_render(tmp_path):
     assert call.params == {"model": "SmolLM2-135M-Instruct", "temperature": 0.0, "max_tokens": 16}
     out = _text(show.render_tree(tree, calls=True))
     assert "Recorded system prompt" in out and "0.12s" in out and '"max_tokens": 16' in out
+
+
+def test_piped_tree_marks_changes_and_a_short_numeric_value(sample, tmp_path, capsys):
+    """Issue 18: piped, a replaced inferred persona read as the old text run into
+    the new one ("... teacher.47"), as if the previous persona were shown. Without
+    colour the changes are marked [-old-]{+new+}."""
+    import shutil
+    import sqlite3
+
+    from aloesim.orchestration import cli
+
+    path = tmp_path / "t47.db"
+    shutil.copy(sample[0], path)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE nodes SET inferred_profile = 47 WHERE tree_id = ? AND turn = 3", (sample[1]["tree"],))
+    conn.close()
+    assert cli.main(["show", f"db={path}", f"tree={sample[1]['tree']}", "show.width=150"]) == 0
+    out = capsys.readouterr().out
+    assert "profile: [-A retired history teacher.-]{+47+}" in out
+    assert "profile: {+A retired history teacher.+}" in out  # turn 2: all new
+    assert "personalities: Talkative{+ and warm+}." in out  # turn 3: kept words unmarked
+    # on a colour terminal the words are coloured instead of marked
+    tree = show.load_tree(connect(path, readonly=True), sample[1]["tree"])
+    ansi = _text(show.render_tree(tree), styles=True)
+    assert "{+" not in ansi and "[-" not in ansi
+
+
+def test_evaluation_with_calls_shows_the_judges_prompt_and_reply(sample, tmp_path, capsys):
+    """Issue 18: show.calls=true was ignored under evaluation=."""
+    import shutil
+
+    from tests.support.sample_db import _call
+
+    path = tmp_path / "judged.db"
+    shutil.copy(sample[0], path)
+    conn = connect(path)
+    with conn:
+        _call(conn, 1_700_000_300.0, "judge",
+              [{"role": "system", "content": "Score the reply from 1 to 5 for this persona."},
+               {"role": "user", "content": "JUDGE-PROMPT-MARKER Case 0 reply 1"}],
+              '{"score": 2, "reason": "JUDGE-RAW-REPLY"}', case_id=sample[1]["case"], turn=1)
+    conn.close()
+    ev = sample[1]["evaluation"]
+    assert show_cmd.run(_cfg(path, f"evaluation={ev}", "show.width=160")) == 0
+    without = capsys.readouterr().out
+    assert show_cmd.run(_cfg(path, f"evaluation={ev}", "show.width=160", "show.calls=true")) == 0
+    with_calls = capsys.readouterr().out
+    for needle in ("JUDGE-PROMPT-MARKER", "JUDGE-RAW-REPLY", "Score the reply"):
+        assert needle in with_calls and needle not in without
+    # the AL table's columns all have a header: no empty fourth column
+    header = next(line for line in without.splitlines() if "AL(k)" in line and "scored" in line)
+    assert "AL on 1 to 5" in header
+
+
+def test_run_lists_its_tree_ids_and_only_config_that_differs_from_defaults(sample, capsys, monkeypatch):
+    """Issue 18: run= listed no tree ids and ~250 lines of config with whole prompts."""
+    assert show_cmd.run(_cfg(sample[0], f"run={sample[1]['run1']}", "show.width=150")) == 0
+    out = capsys.readouterr().out
+    assert "Trees: 2" in out and f"#{sample[1]['tree']} " in out and f"#{sample[1]['failed_tree']} " in out
+    assert "2 keys differ from `aloe generate` defaults" in out
+    assert "generation.turns" in out and "generation.trees" in out
+    assert "prompts." not in out and "Your task" not in out  # defaults are not repeated
+    assert len(out.splitlines()) < 80
+    monkeypatch.setattr(show_cmd, "TREES_PER_PAGE", 1)
+    assert show_cmd.run(_cfg(sample[0], f"run={sample[1]['run1']}", "show.width=150", "show.page=2")) == 0
+    out = capsys.readouterr().out
+    assert "page 2 of 2" in out and f"#{sample[1]['failed_tree']} " in out
+    assert f"│   #{sample[1]['tree']} │ complete" not in out
