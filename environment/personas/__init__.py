@@ -2,7 +2,8 @@
 by self-generation and kept diverse by a semantic-similarity filter, then
 paired into personas.
 
-    read_items / write_items     the published JSONL format (one JSON string per line)
+    read_items / write_items     the published JSONL format (one JSON string per line;
+    read_jsonl, JsonlItems       read_jsonl also names lines that held several values)
     SentenceEmbedder, embed      text -> normalised float32 vectors, off the event loop
     filter_candidates            the acceptance rule (max cosine similarity <= threshold)
     similarity_stats, calibrate_threshold
@@ -47,7 +48,7 @@ from ._grow import (
     grow_pool,
     iteration_seed,
 )
-from ._jsonl import read_items, write_items, write_objects
+from ._jsonl import JsonlItems, read_items, read_jsonl, write_items, write_objects
 from ._pairs import PairReport, load_personas, pair_personas
 from ._pool import (
     KINDS,
@@ -76,6 +77,7 @@ __all__ = [
     "GrowthReport",
     "GrowthSettings",
     "ImportReport",
+    "JsonlItems",
     "PairReport",
     "PersonasSettings",
     "Pool",
@@ -104,6 +106,7 @@ __all__ = [
     "pool_stats",
     "pool_vectors",
     "read_items",
+    "read_jsonl",
     "reference_vectors",
     "seed_items",
     "seed_pools",
