@@ -38,7 +38,7 @@ import structlog
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 
-from ...core.errors import ConfigError, LLMError, StructuredOutputError
+from ...core.errors import ConfigError, LLMError, MissingKeyError, StructuredOutputError
 from ._cache import request_key
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._record import CallRecord, Recorder
@@ -186,9 +186,7 @@ class Backend:
         if settings.api_key_env:
             api_key = os.environ.get(settings.api_key_env, "")
             if not api_key:
-                raise ConfigError(
-                    "backend.api_key_env", settings.api_key_env, "the name of a set environment variable holding the API key"
-                )
+                raise MissingKeyError("backend.api_key_env", settings.api_key_env)
         self.settings = settings
         self.name = name or settings.model
         self.model = settings.model
