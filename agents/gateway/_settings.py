@@ -98,8 +98,8 @@ class EmbeddedBackend(BackendSettings):
                                                "servers (min 1)", ge=1, le=1024)
     startup_timeout: float = setting(120.0, help="seconds to wait for a server to answer /v1/models", gt=0,
                                      le=DAY_S)
-    log_dir: str | None = setting(None, help="folder of the server logs (llama-0.log, ...); null = a fresh "
-                                             "temporary folder")
+    log_dir: str | None = setting(None, help="folder of the server logs (llama-0.log, ...; kept); null = a "
+                                             "temporary folder, removed at exit unless a server failed")
 
 
 @dataclass(frozen=True)
