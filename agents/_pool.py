@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from omegaconf import DictConfig, OmegaConf
 
 from ..core import compose_option, to_settings
-from ..core.errors import ConfigError, ServerError
+from ..core.errors import ConfigError, MissingKeyError, ServerError
 from ..environment.store import Store
 from ._roles import (
     AlignmentJudge,
@@ -79,8 +79,7 @@ def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
     settings = BackendSettings.from_config(base, prefix=prefix)
     # a missing key is a config mistake: found here, before any command opens its database
     if settings.api_key_env and not os.environ.get(settings.api_key_env):
-        raise ConfigError(f"{prefix}.api_key_env", settings.api_key_env,
-                          "the name of a set environment variable holding the API key")
+        raise MissingKeyError(f"{prefix}.api_key_env", settings.api_key_env)
     return settings
 
 

@@ -5,6 +5,7 @@ exit; anything else is a bug and keeps its traceback.
 
     AloeError
     ├── ConfigError            a config key or value is not allowed
+    │   └── MissingKeyError    the environment variable naming an API key is not set
     ├── InputError             a user file cannot be read (file, line, column)
     ├── OutputError            an output folder or file cannot be written (full disk, ...)
     ├── StoreError             the database cannot be used (not SQLite, newer schema,
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LLMError",
+    "MissingKeyError",
     "OutputError",
     "RunBusyError",
     "ServerError",
@@ -59,6 +61,18 @@ class ConfigError(AloeError):
     def __init__(self, key: str, value: object, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
         super().__init__(f"config error: {key}={value!r} is not allowed; expected {allowed}")
+
+
+class MissingKeyError(ConfigError):
+    """The environment variable that should hold an API key (named by ``key``,
+    e.g. ``backend.api_key_env``) is not set. The key itself is never shown."""
+
+    def __init__(self, key: str, variable: str) -> None:
+        self.key, self.value = key, variable
+        self.allowed = "the name of a set environment variable holding the API key"
+        AloeError.__init__(self, f"config error: the environment variable {variable} is not set ({key}={variable} "
+                           f"names the variable holding the API key); set it with `export {variable}=...`, or "
+                           f"name the variable that holds your key with {key}=NAME")
 
 
 class InputError(AloeError):

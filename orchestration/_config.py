@@ -48,6 +48,7 @@ from ..core import (
 )
 from ..core.errors import ConfigError
 from ..evaluation import MODEL_SCHEMAS
+from ._hydra_plugins import hydra_choice_error
 from ._schemas import COMMANDS, ImportSettings
 
 
@@ -88,6 +89,8 @@ def one_line(exc: BaseException, overrides: Sequence[str] = ()) -> ConfigError:
         r"In '[^']+': Could not find '([^']+)/([^']+)'", msg)
     if m:
         group, option = m.group(1), m.group(2)
+        if group.startswith("hydra/"):  # Hydra's own plugin groups: say which package to install
+            return hydra_choice_error(group, option) or ConfigError(group, option, "an installed option")
         return ConfigError(group, option, "one of " + " | ".join(group_options(group)))
     m = re.search(r"Key '([^']+)' not in '([^']+)'", msg)
     if m:

@@ -73,6 +73,7 @@ async def grow_personas(cfg: DictConfig, s: PoolActionSettings, record: RunIdent
                             tg.start_soon(grow, kind)
             for kind, report in reports.items():
                 summary[kind] = report.as_dict()
+            summary["notices"] = [r.outcome for r in reports.values() if r.warn]
         sizes = await store.read(lambda c: {kind: Personas(c).count_items(kind, "train") for kind in KINDS})
         summary["profiles"] = sizes["profile"]
         summary["personalities"] = sizes["personality"]

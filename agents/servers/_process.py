@@ -12,7 +12,9 @@ Guarantees of ``launch_servers``:
   from the event-loop thread (never from a worker thread that may be
   recycled);
 * output goes to a log file, whose last lines are quoted in every
-  ``ServerError``;
+  ``ServerError``; a temporary log folder (``ServerSpec.temporary_log``) is
+  removed when the servers stop normally and kept when one failed
+  (``_logdir``);
 * stopping (on exit, error, cancellation or Ctrl-C) is shielded from
   cancellation: SIGTERM, a grace period, then SIGKILL;
 * while they serve, each is watched (``ServerWatch``): a server that dies
@@ -42,6 +44,7 @@ import structlog
 
 from aloesim.core import ServerError, lone_error
 
+from ._logdir import finish_log_dir
 from ._ports import HOST, free_ports
 from ._watch import ServerWatch
 
@@ -65,6 +68,7 @@ class ServerSpec:
     log_path: Path  # stdout+stderr of the process (appended)
     env: Mapping[str, str] | None = None  # extra environment variables
     health_path: str = "/v1/models"  # answered (200) while the server lives, even while it decodes
+    temporary_log: bool = False  # log_path's folder is ours: removed at exit unless a server failed
 
 
 @dataclass
@@ -289,6 +293,7 @@ async def launch_servers(
     seconds; None = no hang check), at most ``max_restarts`` times."""
     ready: list[ManagedServer | None] = [None] * len(specs)
     spawned: list[ManagedServer] = []
+    failed: str | None = None
     try:
         with lone_error():  # a lone failure as itself, so the user sees one ServerError
             async with anyio.create_task_group() as tg:
@@ -306,8 +311,19 @@ async def launch_servers(
                     yield servers
                 finally:
                     watches.cancel_scope.cancel()
+    except ServerError as exc:
+        failed = str(exc)
+        raise
     finally:
+        # a server that exited on its own before being stopped has failed: keep its log
+        died = [s for s in spawned if s.process.poll() is not None]
+        if died and failed is None:
+            failed = f"{died[0].what} exited with code {died[0].process.returncode}"
+            log.warning("a server exited before it was stopped; its log is kept", server=died[0].what,
+                        returncode=died[0].process.returncode, log_path=str(died[0].log_path))
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
                 for server in spawned:
                     tg.start_soon(_stop, server, grace)
+            for folder in {spec.log_path.parent for spec in specs if spec.temporary_log}:
+                finish_log_dir(folder, failed)

@@ -9,7 +9,6 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from aloesim.core.errors import ConfigError, ServerError
 
 from ._embedded import check_timeout
+from ._logdir import temporary_log_dir
 from ._ports import HOST, check_ports_free, free_ports
 from ._process import ServerSpec, launch_servers
 
@@ -110,7 +110,7 @@ def vllm_specs(
         raise ConfigError("backend.gpu_memory_utilization", gpu_memory_utilization, "a fraction in (0, 1]")
     exe = executable or vllm_executable()
     ports = free_ports(n) if port is None else check_ports_free(port, n)
-    folder = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="aloe-vllm-"))
+    folder = Path(log_dir) if log_dir is not None else temporary_log_dir("aloe-vllm-")
 
     def command(p: int) -> list[str]:
         return vllm_command(
@@ -141,6 +141,7 @@ def vllm_specs(
                 log_path=folder / f"vllm-{i}.log",
                 env=env,
                 health_path="/health",
+                temporary_log=log_dir is None,
             )
         )
     return specs

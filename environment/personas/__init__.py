@@ -2,7 +2,8 @@
 by self-generation and kept diverse by a semantic-similarity filter, then
 paired into personas.
 
-    read_items / write_items     the published JSONL format (one JSON string per line)
+    read_items / write_items     the published JSONL format (one JSON string per line;
+    read_jsonl, JsonlItems       read_jsonl also names lines that held several values)
     SentenceEmbedder, embed      text -> normalised float32 vectors, off the event loop
     embedder_identity            which embedding model exactly (name, source, weights hash)
     filter_candidates            the acceptance rule (max cosine similarity <= threshold)
@@ -59,7 +60,7 @@ from ._grow import (
     grow_pool,
     iteration_seed,
 )
-from ._jsonl import read_items, write_items, write_objects
+from ._jsonl import JsonlItems, read_items, read_jsonl, write_items, write_objects
 from ._pairs import PairReport, load_personas, pair_personas
 from ._pool import (
     KINDS,
@@ -88,6 +89,7 @@ __all__ = [
     "GrowthReport",
     "GrowthSettings",
     "ImportReport",
+    "JsonlItems",
     "PairReport",
     "PersonasSettings",
     "Pool",
@@ -118,6 +120,7 @@ __all__ = [
     "pool_stats",
     "pool_vectors",
     "read_items",
+    "read_jsonl",
     "reference_vectors",
     "seed_items",
     "seed_pools",

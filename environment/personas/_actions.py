@@ -23,7 +23,7 @@ from ._embed import SentenceEmbedder, embed, embedder_identity
 from ._export import export_pool, pool_vectors
 from ._filter import calibrate_threshold, describe_filter, similarity_stats
 from ._grow import GrowthSettings
-from ._jsonl import read_items
+from ._jsonl import JsonlItems, read_items
 from ._pairs import pair_personas
 from ._pool import KINDS, ensure_seeds, import_items, load_pool
 
@@ -107,9 +107,16 @@ async def reference_vectors(store: Store, s: PoolActionSettings, kind: str, spli
     return ref.vectors if len(ref) else None
 
 
-async def import_files(s: PoolActionSettings, items: dict[str, list[str]], record: RunIdentity) -> dict:
-    """Add parsed items to the pools (each through the filter unless ``filter`` is off)."""
+async def import_files(s: PoolActionSettings, files: dict[str, JsonlItems], record: RunIdentity) -> dict:
+    """Add parsed files to the pools (each through the filter unless ``filter`` is off).
+    The summary's ``notices`` say what a user should know: a line that held
+    several values, a filter that dropped more than half of a file."""
     embedder, limiter = s.embedder(), anyio.CapacityLimiter(s.embedder_threads)
+    items = {kind: list(f.items) for kind, f in files.items()}
+    notices = [n for f in files.values() if (n := f.notice()) is not None]
+    for f in files.values():
+        if f.shared_lines:
+            log.warning(f.notice(), file=f.path, shared_lines=[line for line, _ in f.shared_lines])
     summary: dict[str, Any] = {"action": "import", "profiles_kept": 0, "personalities_kept": 0,
                                "embedder": await anyio.to_thread.run_sync(embedder_identity, embedder)}
     async with Store.open(s.db) as store:
@@ -133,6 +140,9 @@ async def import_files(s: PoolActionSettings, items: dict[str, list[str]], recor
                 plural = "profiles" if kind == "profile" else "personalities"
                 summary[f"{plural}_kept"] = report.kept
                 summary[plural] = report.as_dict()
+                if (notice := report.notice(s.warn_keep_rate)) is not None:
+                    notices.append(notice)
+            summary["notices"] = notices
             run.finish("complete", summary)
     return summary
 

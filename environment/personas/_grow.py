@@ -33,7 +33,7 @@ from ...core import lone_error
 from ..store import Store, Trees
 from ._embed import Embedder, embed
 from ._filter import filter_candidates
-from ._pool import KINDS, Pool, add_items, load_pool, warn_if_collapsing
+from ._pool import KINDS, Pool, add_items, load_pool
 
 __all__ = ["Generate", "GenerationRequest", "GrowthReport", "GrowthSettings", "grow_pool", "iteration_seed"]
 
@@ -83,12 +83,44 @@ class GrowthReport:
     added: int = 0
     stop: str = ""               # target | bottleneck | max_iterations
     threshold: float = 0.0
+    target: int = 0
+    requested: int = 0           # items asked of the generator (batch x iterations)
+    # why candidates were not added: already in the pool (same text), within the threshold of the pool,
+    # of an earlier item of the same batch, of an eval item; or past the target
+    dropped: dict[str, int] = field(default_factory=lambda: {
+        "duplicate": 0, "pool": 0, "batch": 0, "reference": 0, "over_target": 0})
+    outcome: str = ""            # one sentence: what this call did and why
+    warn: bool = False           # the outcome is worth a warning (short of the target, or collapsing)
     log: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         out = asdict(self)
         del out["log"]
         return out
+
+    def explain(self, collapsing: bool = False) -> str:
+        """One sentence for the user: kept of generated, why the others were dropped, why it stopped."""
+        plural = "profiles" if self.kind == "profile" else "personalities"
+        said = (f"{self.kind} pool: {self.added} of {self.generated} generated {plural} kept"
+                f" ({self.requested} requested)" if self.generated < self.requested else
+                f"{self.kind} pool: {self.added} of {self.generated} generated {plural} kept")
+        why = {"pool": f"within {self.threshold:g} cosine of the pool",
+               "batch": f"within {self.threshold:g} cosine of another new item",
+               "reference": f"within {self.threshold:g} cosine of an evaluation item",
+               "duplicate": "already in the pool", "over_target": "past the target"}
+        reasons = [f"{n} {why[k]}" for k, n in self.dropped.items() if n]
+        if reasons:
+            said += ": " + ", ".join(reasons)
+        stop = {"target": f"reached the target of {self.target}",
+                "bottleneck": "stopped at a bottleneck (personas.bottleneck)",
+                "max_iterations": "stopped at personas.max_iterations"}.get(self.stop, "stopped")
+        said += f"; {stop} after {self.iterations} iteration(s), size {self.start_size} -> {self.size}"
+        if collapsing:
+            said += "; the threshold is probably too low for this embedder"
+        if (collapsing or self.stop != "target") and self.dropped["pool"] + self.dropped["batch"] + self.dropped["reference"]:
+            said += ("; see `aloe personas personas.action=stats` for the pool's similarities, or set "
+                     "personas.threshold / personas.keep_rate")
+        return said
 
 
 def iteration_seed(seed: int, kind: str, iteration: int) -> int:
@@ -154,7 +186,7 @@ async def grow_pool(
         raise ValueError(f"the {kind} pool is empty: add the seed examples first")
     history = await _history(store, kind)
     it = (history[-1]["iteration"] + 1) if history else 0
-    report = GrowthReport(kind, start_size=len(pool), size=len(pool), threshold=s.threshold)
+    report = GrowthReport(kind, start_size=len(pool), size=len(pool), threshold=s.threshold, target=s.target)
     kept_total = 0
 
     while not (stop := _stop_reason(len(pool), it, history, s)):
@@ -184,9 +216,12 @@ async def grow_pool(
             res = filter_candidates(vecs[fresh], pool.vectors, s.threshold, reference=reference)
             chosen = [fresh[i] for i in res.kept][: max(0, s.target - len(pool))]
             rejected = {"pool": len(texts) - len(fresh), "batch": 0, "reference": 0}
+            report.dropped["duplicate"] += len(texts) - len(fresh)
+            report.dropped["over_target"] += len(res.kept) - len(chosen)
             for r in res.reason:
                 if r:
                     rejected[r] += 1
+                    report.dropped[r] += 1
             record = {"iteration": req.iteration, "run_id": run_id, "generated": len(texts), "added": len(chosen),
                       "rejected": rejected, "threshold": s.threshold, "examples": len(req.examples)}
             kept_texts, kept_vecs = [texts[i] for i in chosen], vecs[chosen]
@@ -203,6 +238,7 @@ async def grow_pool(
             history.append(record)
             report.iterations += 1
             report.generated += len(texts)
+            report.requested += req.n
             report.added += len(chosen)
             report.log.append(record)
             kept_total += len(chosen)
@@ -215,7 +251,10 @@ async def grow_pool(
     report.size = len(pool)
     report.next_iteration = it
     report.stop = stop
-    if report.generated:
-        warn_if_collapsing(kind, report.generated, kept_total, s.threshold, s.warn_keep_rate)
-    log.info("persona pool grown", **report.as_dict())
+    collapsing = report.generated >= 10 and kept_total < s.warn_keep_rate * report.generated
+    report.outcome = report.explain(collapsing)
+    report.warn = stop != "target" or collapsing
+    # short of the target, or nearly everything rejected: say why as a warning; else an info line
+    fields = {k: v for k, v in report.as_dict().items() if k != "outcome"}
+    (log.warning if report.warn else log.info)(report.outcome, **fields)
     return report

@@ -140,6 +140,19 @@ class ImportReport:
                 "dropped_similar": self.dropped_similar, "dropped_duplicate": self.dropped_duplicate,
                 "threshold": self.threshold}
 
+    def notice(self, warn_keep_rate: float = 0.0) -> str | None:
+        """A sentence when the similarity filter dropped more than half of the
+        items (or kept less than ``warn_keep_rate`` of them), with the fix."""
+        if self.threshold is None or not (self.dropped_similar * 2 > self.read
+                                          or self.kept < warn_keep_rate * self.read):
+            return None
+        key = "import.profiles" if self.kind == "profile" else "import.personalities"
+        return (f"{self.kind} import ({self.split}): the similarity filter dropped {self.dropped_similar} of "
+                f"{self.read} items as within {self.threshold:g} cosine of another (kept {self.kept}); to keep "
+                "them, import with filter=false (drops exact duplicates only) or calibrate the threshold with "
+                f"personas.keep_rate=0.9; `aloe personas personas.action=stats {key}=FILE` shows what each "
+                "threshold keeps")
+
 
 async def import_items(store: Store, kind: str, texts: Sequence[str], embedder: Embedder, *, split: str = "train",
                        threshold: float | None = 0.6, reference: np.ndarray | None = None, run_id: int | None = None,
@@ -170,8 +183,8 @@ async def import_items(store: Store, kind: str, texts: Sequence[str], embedder: 
     similar = len(texts) - len(chosen) if threshold is not None else 0
     report = ImportReport(kind, split, len(texts), kept, similar, len(texts) - similar - kept, threshold)
     log.info("persona import", **report.as_dict())
-    if threshold is not None:
-        warn_if_collapsing(kind, len(texts), kept, threshold, warn_keep_rate)
+    if (notice := report.notice(warn_keep_rate)) is not None:
+        log.warning(notice, **report.as_dict())
     return report
 
 

@@ -34,7 +34,7 @@ from ...environment.personas import (
     import_files,
     pair_only,
     pool_stats,
-    read_items,
+    read_jsonl,
 )
 from ...environment.store import dumps
 from .._personas_run import grow_personas
@@ -111,8 +111,8 @@ def run(cfg: DictConfig) -> int:
     with lone_error():  # an error inside the store's task group surfaces as itself
         if action == "import":
             # parse every file fully before the database is opened: a bad file changes nothing
-            items = {kind: read_items(path) for kind, path in s.import_files.items()}
-            summary: dict[str, Any] = anyio.run(import_files, s, items, record)
+            files = {kind: read_jsonl(path) for kind, path in s.import_files.items()}
+            summary: dict[str, Any] = anyio.run(import_files, s, files, record)
         elif action == "export":
             summary = export_files(s)
         elif action == "stats":

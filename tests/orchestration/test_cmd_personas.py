@@ -228,3 +228,40 @@ def test_grow_with_the_embedded_model_kill_and_resume(tmp_path: Path, embedded_u
     splits = conn.execute("SELECT DISTINCT p.split, a.split, b.split FROM personas p JOIN persona_items a"
                           " ON a.id = p.profile_id JOIN persona_items b ON b.id = p.personality_id").fetchall()
     assert sorted(splits) == [("eval", "eval", "eval"), ("train", "train", "train")]
+
+
+# -- what an import says (published format, real embedder) --------------------------
+
+def _published_like(path: Path) -> Path:
+    """Profiles written to one template (as the published pool is: MiniLM puts them within 0.6 of each
+    other), in the published format, with line 6 holding two JSON values as the published profile.jsonl does."""
+    jobs = ["nurse", "teacher", "plumber", "lawyer", "baker", "pilot", "farmer", "chemist", "dentist", "painter",
+            "welder", "banker"]
+    lines = [json.dumps(f"She is {30 + i} years old. She works as a {job} and lives in a small town with her "
+                        "husband and two children. She likes gardening on weekends.") for i, job in enumerate(jobs)]
+    lines[5] += " " + lines.pop(6)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.integration
+def test_import_says_what_the_filter_dropped_and_which_line_held_two(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    src = _published_like(tmp_path / "profile.jsonl")
+    assert aloe(f"db={tmp_path / 'a.db'}", f"import.profiles={src}", "log.format=console") == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    read, kept = summary["profiles"]["read"], summary["profiles_kept"]
+    assert read == 12 and kept * 2 < read  # most of a template pool is within 0.6 with MiniLM
+    shared, dropped = summary["notices"]
+    assert shared == f"{src}: line 6 held 2 JSON values; each value was read as its own item (12 items from 11 lines)"
+    assert dropped.startswith(f"profile import (train): the similarity filter dropped {read - kept} of 12 items "
+                              f"as within 0.6 cosine of another (kept {kept}); to keep them, import with filter=false")
+    assert "personas.keep_rate=" in dropped and "personas.action=stats import.profiles=FILE" in dropped
+    for notice in (shared, dropped):  # also said on stderr, as warnings
+        assert notice.split(";")[0] in captured.err
+    # the documented way to import the published files: every item, only exact duplicates dropped
+    assert aloe(f"db={tmp_path / 'b.db'}", f"import.profiles={src}", "import.split=eval", "filter=false") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["profiles_kept"] == 12 and summary["profiles"]["split"] == "eval"
+    assert summary["notices"] == [shared]

@@ -181,8 +181,41 @@ async def test_warns_when_nearly_everything_is_rejected(tmp_path: Path) -> None:
             report = await grow_pool(store, "profile", gen, emb, settings)
     assert report.added == 0 and report.stop == "bottleneck"
     warnings = [e for e in logs if e["log_level"] == "warning"]
-    assert len(warnings) == 1 and "rejected nearly everything" in warnings[0]["event"]
-    assert warnings[0]["candidates"] == report.generated
+    assert len(warnings) == 1 and warnings[0]["event"] == report.outcome and report.warn
+    assert report.outcome.startswith(f"profile pool: 0 of {report.generated} generated profiles kept: ")
+    assert f"{report.dropped['pool']} within 0.6 cosine of the pool" in report.outcome
+    assert "threshold is probably too low" in report.outcome and "personas.action=stats" in report.outcome
+    assert "stopped at a bottleneck" in report.outcome
+    assert warnings[0]["generated"] == report.generated == sum(report.dropped.values())
+
+
+async def test_says_why_a_pool_grew_by_nothing(tmp_path: Path) -> None:
+    """The demo's case: a few candidates, all near the pool, one iteration allowed."""
+    gen = FakeGenerator(per_call=2, stale_from=0)
+    settings = GrowthSettings(target=24, batch=20, shots=2, parallel=1, max_iterations=1)
+    emb = HashEmbedder()
+    async with Store.open(tmp_path / "a.db") as store:
+        await _seeded(store, emb)
+        with capture_logs() as logs:
+            report = await grow_pool(store, "profile", gen, emb, settings)
+    assert (report.generated, report.added, report.requested) == (2, 0, 20)
+    assert report.outcome == (
+        "profile pool: 0 of 2 generated profiles kept (20 requested): 2 within 0.6 cosine of the pool; "
+        "stopped at personas.max_iterations after 1 iteration(s), size 6 -> 6; see `aloe personas "
+        "personas.action=stats` for the pool's similarities, or set personas.threshold / personas.keep_rate")
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [report.outcome]
+
+
+async def test_reaching_the_target_is_no_warning(tmp_path: Path, hash_embedder: HashEmbedder) -> None:
+    settings = GrowthSettings(target=8, threshold=0.6, batch=4, shots=3, parallel=1, seed=1)
+    async with Store.open(tmp_path / "g.db") as store:
+        await _seeded(store, hash_embedder)
+        with capture_logs() as logs:
+            report = await grow_pool(store, "profile", FakeGenerator(per_call=4), hash_embedder, settings)
+    assert report.stop == "target" and not report.warn
+    assert report.outcome.startswith(f"profile pool: {report.added} of {report.generated} generated profiles kept")
+    assert "reached the target of 8" in report.outcome
+    assert not [e for e in logs if e["log_level"] == "warning"]
 
 
 async def test_empty_pool_is_refused(tmp_path: Path) -> None:

@@ -75,3 +75,26 @@ def test_write_objects_is_one_object_per_line(tmp_path: Path) -> None:
     write_objects(path, [{"id": 1, "profile": "a", "personality": "b"}])
     assert [json.loads(x) for x in path.read_text().splitlines()] == [{"id": 1, "profile": "a", "personality": "b"}]
     assert not (tmp_path / "p.jsonl.tmp").exists()
+
+
+def test_read_jsonl_names_lines_that_held_several_values(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from aloesim.environment.personas import read_jsonl
+
+    lines = [json.dumps(f"profile {i}") for i in range(1, 8)]
+    lines[5] = lines[5] + json.dumps("profile 6b")  # the published profile.jsonl: line 6 holds two profiles
+    path = _write(tmp_path, ("\n".join(lines) + "\n").encode(), "profile.jsonl")
+    result = read_jsonl(path)
+    assert len(result.items) == 8 and result.items[5:7] == ("profile 6", "profile 6b")
+    assert result.shared_lines == ((6, 2),)
+    assert result.notice() == (f"{path}: line 6 held 2 JSON values; each value was read as its own item "
+                               "(8 items from 7 lines)")
+    with capture_logs() as logs:
+        assert read_items(path) == list(result.items)
+    assert [(e["log_level"], e["event"], e["shared_lines"]) for e in logs] == [("warning", result.notice(), [6])]
+    clean = _write(tmp_path, b'"a"\n"b"\n', "clean.jsonl")
+    assert read_jsonl(clean).shared_lines == () and read_jsonl(clean).notice() is None
+    with capture_logs() as logs:
+        read_items(clean)
+    assert logs == []
