@@ -77,7 +77,7 @@ def render_run(
         ("status", run.status),
         ("started", _when(run.started_at)),
         ("finished", _when(run.finished_at)),
-        ("wall time", _secs(run.wall_s)),
+        ("wall time", f"{run.wall_s:,.2f} s"),  # as `aloe runs` shows it (inspection.wall_text)
         ("trees", _num(run.trees)),
         ("nodes", _num(run.nodes)),
         ("LLM calls", _num(run.calls)),
