@@ -11,8 +11,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._data import RunView, TreeRow, config_diff, flatten
 from ._render import _json, _num, _secs, _when
+from ._runs import RunView
+from ._text import config_diff, flatten
+from ._trees import TreeRow
 
 __all__ = ["render_run"]
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from ...core import json_safe, terminal_safe, to_settings
 from ...environment.store import Calls, CallTotals, Runs, Trees, open_readonly, shown_status
 from ...inspection import wall_text
-from .._runs import config_differences
+from ...inspection.show import config_differences
 from .._schemas import RunsConfig
 
 HELP = "list the runs of db with config differences, trees, nodes, calls, tokens, failures and wall time"

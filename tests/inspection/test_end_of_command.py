@@ -32,7 +32,7 @@ from tests.support.sample_db import write_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import ServerProcess, latency_server  # noqa: E402
+from _common import ServerProcess, latency_server
 
 ALOE = [sys.executable, "-m", "aloesim.orchestration.cli"]
 KEY_VAR = "ALOE_SUMMARY_TEST_KEY"
@@ -89,7 +89,7 @@ def test_generate_summary_names_failed_trees_and_the_next_step(sample) -> None:
 
 
 def test_evaluate_and_personas_summaries(sample) -> None:
-    db, ids = sample
+    db, _ids = sample
     conn = sqlite3.connect(db)
     evaluation = conn.execute("SELECT MIN(id) FROM evaluations").fetchone()[0]
     conn.close()
@@ -220,7 +220,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_aloe_runs_says_so(tmp_path: Path) 
                 time.sleep(0.1)
             assert proc.poll() is None, (tmp_path / "gen.log").read_text()[-2000:]
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
-            out, _ = proc.communicate(timeout=60)
+            _out, _ = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
