@@ -273,6 +273,8 @@ def _build(node: DictConfig | ListConfig, prefix: str) -> Any:
     try:
         return cls(**kwargs)
     except ConfigError as exc:
+        if not prefix:  # its key is already the full key: keep the error as raised (its own wording)
+            raise exc from None
         raise ConfigError(_join(prefix, exc.key), exc.value, exc.allowed) from None
 
 

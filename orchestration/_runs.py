@@ -25,6 +25,9 @@ VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget"
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of a config as dotted keys, as a run's identity hashes them
+    (kept as is: a change would change every stored run's identity). Showing
+    how configs differ is the read side's (``inspection.show.config_diff``)."""
     out: dict[str, Any] = {}
     if isinstance(d, dict):
         for k, v in d.items():
@@ -63,10 +66,3 @@ async def find_or_create_run(store: Store, kind: str, cfg: DictConfig, *, resume
 
     return await store.write(find_or_create)
 
-
-def config_differences(configs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Per run, the flattened keys whose values are not the same in every run."""
-    flats = {rid: flatten(c) for rid, c in configs.items()}
-    keys = set().union(*[f.keys() for f in flats.values()]) if flats else set()
-    varying = {k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats.values()}) > 1}
-    return {rid: {k: f.get(k) for k in sorted(varying)} for rid, f in flats.items()}

@@ -195,6 +195,14 @@ class ShowSettings(Settings):
     page: int = setting(1, help="run: which page of the run's tree ids (50 per page)", ge=1, le=ID_MAX)
 
 
+def _nothing_to_show() -> ConfigError:
+    """``aloe show`` with no target: say what to pass and where ids come from."""
+    err = ConfigError("tree|run|evaluation|case", None, "one of tree=ID, run=ID, evaluation=ID or case=ID")
+    err.args = (("nothing to show: pass one of tree=ID | run=ID | evaluation=ID | case=ID "
+                "(`aloe runs db=PATH` lists the runs; `aloe show run=ID` lists a run's trees and evaluations)"),)
+    return err
+
+
 @dataclass(frozen=True)
 class ShowConfig(BaseConfig):
     """Give exactly one of tree, run, evaluation, case."""
@@ -210,6 +218,8 @@ class ShowConfig(BaseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         given = {k: getattr(self, k) for k in ("tree", "run", "evaluation", "case") if getattr(self, k) is not None}
+        if not given:
+            raise _nothing_to_show()
         if len(given) != 1:
             raise ConfigError("tree|run|evaluation|case", " ".join(f"{k}={v}" for k, v in given.items()) or None,
                               "exactly one of tree=ID, run=ID, evaluation=ID or case=ID")

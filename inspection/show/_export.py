@@ -11,7 +11,10 @@ import json
 import re
 from typing import Any
 
-from ._data import CallView, CaseView, Segment, TreeView
+from ._calls import CallView
+from ._evaluations import CaseView
+from ._text import Segment
+from ._trees import TreeView
 
 __all__ = ["case_markdown", "md_escape", "to_json", "tree_markdown"]
 

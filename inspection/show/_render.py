@@ -18,14 +18,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ._data import (
-    CallView,
-    CaseView,
-    EvaluationView,
-    NodeView,
-    Segment,
-    TreeView,
-)
+from ._calls import CallView
+from ._evaluations import CaseView, EvaluationView
+from ._text import Segment
+from ._trees import NodeView, TreeView
 
 __all__ = ["SIDE_BY_SIDE_MIN_WIDTH", "render_case", "render_evaluation", "render_tree"]
 

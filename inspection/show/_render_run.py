@@ -11,8 +11,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._data import RunView, TreeRow, config_diff, flatten
 from ._render import _json, _num, _secs, _when
+from ._runs import RunView
+from ._text import config_diff, flatten
+from ._trees import TreeRow
 
 __all__ = ["render_run"]
 
@@ -77,7 +79,7 @@ def render_run(
         ("status", run.status),
         ("started", _when(run.started_at)),
         ("finished", _when(run.finished_at)),
-        ("wall time", _secs(run.wall_s)),
+        ("wall time", f"{run.wall_s:,.2f} s"),  # as `aloe runs` shows it (inspection.wall_text)
         ("trees", _num(run.trees)),
         ("nodes", _num(run.nodes)),
         ("LLM calls", _num(run.calls)),

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aloesim.evaluation import metrics
 from aloesim.inspection.show import TreeView
-from aloesim.inspection.show._data import Point, fit_line
+from aloesim.inspection.show._evaluations import Point
 
 COL, ROW, PAD = 120, 34, 24
 
@@ -183,13 +184,10 @@ def al_chart(
         dx = (i - (len(curves) - 1) / 2) * dodge
         vals = [(p.k, p.al) for p in curve if p.al is not None]
         pts = [(sx(p.k) + dx, sy(p.al), p.k, p.al, p.n) for p in curve if p.al is not None]
-        ir, r2 = fit_line(vals)
+        ir, a, r2 = metrics.fit_line([v for _, v in vals], [k for k, _ in vals])
         fit = None
-        if ir is not None:
+        if ir is not None and a is not None:
             k0, k1 = min(k for k, _ in vals), max(k for k, _ in vals)
-            mk = sum(k for k, _ in vals) / len(vals)
-            my = sum(v for _, v in vals) / len(vals)
-            a = my - ir * mk
             fit = (sx(k0) + dx, sy(min(5, max(1, a + ir * k0))), sx(k1) + dx, sy(min(5, max(1, a + ir * k1))))
         series.append(
             Series(label, href, pts, " ".join(f"{x:.1f},{y:.1f}" for x, y, *_ in pts), fit, ir, r2, i % 8)

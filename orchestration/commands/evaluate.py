@@ -59,6 +59,7 @@ from ...evaluation import (
     first_cases,
     metrics,
 )
+from ...inspection import end_of_command, evaluate_lines
 from .._judging import judge_backend, make_judges, warn_if_unreliable
 from .._runs import lease_settings
 
@@ -261,7 +262,7 @@ def run(cfg: DictConfig) -> int:
     endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
     check_reachable(endpoints)  # a server down now: one line, nothing written
     summary = run_interruptible(partial(evaluate, lease=lease), p, cfg.db, models_of(cfg))
-    print(json_safe(json.dumps(summary, ensure_ascii=False)))
+    end_of_command(json_safe(json.dumps(summary, ensure_ascii=False)), lambda: evaluate_lines(str(cfg.db), summary))
     warn_if_unreliable(summary["judge_check"])
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
     return 3 if summary["failed_cases"] else 0

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from ...agents import role_backend_settings, role_settings
 from ...core import run_interruptible
+from ...inspection import end_of_command, generate_lines
 from .._generate import ROLES, GenerationSettings
 from .._generate_run import generate_trees
 
@@ -35,5 +36,6 @@ async def generate(cfg: DictConfig) -> dict:
 def run(cfg: DictConfig) -> int:
     settings, roles_needed = validate(cfg)
     stats = run_interruptible(generate_trees, cfg, settings, roles_needed)
-    print(json.dumps({k: v for k, v in stats.items() if k != "this_invocation"}))
+    end_of_command(json.dumps({k: v for k, v in stats.items() if k != "this_invocation"}),
+                   lambda: generate_lines(str(cfg.db), stats))
     return 0 if stats["trees_complete"] == stats["trees"] else 3

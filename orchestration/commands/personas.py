@@ -37,6 +37,7 @@ from ...environment.personas import (
     read_jsonl,
 )
 from ...environment.store import dumps
+from ...inspection import end_of_command, personas_lines
 from .._personas_run import grow_personas
 from .._runs import lease_settings, plain_config
 from .._schemas import ImportSettings, PersonasConfig
@@ -121,5 +122,5 @@ def run(cfg: DictConfig) -> int:
             summary = anyio.run(pair_only, s, record)
         else:  # SIGINT / SIGTERM: what was committed stays, the run is marked interrupted (exit 130 / 143)
             summary = run_interruptible(grow_personas, cfg, s, record)
-    print(json_safe(json.dumps(summary, ensure_ascii=False)))
+    end_of_command(json_safe(json.dumps(summary, ensure_ascii=False)), lambda: personas_lines(str(s.db), summary))
     return 0

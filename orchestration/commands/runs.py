@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 
 from ...core import json_safe, terminal_safe, to_settings
 from ...environment.store import Calls, CallTotals, Runs, Trees, open_readonly, shown_status
-from .._runs import config_differences
+from ...inspection import wall_text
+from ...inspection.show import config_differences
 from .._schemas import RunsConfig
 
 HELP = "list the runs of db with config differences, trees, nodes, calls, tokens, failures and wall time"
@@ -94,7 +95,7 @@ def _diff_text(diff: dict[str, Any]) -> str:
 
 
 def _wall_text(run: dict[str, Any]) -> str:
-    return f"{run['wall_s']:g} s"
+    return wall_text(run["wall_s"])
 
 
 COLUMNS = ("run", "kind", "status", "trees", "nodes", "calls", "tokens", "retries", "failed calls", "wall",

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from aloesim.environment.store import connect
 from aloesim.inspection import show
-from aloesim.inspection.show._data import Point
+from aloesim.inspection.show._evaluations import Point
 from aloesim.inspection.viewer._svg import al_chart
 from tests.support.sample_db import write_sample
 
@@ -87,3 +89,26 @@ def test_aloe_report_prints_the_table_it_wrote(tmp_path, capsys):
     assert json.loads(out)["report"]["md"].endswith("report.md")  # stdout: one JSON line
     table = (out_dir / "report.md").read_text()
     assert "| Models | Type | k=1 |" in err and table.splitlines()[4] in err
+
+
+def test_config_differences_have_one_home_and_agree_with_config_diff() -> None:
+    """`aloe runs` (config_differences over a group) and `aloe show run=` / the viewer (config_diff
+    between two) read one flattening: the keys that vary are the keys config_diff names."""
+    a = {"generation": {"trees": 2, "turns": 3}, "export": {"dir": None}, "seed": 0}
+    b = {"generation": {"trees": 5, "turns": 3}, "seed": 0}
+    assert show.config_differences({1: a, 2: b}) == {1: {"generation.trees": 2}, 2: {"generation.trees": 5}}
+    assert [k for k, *_ in show.config_diff(a, b)] == ["generation.trees"]
+    assert not hasattr(show, "fit_line")  # the line fit is evaluation.metrics'
+
+
+def test_improvement_is_evaluation_metrics_fit() -> None:
+    from aloesim.evaluation import metrics
+    from aloesim.inspection.show._evaluations import EvaluationView
+
+    curve = [Point(1, 2.0, 3), Point(2, None, 0), Point(3, 3.0, 3), Point(4, 3.5, 2)]
+    ev = EvaluationView(1, None, "x", {}, {}, {}, 4, "complete", None, 0.0, curve, {"complete": 3}, 0)
+    ir, _, r2 = metrics.fit_line([2.0, 3.0, 3.5], [1, 3, 4])
+    assert ev.improvement == (ir, r2) and ir == pytest.approx(0.5)
+    flat = EvaluationView(1, None, "x", {}, {}, {}, 2, "complete", None, 0.0, [Point(1, 3.0, 1), Point(2, 3.0, 1)],
+                          {}, 0)
+    assert flat.improvement == (0.0, None)  # constant AL: R² undefined

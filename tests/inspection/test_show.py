@@ -138,7 +138,7 @@ def test_run_summary(conn, sample):
     assert run.nodes == 4 and run.calls == 15 and run.call_error_count == 2
     for needle in (
         "wall time",
-        "93.50s",
+        "93.50 s",
         "generation.mode",
         "path",
         "bad JSON",

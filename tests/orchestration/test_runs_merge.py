@@ -245,7 +245,7 @@ async def test_runs_lists_differences_counts_tokens_failures_and_wall_time(tmp_p
     assert runs_cmd.run(compose(db)) == 0  # not a TTY under pytest: plain text
     text = capsys.readouterr().out.splitlines()
     assert text[0].split()[:3] == ["run", "kind", "status"]
-    assert "agents.preferred.temperature=0.2" in text[1] and "12.5 s" in text[1] and "2: 2 complete" in text[1]
+    assert "agents.preferred.temperature=0.2" in text[1] and "12.50 s" in text[1] and "2: 2 complete" in text[1]
     assert "3: 2 complete, 1 failed" in text[2]
 
     assert runs_cmd.run(compose(db, "kind=evaluate")) == 0
