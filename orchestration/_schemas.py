@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..agents import AgentsSettings, PromptsSettings
-from ..agents.gateway import BackendSettings
+from ..agents.gateway import BackendSettings, PricingSettings
 from ..core import Settings, setting
 from ..core.errors import ConfigError
 from ..environment import MAX_TURNS
@@ -59,6 +59,8 @@ class RolesConfig(BaseConfig):
                                      factory=AgentsSettings)
     prompts: PromptsSettings = setting(PROMPTS, help="one prompt per role: a `prompts` group option (paper)")
     lease: LeaseSettings = setting(help=_LEASE_HELP, factory=LeaseSettings)
+    pricing: PricingSettings = setting(help="dollars per call: genai-prices, your overrides, free kinds "
+                                            "(docs/cost.md)", factory=PricingSettings)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ A repository wraps a ``sqlite3.Connection``; commands run it through the store (
 identity, the lease that lets one process at a time hold it, the end.
 ``merge_databases`` copies whole databases into one."""
 
-from ._calls import CallOutcomeRow, CallRow, Calls, CallTotals, NewCall, RoleTotals
+from ._calls import CallOutcomeRow, CallRow, Calls, CallTotals, ModelCost, NewCall, RoleTotals
 from ._evaluations import (
     CaseListing,
     CaseRecord,
@@ -57,6 +57,7 @@ __all__ = [
     "Lease",
     "LeaseSettings",
     "MergeResult",
+    "ModelCost",
     "NewCall",
     "NodeRecord",
     "Personas",

@@ -17,7 +17,7 @@ from typing import Any
 from ...core import safe_text
 from ._rows import loads, row_as
 
-__all__ = ["CallOutcomeRow", "CallRow", "CallTotals", "Calls", "NewCall", "RoleTotals"]
+__all__ = ["CallOutcomeRow", "CallRow", "CallTotals", "Calls", "ModelCost", "NewCall", "RoleTotals"]
 
 _CALL_COLS = ("id, role, model, endpoint, tree_id, turn, branch, case_id, request, response, prompt_tokens,"
               " completion_tokens, latency_s, attempts, cached, error, created_at")
@@ -26,7 +26,10 @@ _TOTALS = ("COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
            " COALESCE(SUM(completion_tokens), 0) AS completion_tokens,"
            " COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0) AS retries,"
            " COALESCE(SUM(error IS NOT NULL), 0) AS failures, COALESCE(SUM(cached), 0) AS cached,"
-           " COALESCE(SUM(finish_reason = 'length'), 0) AS truncated")
+           " COALESCE(SUM(finish_reason = 'length'), 0) AS truncated,"
+           " SUM(cost_usd) AS cost_usd, COALESCE(SUM(cost_usd IS NULL), 0) AS unpriced")
+# dollars of a set of calls: the sum of the known prices (NULL when none is known) and how many are unknown
+_COST = "SUM(cost_usd) AS cost_usd, COALESCE(SUM(cost_usd IS NULL), 0) AS unpriced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class NewCall:
     error: str | None
     cache_key: str | None
     finish_reason: str | None = None  # "stop", "length" (cut at max_tokens or max_reply_chars), ...; None = unknown
+    cost_usd: float | None = None  # US dollars; None = unknown (never guessed), 0 = free or cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class CallTotals:
     failures: int = 0
     cached: int = 0
     truncated: int = 0  # replies that ended with finish_reason "length" (cut at max_tokens or max_reply_chars)
+    cost_usd: float | None = None  # the sum of the known prices; None = no call has a known price
+    unpriced: int = 0  # calls whose price is unknown (not in cost_usd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +110,20 @@ class RoleTotals:
     cached: int
     mean_latency_s: float | None
     max_latency_s: float | None
+    cost_usd: float | None = None  # the sum of the known prices; None = none known
+    unpriced: int = 0  # calls whose price is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCost:
+    """One model's calls and dollars in a run (``cost_usd`` None: no known price)."""
+
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    unpriced: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +155,9 @@ def _call(row: sqlite3.Row) -> CallRow:
 
 
 def _totals(row: sqlite3.Row) -> CallTotals:
-    return CallTotals(*(int(row[k]) for k in ("calls", "prompt_tokens", "completion_tokens", "retries",
-                                              "failures", "cached", "truncated")))
+    counts = (int(row[k]) for k in ("calls", "prompt_tokens", "completion_tokens", "retries", "failures", "cached",
+                                    "truncated"))
+    return CallTotals(*counts, cost_usd=row["cost_usd"], unpriced=int(row["unpriced"]))
 
 
 class Calls:
@@ -152,11 +173,11 @@ class Calls:
         self.conn.execute(
             "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, case_id, request,"
             " response, prompt_tokens, completion_tokens, latency_s, attempts, cached, error, cache_key,"
-            " created_at, finish_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " created_at, finish_reason, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (call.run_id, call.role, call.endpoint, call.model, call.tree_id, call.turn, call.branch, call.case_id,
              safe_text(json.dumps(call.request, ensure_ascii=False)), call.response, call.prompt_tokens,
              call.completion_tokens, call.latency_s, call.attempts, int(call.cached), call.error, call.cache_key,
-             time.time(), call.finish_reason))
+             time.time(), call.finish_reason, call.cost_usd))
         if cache is not None:  # JSON text fit to store (a lone surrogate in a reply would fail the write)
             self.conn.execute("INSERT OR IGNORE INTO llm_cache (key, response, created_at) VALUES (?,?,?)",
                               (cache[0], safe_text(json.dumps(cache[1], ensure_ascii=False)), time.time()))
@@ -180,9 +201,22 @@ class Calls:
             "SELECT role, COUNT(*) AS calls, COALESCE(SUM(error IS NOT NULL), 0) AS errors,"
             " COALESCE(SUM(attempts), 0) AS attempts, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
             " COALESCE(SUM(completion_tokens), 0) AS completion_tokens, COALESCE(SUM(cached), 0) AS cached,"
-            " AVG(latency_s) AS mean_latency_s, MAX(latency_s) AS max_latency_s"
+            f" AVG(latency_s) AS mean_latency_s, MAX(latency_s) AS max_latency_s, {_COST}"
             " FROM llm_calls WHERE run_id = ? GROUP BY role ORDER BY role", (run_id,))
         return [row_as(RoleTotals, r) for r in rows]
+
+    def by_model(self, run_id: int) -> list[ModelCost]:
+        """Per-model calls, tokens and dollars of a run, by model name."""
+        rows = self.conn.execute(
+            "SELECT model, COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+            f" COALESCE(SUM(completion_tokens), 0) AS completion_tokens, {_COST}"
+            " FROM llm_calls WHERE run_id = ? GROUP BY model ORDER BY model", (run_id,))
+        return [row_as(ModelCost, r) for r in rows]
+
+    def spent(self, run_id: int) -> float:
+        """The dollars of a run's calls with a known price (0 when none)."""
+        return float(self.conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE run_id = ?",
+                                       (run_id,)).fetchone()[0])
 
     def errors(self, run_id: int, limit: int) -> list[tuple[int, str, str, int | None]]:
         """The first ``limit`` failed calls of a run: (call id, role, error, tree id)."""
