@@ -17,7 +17,8 @@ from typing import Any
 from ...core import safe_text
 from ._rows import loads, row_as
 
-__all__ = ["CallOutcomeRow", "CallRow", "CallTotals", "Calls", "ModelCost", "NewCall", "RoleTotals"]
+__all__ = ["CallOutcomeRow", "CallRow", "CallTotals", "Calls", "ModelCost", "NewCall", "RoleTotals", "RunCost",
+           "dollars_text"]
 
 _CALL_COLS = ("id, role, model, endpoint, tree_id, turn, branch, case_id, request, response, prompt_tokens,"
               " completion_tokens, latency_s, attempts, cached, error, created_at")
@@ -140,6 +141,38 @@ class CallOutcomeRow:
     max_tokens: int | None  # what the request allowed
 
 
+def dollars_text(cost_usd: float | None, unpriced: int = 0) -> str:
+    """Dollars as shown to people: ``$0.0123``; ``unknown`` when no call had a known price; the known
+    part ``+ N calls unknown`` when some had none (an unknown price is never shown as $0)."""
+    if cost_usd is None:
+        return "unknown" if unpriced else "$0"
+    text = f"${cost_usd:,.2f}" if cost_usd >= 100 else f"${cost_usd:.4g}" if cost_usd else "$0"
+    return f"{text} + {unpriced} call{'s' if unpriced != 1 else ''} unknown" if unpriced else text
+
+
+@dataclass(frozen=True, slots=True)
+class RunCost:
+    """A run's dollars: in total, per role and per model (``None``: no known price)."""
+
+    cost_usd: float | None
+    unpriced: int
+    by_role: tuple[RoleTotals, ...]
+    by_model: tuple[ModelCost, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary-line fields: ``cost_usd`` (null = unknown), ``unpriced_calls``, and per role and model
+        ``{"cost_usd": ..., "unpriced_calls": ...}``."""
+        def one(cost: float | None, unpriced: int) -> dict[str, Any]:
+            return {"cost_usd": None if cost is None else round(cost, 6), "unpriced_calls": unpriced}
+
+        return {**one(self.cost_usd, self.unpriced),
+                "cost_by_role": {r.role: one(r.cost_usd, r.unpriced) for r in self.by_role},
+                "cost_by_model": {m.model: one(m.cost_usd, m.unpriced) for m in self.by_model}}
+
+    def text(self) -> str:
+        return dollars_text(self.cost_usd, self.unpriced)
+
+
 # successful calls of the roles whose replies make a node (the preference judge's are not joined)
 _OUTCOMES_FROM = ("FROM trees t JOIN llm_calls c ON c.tree_id = t.id WHERE t.run_id = ? AND (? OR t.status = 'complete')"
              " AND t.id <= ? AND c.error IS NULL AND c.role IN ('user', 'inducer', 'preferred', 'rejected')"
@@ -212,6 +245,13 @@ class Calls:
             f" COALESCE(SUM(completion_tokens), 0) AS completion_tokens, {_COST}"
             " FROM llm_calls WHERE run_id = ? GROUP BY model ORDER BY model", (run_id,))
         return [row_as(ModelCost, r) for r in rows]
+
+    def cost(self, run_id: int) -> RunCost:
+        """A run's dollars, in total and per role and model."""
+        roles, models = self.by_role(run_id), self.by_model(run_id)
+        known = [r.cost_usd for r in roles if r.cost_usd is not None]
+        total = sum(known) if known or not roles else None
+        return RunCost(total if roles else 0.0, sum(r.unpriced for r in roles), tuple(roles), tuple(models))
 
     def spent(self, run_id: int) -> float:
         """The dollars of a run's calls with a known price (0 when none)."""
