@@ -67,7 +67,7 @@ def backend_preset(name: str) -> dict[str, Any]:
     return _plain(compose_option("backend", name, BACKEND_SCHEMAS))
 
 
-def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
+def role_backend_settings(cfg: DictConfig, role: str, *, check_key: bool = True) -> BackendSettings:
     """Resolve the backend of ``role``: the top-level ``backend`` unless
     ``agents.<role>.backend`` names a preset; ``agents.<role>.model`` overrides the model."""
     role_cfg = (cfg.get("agents") or {}).get(role) or {}
@@ -80,7 +80,7 @@ def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
         base["model"] = role_cfg.get("model")
     settings = BackendSettings.from_config(base, prefix=prefix)
     # a missing key is a config mistake: found here, before any command opens its database
-    if settings.api_key_env and not os.environ.get(settings.api_key_env):
+    if check_key and settings.api_key_env and not os.environ.get(settings.api_key_env):
         raise MissingKeyError(f"{prefix}.api_key_env", settings.api_key_env)
     return settings
 

@@ -68,6 +68,8 @@ class GenerateConfig(RolesConfig):
     generation: GenerationSettings = setting(help="the trees to grow", factory=GenerationSettings)
     retry_failed: bool = setting(False, help="also pick up trees a previous run marked failed")
     resume: bool = setting(True, help="continue the unfinished run with the same config, if there is one")
+    dry_run: bool = setting(False, help="print the planned calls, tokens and dollars per role and exit 0: no model "
+                                        "is called, nothing is written (docs/cost.md)")
 
 
 @dataclass(frozen=True)
