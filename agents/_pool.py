@@ -38,6 +38,8 @@ from .gateway import (
     Backend,
     BackendSettings,
     ChatModel,
+    Pricer,
+    PricingSettings,
     RetryBudget,
     Sampling,
     StoreRecorder,
@@ -65,7 +67,7 @@ def backend_preset(name: str) -> dict[str, Any]:
     return _plain(compose_option("backend", name, BACKEND_SCHEMAS))
 
 
-def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
+def role_backend_settings(cfg: DictConfig, role: str, *, check_key: bool = True) -> BackendSettings:
     """Resolve the backend of ``role``: the top-level ``backend`` unless
     ``agents.<role>.backend`` names a preset; ``agents.<role>.model`` overrides the model."""
     role_cfg = (cfg.get("agents") or {}).get(role) or {}
@@ -78,9 +80,14 @@ def role_backend_settings(cfg: DictConfig, role: str) -> BackendSettings:
         base["model"] = role_cfg.get("model")
     settings = BackendSettings.from_config(base, prefix=prefix)
     # a missing key is a config mistake: found here, before any command opens its database
-    if settings.api_key_env and not os.environ.get(settings.api_key_env):
+    if check_key and settings.api_key_env and not os.environ.get(settings.api_key_env):
         raise MissingKeyError(f"{prefix}.api_key_env", settings.api_key_env)
     return settings
+
+
+def pricer_of(cfg: Any) -> Pricer:
+    """The ``Pricer`` of a command's ``pricing`` config (the defaults when it has none)."""
+    return Pricer(to_settings(cfg.get("pricing") if hasattr(cfg, "get") else None, PricingSettings, "pricing"))
 
 
 def role_settings(cfg: Any, role: str) -> RoleSettings:
@@ -118,7 +125,8 @@ def check_reachable(settings: Iterable[BackendSettings], *, timeout: float = 5.0
 class ModelPool:
     """Backends and the managed servers behind them, for one command."""
 
-    def __init__(self, stack: AsyncExitStack, store: Store | None, *, cache: bool, run_id: int | None, seed: int) -> None:
+    def __init__(self, stack: AsyncExitStack, store: Store | None, *, cache: bool, run_id: int | None, seed: int,
+                 pricer: Pricer | None = None) -> None:
         self._stack = stack
         self._store = store
         self._cache = cache
@@ -128,6 +136,7 @@ class ModelPool:
         self._servers: dict[str, list[str]] = {}
         self._guards: dict[str, Any] = {}  # URL -> the watch of the managed server behind it
         self.budget: RetryBudget | None = None
+        self.pricer = pricer or Pricer()
 
     async def urls(self, s: BackendSettings) -> list[str]:
         if not s.managed:
@@ -150,7 +159,7 @@ class ModelPool:
                 self.budget = RetryBudget(s.retry_budget)
             recorder = StoreRecorder(self._store, self._run_id) if self._store is not None else None
             backend = Backend(s, urls, name=name, recorder=recorder, cache=self._cache, budget=self.budget,
-                              seed=self._seed, guards=self._guards)
+                              seed=self._seed, guards=self._guards, pricer=self.pricer)
             self._stack.push_async_callback(backend.aclose)
             self._backends[key] = backend
         return self._backends[key]
@@ -166,7 +175,8 @@ class ModelPool:
 @asynccontextmanager
 async def model_pool(cfg: DictConfig, store: Store | None, *, run_id: int | None = None) -> AsyncIterator[ModelPool]:
     async with AsyncExitStack() as stack:
-        yield ModelPool(stack, store, cache=bool(cfg.get("cache", True)), run_id=run_id, seed=int(cfg.get("seed", 0)))
+        yield ModelPool(stack, store, cache=bool(cfg.get("cache", True)), run_id=run_id, seed=int(cfg.get("seed", 0)),
+                        pricer=pricer_of(cfg))
 
 
 @asynccontextmanager

@@ -132,6 +132,7 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
         data = await load_evaluation(store, outcome.evaluation_id)
         # the run's totals, over every invocation (as `aloe runs` shows them)
         totals = await store.read(lambda c: Calls(c).totals(outcome.run_id))
+        cost = await store.read(lambda c: Calls(c).cost(outcome.run_id))
         report = await anyio.to_thread.run_sync(
             lambda: build_report([data], n_boot=plan.n_boot, seed=plan.spec.seed, level=plan.level, labels=labels,
                                  labels_source=source, scoring=plan.scoring,
@@ -144,7 +145,7 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
         "cases": entry["cases"], "turns": entry["turns"], "summary": entry["summary"],
         "al": [t["al"] for t in entry["al"]], "judge_failures": entry["failures"]["judge"],
         "failed_cases": entry["failures"]["cases"], "retries": totals.retries, "call_failures": totals.failures,
-        "truncated_calls": totals.truncated,
+        "truncated_calls": totals.truncated, **cost.as_dict(),
         "seconds": round(outcome.seconds, 1), "wall_s": outcome.wall_s, "case_set": entry.get("case_set"),
         **({"kappa": entry["kappa"]} if "kappa" in entry else {}),
         **summary_fields(report),

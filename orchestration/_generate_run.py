@@ -68,17 +68,19 @@ async def select_trees(store: Store, run_id: int, settings: GenerationSettings, 
 async def _summary(store: Store, run: ActiveRun, progress: Progress, backends: list[Any]) -> dict[str, Any]:
     """The run's totals (over every invocation) and this invocation's progress."""
 
-    def counts(c) -> tuple[dict[str, int], int, Any]:
+    def counts(c) -> tuple[dict[str, int], int, Any, Any]:
         trees = Trees(c)
-        return trees.status_counts([run.id])[run.id], trees.node_counts(run.id).get(run.id, 0), Calls(c).totals(run.id)
+        return (trees.status_counts([run.id])[run.id], trees.node_counts(run.id).get(run.id, 0),
+                Calls(c).totals(run.id), Calls(c).cost(run.id))
 
-    by_status, nodes, calls = await store.read(counts)
+    by_status, nodes, calls, cost = await store.read(counts)
     stats: dict[str, Any] = {
         "run_id": run.id, "resumed": run.resumed, "trees": sum(by_status.values()),
         "trees_complete": by_status.get("complete", 0), "trees_failed": by_status.get("failed", 0),
         "nodes": nodes, "llm_calls": calls.calls, "prompt_tokens": calls.prompt_tokens,
         "completion_tokens": calls.completion_tokens, "retries": calls.retries, "call_failures": calls.failures,
         "cached_calls": calls.cached, "truncated_calls": calls.truncated, "wall_s": round(run.wall_s, 2),
+        **cost.as_dict(),  # dollars: cost_usd (null = unknown), unpriced_calls, per role and model
     }
     if progress.judge_total:
         stats["preference_agreement"] = round(progress.judge_agree / progress.judge_total, 4)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..agents import AgentsSettings, PromptsSettings
-from ..agents.gateway import BackendSettings
+from ..agents.gateway import BackendSettings, PricingSettings
 from ..core import Settings, setting
 from ..core.errors import ConfigError
 from ..environment import MAX_TURNS
@@ -59,6 +59,8 @@ class RolesConfig(BaseConfig):
                                      factory=AgentsSettings)
     prompts: PromptsSettings = setting(PROMPTS, help="one prompt per role: a `prompts` group option (paper)")
     lease: LeaseSettings = setting(help=_LEASE_HELP, factory=LeaseSettings)
+    pricing: PricingSettings = setting(help="dollars per call: genai-prices, your overrides, free kinds "
+                                            "(docs/cost.md)", factory=PricingSettings)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class GenerateConfig(RolesConfig):
     generation: GenerationSettings = setting(help="the trees to grow", factory=GenerationSettings)
     retry_failed: bool = setting(False, help="also pick up trees a previous run marked failed")
     resume: bool = setting(True, help="continue the unfinished run with the same config, if there is one")
+    dry_run: bool = setting(False, help="print the planned calls, tokens and dollars per role and exit 0: no model "
+                                        "is called, nothing is written (docs/cost.md)")
 
 
 @dataclass(frozen=True)

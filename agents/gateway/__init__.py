@@ -3,7 +3,8 @@
 ``Backend`` is a ``ChatModel`` over one or more OpenAI-compatible endpoints
 (GPT-4o, vLLM replicas, the embedded llama.cpp server) with limits, retries,
 structured output (a JSON schema, or a ``TextOutput`` read from plain text),
-call records and a response cache. Every reply is read
+call records (with each call's price in dollars: ``Pricer``, from
+genai-prices and the user's overrides) and a response cache. Every reply is read
 by ``parse_reply`` (raw bytes to a validated, storable ``Reply``); redirects
 are never followed; an ``EndpointGuard`` watches a managed server.
 """
@@ -13,6 +14,7 @@ from ._cache import request_key
 from ._endpoint import Endpoint, EndpointGuard
 from ._limits import PeakLimiter, RetryBudget, TokenBucket
 from ._outputs import TextOutput, is_text_output, response_format
+from ._pricing import ModelPrice, Pricer, PricingSettings, library_version, price
 from ._record import CallRecord, Recorder, StoreRecorder
 from ._reply import MalformedReply, Reply, parse_reply
 from ._settings import BACKEND_SCHEMAS, BackendSettings, EmbeddedBackend, OpenAIBackend, VLLMBackend
@@ -30,8 +32,11 @@ __all__ = [
     "Endpoint",
     "EndpointGuard",
     "MalformedReply",
+    "ModelPrice",
     "OpenAIBackend",
     "PeakLimiter",
+    "Pricer",
+    "PricingSettings",
     "Recorder",
     "Reply",
     "RetryBudget",
@@ -41,7 +46,9 @@ __all__ = [
     "TokenBucket",
     "VLLMBackend",
     "is_text_output",
+    "library_version",
     "parse_reply",
+    "price",
     "request_key",
     "response_format",
 ]

@@ -14,7 +14,8 @@
    ``Retry-After``, within the per-call ``max_retries`` and the run-wide
    retry budget; a redirect or another 4xx is not retried;
 4. records the call (request, response, usage, finish reason, latency,
-   attempts, error);
+   attempts, error, and its price in dollars from the ``Pricer``: 0 for a
+   cached reply or a free backend kind, None when unknown);
 5. raises ``LLMError`` (role, endpoint, reason) when it gives up, or the
    ``ServerError`` of a managed server that died for good.
 
@@ -46,6 +47,7 @@ from ._endpoint import NO_KEY, POOL_PER_CLIENT, Endpoint, EndpointGuard
 from ._faults import RETRY_STATUS, Retryable, first_error, redactor, retry_after, short
 from ._limits import RetryBudget, TokenBucket
 from ._outputs import is_text_output, read_cached, request_schema, response_format, schema_json
+from ._pricing import Pricer
 from ._record import CallRecord, Recorder
 from ._reply import MalformedReply, parse_reply
 from ._settings import BackendSettings
@@ -84,6 +86,7 @@ class Backend:
         seed: int = 0,
         transport: httpx2.AsyncBaseTransport | None = None,
         guards: Mapping[str, EndpointGuard] | None = None,
+        pricer: Pricer | None = None,
     ) -> None:
         if not urls:
             raise ConfigError("backend.base_url", None, "at least one endpoint URL")
@@ -104,6 +107,7 @@ class Backend:
         self.rpm = TokenBucket(settings.rpm) if settings.rpm else None
         self.tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._rng = random.Random(seed)
+        self.pricer = pricer or Pricer()
         self.stats = {"calls": 0, "cached": 0, "retries": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
         # a server may echo the key (or a masked form of it) in an error body: such text is
         # scrubbed before it is logged, recorded or raised (the key itself lives only in the SDK clients)
@@ -174,7 +178,7 @@ class Backend:
                 self.stats["cached"] += 1
                 await self.recorder.record(
                     CallRecord(role, "cache", self.model, context, request, result.text, result.prompt_tokens,
-                               result.completion_tokens, 0.0, 0, True, None, key, result.finish_reason),
+                               result.completion_tokens, 0.0, 0, True, None, key, result.finish_reason, 0.0),
                     None,
                 )
                 return result
@@ -240,7 +244,7 @@ class Backend:
                 await self.recorder.record(
                     CallRecord(role, endpoint.base_url, self.model, context, request, result.text,
                                result.prompt_tokens, result.completion_tokens, latency, attempt, False, None, key,
-                               result.finish_reason),
+                               result.finish_reason, self.price(result.prompt_tokens, result.completion_tokens)),
                     cache_value,
                 )
             return result
@@ -252,9 +256,18 @@ class Backend:
         if self.recorder is not None:
             await self.recorder.record(
                 CallRecord(role, endpoint.base_url, self.model, context, request, None, 0, 0,
-                           time.monotonic() - start, attempt, False, reason, key),
+                           time.monotonic() - start, attempt, False, reason, key, None, self._failed_price()),
                 None,
             )
+
+    def price(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """Dollars of one answered call of this backend's model (None: unknown)."""
+        return self.pricer.price(self.model, prompt_tokens, completion_tokens, kind=self.settings.kind)
+
+    def _failed_price(self) -> float | None:
+        """A failed call is free on a free backend; elsewhere unknown (what a provider bills for a
+        failed attempt is not reported)."""
+        return 0.0 if self.pricer.source(self.model, kind=self.settings.kind) == "free" else None
 
     async def _post(self, ep: Endpoint, kwargs: dict[str, Any], role: str) -> httpx2.Response:
         """One POST, every way it can fail turned into ``Retryable`` or ``LLMError``."""

@@ -170,7 +170,7 @@ class HFChatModel:
             await self.recorder.record(CallRecord(
                 role, self.endpoint, self.name, context, request, None if error else text, prompt_tokens,
                 completion_tokens, latency, attempts, False, None if error is None else error.reason, None,
-                None if error else finish), None)
+                None if error else finish, 0.0), None)  # in-process: free
         if error is not None:
             raise error
         return ChatResult(text=text, parsed=parsed, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,

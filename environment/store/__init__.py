@@ -9,7 +9,17 @@ A repository wraps a ``sqlite3.Connection``; commands run it through the store (
 identity, the lease that lets one process at a time hold it, the end.
 ``merge_databases`` copies whole databases into one."""
 
-from ._calls import CallOutcomeRow, CallRow, Calls, CallTotals, NewCall, RoleTotals
+from ._calls import (
+    CallOutcomeRow,
+    CallRow,
+    Calls,
+    CallTotals,
+    ModelCost,
+    NewCall,
+    RoleTotals,
+    RunCost,
+    dollars_text,
+)
 from ._evaluations import (
     CaseListing,
     CaseRecord,
@@ -57,12 +67,14 @@ __all__ = [
     "Lease",
     "LeaseSettings",
     "MergeResult",
+    "ModelCost",
     "NewCall",
     "NodeRecord",
     "Personas",
     "PoolItem",
     "ProbeRow",
     "RoleTotals",
+    "RunCost",
     "RunRecord",
     "Runs",
     "Store",
@@ -72,6 +84,7 @@ __all__ = [
     "TurnRecord",
     "claim_run",
     "connect",
+    "dollars_text",
     "dumps",
     "holder_alive",
     "loads",

@@ -17,7 +17,8 @@ from typing import Any
 from ...core import safe_text
 from ._rows import loads, row_as
 
-__all__ = ["CallOutcomeRow", "CallRow", "CallTotals", "Calls", "NewCall", "RoleTotals"]
+__all__ = ["CallOutcomeRow", "CallRow", "CallTotals", "Calls", "ModelCost", "NewCall", "RoleTotals", "RunCost",
+           "dollars_text"]
 
 _CALL_COLS = ("id, role, model, endpoint, tree_id, turn, branch, case_id, request, response, prompt_tokens,"
               " completion_tokens, latency_s, attempts, cached, error, created_at")
@@ -26,7 +27,10 @@ _TOTALS = ("COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
            " COALESCE(SUM(completion_tokens), 0) AS completion_tokens,"
            " COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0) AS retries,"
            " COALESCE(SUM(error IS NOT NULL), 0) AS failures, COALESCE(SUM(cached), 0) AS cached,"
-           " COALESCE(SUM(finish_reason = 'length'), 0) AS truncated")
+           " COALESCE(SUM(finish_reason = 'length'), 0) AS truncated,"
+           " SUM(cost_usd) AS cost_usd, COALESCE(SUM(cost_usd IS NULL), 0) AS unpriced")
+# dollars of a set of calls: the sum of the known prices (NULL when none is known) and how many are unknown
+_COST = "SUM(cost_usd) AS cost_usd, COALESCE(SUM(cost_usd IS NULL), 0) AS unpriced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class NewCall:
     error: str | None
     cache_key: str | None
     finish_reason: str | None = None  # "stop", "length" (cut at max_tokens or max_reply_chars), ...; None = unknown
+    cost_usd: float | None = None  # US dollars; None = unknown (never guessed), 0 = free or cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,8 @@ class CallTotals:
     failures: int = 0
     cached: int = 0
     truncated: int = 0  # replies that ended with finish_reason "length" (cut at max_tokens or max_reply_chars)
+    cost_usd: float | None = None  # the sum of the known prices; None = no call has a known price
+    unpriced: int = 0  # calls whose price is unknown (not in cost_usd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,20 @@ class RoleTotals:
     cached: int
     mean_latency_s: float | None
     max_latency_s: float | None
+    cost_usd: float | None = None  # the sum of the known prices; None = none known
+    unpriced: int = 0  # calls whose price is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCost:
+    """One model's calls and dollars in a run (``cost_usd`` None: no known price)."""
+
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    unpriced: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +139,38 @@ class CallOutcomeRow:
     completion_tokens: int | None
     finish_reason: str | None
     max_tokens: int | None  # what the request allowed
+
+
+def dollars_text(cost_usd: float | None, unpriced: int = 0) -> str:
+    """Dollars as shown to people: ``$0.0123``; ``unknown`` when no call had a known price; the known
+    part ``+ N calls unknown`` when some had none (an unknown price is never shown as $0)."""
+    if cost_usd is None:
+        return "unknown" if unpriced else "$0"
+    text = f"${cost_usd:,.2f}" if cost_usd >= 100 else f"${cost_usd:.4g}" if cost_usd else "$0"
+    return f"{text} + {unpriced} call{'s' if unpriced != 1 else ''} unknown" if unpriced else text
+
+
+@dataclass(frozen=True, slots=True)
+class RunCost:
+    """A run's dollars: in total, per role and per model (``None``: no known price)."""
+
+    cost_usd: float | None
+    unpriced: int
+    by_role: tuple[RoleTotals, ...]
+    by_model: tuple[ModelCost, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary-line fields: ``cost_usd`` (null = unknown), ``unpriced_calls``, and per role and model
+        ``{"cost_usd": ..., "unpriced_calls": ...}``."""
+        def one(cost: float | None, unpriced: int) -> dict[str, Any]:
+            return {"cost_usd": None if cost is None else round(cost, 6), "unpriced_calls": unpriced}
+
+        return {**one(self.cost_usd, self.unpriced),
+                "cost_by_role": {r.role: one(r.cost_usd, r.unpriced) for r in self.by_role},
+                "cost_by_model": {m.model: one(m.cost_usd, m.unpriced) for m in self.by_model}}
+
+    def text(self) -> str:
+        return dollars_text(self.cost_usd, self.unpriced)
 
 
 # successful calls of the roles whose replies make a node (the preference judge's are not joined)
@@ -135,8 +188,9 @@ def _call(row: sqlite3.Row) -> CallRow:
 
 
 def _totals(row: sqlite3.Row) -> CallTotals:
-    return CallTotals(*(int(row[k]) for k in ("calls", "prompt_tokens", "completion_tokens", "retries",
-                                              "failures", "cached", "truncated")))
+    counts = (int(row[k]) for k in ("calls", "prompt_tokens", "completion_tokens", "retries", "failures", "cached",
+                                    "truncated"))
+    return CallTotals(*counts, cost_usd=row["cost_usd"], unpriced=int(row["unpriced"]))
 
 
 class Calls:
@@ -152,11 +206,11 @@ class Calls:
         self.conn.execute(
             "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, case_id, request,"
             " response, prompt_tokens, completion_tokens, latency_s, attempts, cached, error, cache_key,"
-            " created_at, finish_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " created_at, finish_reason, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (call.run_id, call.role, call.endpoint, call.model, call.tree_id, call.turn, call.branch, call.case_id,
              safe_text(json.dumps(call.request, ensure_ascii=False)), call.response, call.prompt_tokens,
              call.completion_tokens, call.latency_s, call.attempts, int(call.cached), call.error, call.cache_key,
-             time.time(), call.finish_reason))
+             time.time(), call.finish_reason, call.cost_usd))
         if cache is not None:  # JSON text fit to store (a lone surrogate in a reply would fail the write)
             self.conn.execute("INSERT OR IGNORE INTO llm_cache (key, response, created_at) VALUES (?,?,?)",
                               (cache[0], safe_text(json.dumps(cache[1], ensure_ascii=False)), time.time()))
@@ -180,9 +234,29 @@ class Calls:
             "SELECT role, COUNT(*) AS calls, COALESCE(SUM(error IS NOT NULL), 0) AS errors,"
             " COALESCE(SUM(attempts), 0) AS attempts, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
             " COALESCE(SUM(completion_tokens), 0) AS completion_tokens, COALESCE(SUM(cached), 0) AS cached,"
-            " AVG(latency_s) AS mean_latency_s, MAX(latency_s) AS max_latency_s"
+            f" AVG(latency_s) AS mean_latency_s, MAX(latency_s) AS max_latency_s, {_COST}"
             " FROM llm_calls WHERE run_id = ? GROUP BY role ORDER BY role", (run_id,))
         return [row_as(RoleTotals, r) for r in rows]
+
+    def by_model(self, run_id: int) -> list[ModelCost]:
+        """Per-model calls, tokens and dollars of a run, by model name."""
+        rows = self.conn.execute(
+            "SELECT model, COUNT(*) AS calls, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+            f" COALESCE(SUM(completion_tokens), 0) AS completion_tokens, {_COST}"
+            " FROM llm_calls WHERE run_id = ? GROUP BY model ORDER BY model", (run_id,))
+        return [row_as(ModelCost, r) for r in rows]
+
+    def cost(self, run_id: int) -> RunCost:
+        """A run's dollars, in total and per role and model."""
+        roles, models = self.by_role(run_id), self.by_model(run_id)
+        known = [r.cost_usd for r in roles if r.cost_usd is not None]
+        total = sum(known) if known or not roles else None
+        return RunCost(total if roles else 0.0, sum(r.unpriced for r in roles), tuple(roles), tuple(models))
+
+    def spent(self, run_id: int) -> float:
+        """The dollars of a run's calls with a known price (0 when none)."""
+        return float(self.conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE run_id = ?",
+                                       (run_id,)).fetchone()[0])
 
     def errors(self, run_id: int, limit: int) -> list[tuple[int, str, str, int | None]]:
         """The first ``limit`` failed calls of a run: (call id, role, error, tree id)."""

@@ -215,6 +215,11 @@ MIGRATIONS: list[str] = [
         UNIQUE (evaluation_id, kind, probe)
     );
     """,
+    # 5 -> 6: what each call cost in US dollars (issue 16.2): NULL = unknown (a model without a price,
+    # a failed call on a paid API), 0 = free (cached replies, embedded and vLLM servers by default).
+    """
+    ALTER TABLE llm_calls ADD COLUMN cost_usd REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

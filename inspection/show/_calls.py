@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from aloesim.environment.store import CallRow, Calls
+from aloesim.environment.store import CallRow, Calls, RunCost, dollars_text
 
 from ._text import _slots, _text
 
@@ -89,6 +89,12 @@ class RoleStats:
     completion_tokens: int
     mean_latency_s: float | None
     max_latency_s: float | None
+    cost_usd: float | None = None  # the known prices' sum (None: none known)
+    unpriced: int = 0  # calls whose price is unknown
+
+    @property
+    def dollars(self) -> str:
+        return dollars_text(self.cost_usd, self.unpriced)
 
 
 @dataclass(slots=True)
@@ -98,6 +104,7 @@ class CallStats:
     run_id: int
     roles: list[RoleStats]
     errors: list[tuple[int, str, str, int | None]]  # (call id, role, error, tree id) samples
+    cost: RunCost | None = None  # dollars in total, per role and per model
 
     @property
     def calls(self) -> int:
@@ -123,6 +130,7 @@ class CallStats:
             "roles": [_slots(r) for r in self.roles],
             "call_errors": [{"id": i, "role": r, "error": e, "tree_id": t} for i, r, e, t in self.errors],
             "call_error_count": self.error_count,
+            **(self.cost.as_dict() if self.cost is not None else {}),
         }
 
 
@@ -150,11 +158,13 @@ def run_call_stats(conn: sqlite3.Connection, run_id: int, *, samples: int = 10) 
             completion_tokens=x.completion_tokens,
             mean_latency_s=x.mean_latency_s,
             max_latency_s=x.max_latency_s,
+            cost_usd=x.cost_usd,
+            unpriced=x.unpriced,
         )
         for x in calls.by_role(run_id)
     ]
     errors = calls.errors(run_id, samples) if any(r.errors for r in roles) else []
-    return CallStats(run_id=run_id, roles=roles, errors=errors)
+    return CallStats(run_id=run_id, roles=roles, errors=errors, cost=calls.cost(run_id))
 
 
 def run_calls_version(conn: sqlite3.Connection, run_id: int) -> int | None:

@@ -11,6 +11,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from aloesim.core import terminal_safe
+from aloesim.environment.store import dollars_text
+
 from ._render import _json, _num, _secs, _when
 from ._runs import RunView
 from ._text import config_diff, flatten
@@ -59,6 +62,15 @@ def _trees(trees: list[TreeRow], total: int, page: int, pages: int) -> Table:
     return table
 
 
+def _dollars(run: RunView) -> str:
+    """The run's dollars, with each model's (an unknown price says "unknown", never $0)."""
+    cost = run.call_stats.cost if run.call_stats else None
+    if cost is None:
+        return "-"
+    models = ", ".join(f"{terminal_safe(m.model)} {dollars_text(m.cost_usd, m.unpriced)}" for m in cost.by_model)
+    return f"{cost.text()} ({models})" if models else cost.text()
+
+
 def render_run(
     run: RunView,
     *,
@@ -85,6 +97,7 @@ def render_run(
         ("LLM calls", _num(run.calls)),
         ("tokens", f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion"),
         ("failed calls", _num(run.call_error_count)),
+        ("dollars", _dollars(run)),
         ("config hash", run.config_hash),
     ):
         head.add_row(k, Text(str(v)))
@@ -103,6 +116,7 @@ def render_run(
         "compl. tok",
         "mean latency",
         "max latency",
+        "dollars",
     ):
         roles.add_column(col, justify="left" if col == "role" else "right")
     for r in run.roles:
@@ -115,6 +129,7 @@ def render_run(
             _num(r.completion_tokens),
             _secs(r.mean_latency_s),
             _secs(r.max_latency_s),
+            dollars_text(r.cost_usd, r.unpriced),
         )
     parts: list[RenderableType] = [head, status, roles]
     if trees:

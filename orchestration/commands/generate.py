@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from omegaconf import DictConfig
 
-from ...agents import role_backend_settings, role_settings
+from ...agents import pricer_of, role_backend_settings, role_settings
 from ...core import run_interruptible
 from ...inspection import end_of_command, generate_lines
+from .._dry_run import plan_generation
 from .._generate import ROLES, GenerationSettings
 from .._generate_run import generate_trees
 
@@ -17,12 +19,13 @@ HELP = "grow preference trees: user, inducer, preferred and rejected actors on t
 
 def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
     """Check every value before anything is opened or started (also run by ``-m``
-    for every job of a sweep before the first one runs)."""
+    for every job of a sweep before the first one runs). A dry run needs no API key."""
     settings = GenerationSettings.from_config(cfg.generation)
     roles_needed = list(ROLES) + (["preference_judge"] if settings.preference_check else [])
+    pricer_of(cfg)
     for role in roles_needed:
         role_settings(cfg, role)
-        role_backend_settings(cfg, role)
+        role_backend_settings(cfg, role, check_key=not cfg.get("dry_run", False))
     role_settings(cfg, "preference_judge")  # grow_trees reads it even when the check is off
     return settings, roles_needed
 
@@ -35,6 +38,12 @@ async def generate(cfg: DictConfig) -> dict:
 
 def run(cfg: DictConfig) -> int:
     settings, roles_needed = validate(cfg)
+    if cfg.get("dry_run", False):  # the plan and its price: no model called, nothing written
+        plan = plan_generation(cfg, settings, roles_needed)
+        for line in plan.lines():
+            print(f"aloe generate: {line}", file=sys.stderr)
+        print(json.dumps(plan.as_dict()))
+        return 0
     stats = run_interruptible(generate_trees, cfg, settings, roles_needed)
     end_of_command(json.dumps({k: v for k, v in stats.items() if k != "this_invocation"}),
                    lambda: generate_lines(str(cfg.db), stats))

@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ...core import json_safe, terminal_safe, to_settings
-from ...environment.store import Calls, CallTotals, Runs, Trees, open_readonly, shown_status
+from ...environment.store import Calls, CallTotals, Runs, Trees, dollars_text, open_readonly, shown_status
 from ...inspection import wall_text
 from ...inspection.show import config_differences
 from .._schemas import RunsConfig
@@ -73,6 +73,8 @@ def list_runs(db: str, kind: str | None = None) -> list[dict[str, Any]]:
             "retries": c.retries,
             "call_failures": c.failures,
             "cached_calls": c.cached,
+            "cost_usd": c.cost_usd if c.calls else 0.0,  # null: no call had a known price
+            "unpriced_calls": c.unpriced,
             "wall_s": round(r.wall_s, 2),
             "invocations": r.invocations,
             "started_at": r.started_at,
@@ -98,8 +100,8 @@ def _wall_text(run: dict[str, Any]) -> str:
     return wall_text(run["wall_s"])
 
 
-COLUMNS = ("run", "kind", "status", "trees", "nodes", "calls", "tokens", "retries", "failed calls", "wall",
-           "config differences")
+COLUMNS = ("run", "kind", "status", "trees", "nodes", "calls", "tokens", "dollars", "retries", "failed calls",
+           "wall", "config differences")
 
 
 def rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
@@ -109,7 +111,8 @@ def rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 def _cells(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [(str(r["id"]), r["kind"], r["status"], _trees_text(r["trees"]), str(r["nodes"]), str(r["llm_calls"]),
-             str(r["prompt_tokens"] + r["completion_tokens"]), str(r["retries"]), str(r["call_failures"]),
+             str(r["prompt_tokens"] + r["completion_tokens"]), dollars_text(r["cost_usd"], r["unpriced_calls"]),
+             str(r["retries"]), str(r["call_failures"]),
              _wall_text(r), _diff_text(r["differences"])) for r in runs]
 
 
@@ -126,7 +129,7 @@ def rich_table(runs: list[dict[str, Any]]) -> Any:
 
     table = Table(title="runs", header_style="bold")
     for name in COLUMNS:
-        table.add_column(name, justify="right" if name in ("run", "nodes", "calls", "tokens", "retries",
+        table.add_column(name, justify="right" if name in ("run", "nodes", "calls", "tokens", "dollars", "retries",
                                                            "failed calls") else "left",
                          overflow="fold")
     style = {"complete": "green", "failed": "red", "running": "yellow", "interrupted": "magenta"}

@@ -171,9 +171,9 @@ def test_calls_and_the_cache(conn: sqlite3.Connection) -> None:
     calls.add(call(2, prompt_tokens=7, completion_tokens=1))
     assert calls.cached("k1") == {"text": "ok", "usage": [10, 2]} and calls.cached("k2") is None
     assert calls.totals(1) == CallTotals(calls=4, prompt_tokens=40, completion_tokens=8, retries=2, failures=1,
-                                         cached=1)
+                                         cached=1, unpriced=4)  # recorded without a price: unknown
     assert calls.totals(3) == CallTotals()
-    assert calls.totals_by_run() == {1: calls.totals(1), 2: CallTotals(1, 7, 1, 0, 0, 0)}
+    assert calls.totals_by_run() == {1: calls.totals(1), 2: CallTotals(1, 7, 1, 0, 0, 0, unpriced=1)}
     rejected, user = calls.by_role(1)  # by role name
     assert (user.role, user.calls, user.cached, user.attempts) == ("user", 2, 1, 2)
     assert (rejected.calls, rejected.errors, rejected.attempts, rejected.mean_latency_s) == (2, 1, 4, 0.5)
