@@ -91,3 +91,16 @@ def test_multirun_runs_the_commands_own_checks_on_every_job_first(tmp_path: Path
     line = one_line_error(out)
     assert "show.format='bogus'" in line and "[aloe -m] job" not in out.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_reader_that_stops_reading_is_no_traceback() -> None:
+    """`aloe generate --help | head -1`: the pipe closes early; aloe stops quietly."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    aloe = str(Path(sys.executable).with_name("aloe"))
+    done = subprocess.run(f"'{aloe}' generate --help | head -1", shell=True, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.stdout.startswith("aloe generate:") and done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
