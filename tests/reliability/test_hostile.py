@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, add_personas, aloe, backend_args, model_args, write_benchmark
+from conftest import ROOT, SECRET, add_personas, aloe, backend_args, env, model_args, write_benchmark
 
 from aloesim.core import MAX_COUNT
 
@@ -248,7 +248,6 @@ def test_a_bug_that_stops_the_run_leaves_it_marked_with_the_error_named(tmp_path
     import subprocess
     import sys
 
-    from conftest import ROOT, env
 
     db = tmp_path / "g.db"
     add_personas(db, 4)
@@ -285,7 +284,6 @@ def test_a_queued_write_that_fails_fails_the_run_loudly(tmp_path: Path, clean_se
     import subprocess
     import sys
 
-    from conftest import ROOT, env
 
     clean_server.configure(fault_rate=0.3, fault_mix="usage_huge", reset=True)
     db = tmp_path / "g.db"
