@@ -160,6 +160,7 @@ def test_every_key_refuses_a_value_of_the_wrong_type(command: str, no_command_ru
     assert len(keys) >= 7 and not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_every_field_refuses_nulls_bounds_caps_and_choices(no_command_runs: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Each schema field once (under the first command that has it): the values of
