@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,8 +228,16 @@ def run_sft(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, targe
     args = SFTConfig(**_common_args(s, s.sft, work), completion_only_loss=True, packing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows, features=features("sft")),
                          processing_class=tokenizer, peft_config=_peft_config(s))
-    out = trainer.train()
+    out = _train(trainer)
     return _finish(trainer, s, tokenizer, target, "sft", out, fit)
+
+
+def _train(trainer: Any) -> Any:
+    """``trainer.train()`` without a deprecation notice that TRL triggers inside
+    transformers (``is_gradient_checkpointing``): nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        return trainer.train()
 
 
 def run_dpo(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, target: Path, work: Path) -> StageResult:
@@ -246,7 +255,7 @@ def run_dpo(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, targe
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
                          train_dataset=Dataset.from_list(rows, features=features("dpo")),
                          processing_class=tokenizer, peft_config=_peft_config(s))
-    out = trainer.train()
+    out = _train(trainer)
     return _finish(trainer, s, tokenizer, target, "dpo", out, fit)
 
 
