@@ -226,18 +226,20 @@ def run_sft(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, targe
     if not rows:
         raise InputError(str(s.db), f"no SFT example fits training.max_length={s.max_length} tokens")
     args = SFTConfig(**_common_args(s, s.sft, work), completion_only_loss=True, packing=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows, features=features("sft")),
-                         processing_class=tokenizer, peft_config=_peft_config(s))
-    out = _train(trainer)
+    with _quiet_deprecations():
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows, features=features("sft")),
+                             processing_class=tokenizer, peft_config=_peft_config(s))
+        out = trainer.train()
     return _finish(trainer, s, tokenizer, target, "sft", out, fit)
 
 
-def _train(trainer: Any) -> Any:
-    """``trainer.train()`` without a deprecation notice that TRL triggers inside
-    transformers (``is_gradient_checkpointing``): nothing a user can act on."""
+@contextlib.contextmanager
+def _quiet_deprecations() -> Any:
+    """Without a deprecation notice that TRL and PEFT trigger inside transformers
+    (``is_gradient_checkpointing``): nothing a user can act on."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
-        return trainer.train()
+        yield
 
 
 def run_dpo(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, target: Path, work: Path) -> StageResult:
@@ -252,10 +254,11 @@ def run_dpo(model_dir: Path, rows: list[dict[str, Any]], s: TrainSettings, targe
         raise InputError(str(s.db), f"no DPO example fits training.max_length={s.max_length} tokens")
     ref_model = None if s.lora.enabled else _load(model_dir)[0]
     args = DPOConfig(**_common_args(s, s.dpo, work), beta=s.dpo.beta)
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
-                         train_dataset=Dataset.from_list(rows, features=features("dpo")),
-                         processing_class=tokenizer, peft_config=_peft_config(s))
-    out = _train(trainer)
+    with _quiet_deprecations():
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args,
+                             train_dataset=Dataset.from_list(rows, features=features("dpo")),
+                             processing_class=tokenizer, peft_config=_peft_config(s))
+        out = trainer.train()
     return _finish(trainer, s, tokenizer, target, "dpo", out, fit)
 
 
