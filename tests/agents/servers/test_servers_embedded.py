@@ -173,7 +173,9 @@ def test_killed_parent_leaves_no_server(
     pids = llama_pids(port)
     assert len(pids) == 1
     proc.send_signal(sig)
-    proc.wait(timeout=30)
+    # the promise is that no server outlives its parent, not how fast it stops: on a loaded 2-core
+    # machine the shielded stop (SIGTERM, up to 10 s grace, SIGKILL) once took longer than 30 s
+    proc.wait(timeout=90)
     assert wait_gone(pids), f"llama_cpp.server outlived its parent after {sig.name}"
 
 
