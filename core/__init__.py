@@ -11,10 +11,12 @@ a value safe to store where it is produced; ``decode_utf8``/``check_json_line``/
 ``check_text_line`` refuse a user file's bad bytes and characters with
 file:line:column; ``terminal_safe`` (with
 ``terminal_safe_data`` and ``json_safe``) is the one way text from models,
-files and the database is made safe to print on a terminal.
+files and the database is made safe to print on a terminal; ``replace_atomically``
+writes an output file so that no reader sees it half-written.
 """
 
 from ._compose import CONFIG_MODULE, compose_option, group_options
+from ._files import replace_atomically
 from ._safe import MAX_COUNT, plain_json, safe_count, safe_seconds, safe_text
 from ._settings import Settings, allowed, config_error, help_of, schema_node, setting, to_settings
 from ._signals import Interrupted, run_interruptible, terminate_as_interrupt
@@ -59,6 +61,7 @@ __all__ = [
     "lone_error",
     "plain_json",
     "refused_char",
+    "replace_atomically",
     "run_interruptible",
     "safe_count",
     "safe_seconds",

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import replace_atomically
 from ..core.errors import ConfigError
 from ..environment.store import Calls, Evaluations, JudgeProbes, Runs, Store
 from . import metrics
@@ -299,15 +298,6 @@ def render_plot(report: Mapping[str, Any], path: str | Path, *, dpi: int = 120) 
     fig.savefig(str(path), format="png")
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
@@ -317,10 +307,10 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "al_curve.png",
              "csv": out / "scores.csv"}
-    _atomic_write(paths["json"], lambda p: p.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n"))
-    _atomic_write(paths["md"], lambda p: p.write_text(render_markdown(report)))
-    _atomic_write(paths["png"], lambda p: render_plot(report, p))
-    _atomic_write(paths["csv"], lambda p: write_scores(report, p))
+    replace_atomically(paths["json"], lambda p: p.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n"))
+    replace_atomically(paths["md"], lambda p: p.write_text(render_markdown(report)))
+    replace_atomically(paths["png"], lambda p: render_plot(report, p))
+    replace_atomically(paths["csv"], lambda p: write_scores(report, p))
     return paths
 
 

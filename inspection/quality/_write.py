@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...core import replace_atomically
 from ._metrics import METRICS
 
 LABELS = {"revelation": "revelation", "leakage": "leakage", "role_flips": "role flips", "truncation": "truncation",
@@ -158,15 +157,6 @@ def render_plot(report: Mapping[str, Any], path: str | Path, *, dpi: int = 120) 
     fig.savefig(str(path), format="png")
 
 
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_quality_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
@@ -175,10 +165,10 @@ def write_quality_report(report: Mapping[str, Any], out_dir: str | Path) -> dict
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "quality.json", "md": out / "quality.md", "png": out / "quality.png"}
-    _atomic(paths["json"], lambda p: p.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+    replace_atomically(paths["json"], lambda p: p.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
                                                    encoding="utf-8"))
-    _atomic(paths["md"], lambda p: p.write_text(render_markdown(report), encoding="utf-8"))
-    _atomic(paths["png"], lambda p: render_plot(report, p))
+    replace_atomically(paths["md"], lambda p: p.write_text(render_markdown(report), encoding="utf-8"))
+    replace_atomically(paths["png"], lambda p: render_plot(report, p))
     return paths
 
 
