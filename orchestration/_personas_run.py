@@ -43,7 +43,7 @@ async def grow_personas(cfg: DictConfig, s: PoolActionSettings, record: RunIdent
     await anyio.to_thread.run_sync(check_reachable, [generator])  # a server down now: nothing written
     prompts = OmegaConf.to_container(cfg.prompts, resolve=True) if cfg.get("prompts") else {}
     async with Store.open(s.db) as store, open_run(store, "personas", record.config, record.identity,
-                                                   resume=False, lease=record.lease) as run:
+                                                   resume=False, lease=record.lease, exclusive=True) as run:
         summary: dict[str, Any] = {"action": "grow", "run_id": run.id,
                                    "seeded": await seed_pools(store, s, embedder, limiter, run.id),
                                    "embedder": await anyio.to_thread.run_sync(embedder_identity, embedder)}

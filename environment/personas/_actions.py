@@ -131,7 +131,7 @@ async def import_files(s: PoolActionSettings, files: dict[str, JsonlItems], reco
             plans[kind] = (vecs, threshold, await reference_vectors(store, s, kind, s.import_split, embedder, limiter))
         summary["filter"] = describe_filter(s.filter, s.threshold, s.keep_rate, {k: p[1] for k, p in plans.items()})
         async with open_run(store, "personas", record.config, record.identity, resume=False,
-                            lease=record.lease) as run:
+                            lease=record.lease, exclusive=True) as run:
             for kind, texts in items.items():
                 vecs, threshold, reference = plans[kind]
                 report = await import_items(
@@ -199,7 +199,7 @@ async def pair_pools(store: Store, s: PoolActionSettings) -> dict:
 async def pair_only(s: PoolActionSettings, record: RunIdentity) -> dict:
     """Top the personas of both splits up to ``personas.pairs`` / ``personas.eval_pairs``."""
     async with Store.open(s.db) as store, open_run(store, "personas", record.config, record.identity,
-                                                   resume=False, lease=record.lease) as run:
+                                                   resume=False, lease=record.lease, exclusive=True) as run:
         summary = {"action": "pair", "pairs": await pair_pools(store, s)}
         run.finish("complete", summary)
     return summary

@@ -18,6 +18,11 @@ personas, evaluate, train): find-or-create by identity, the lease, the end.
   the body runs a task beats every ``heartbeat_s``; if it finds the lease
   taken over, the body is cancelled and ``RunBusyError`` raised, and the
   run is left to its new holder.
+* **One of its kind.** With ``exclusive`` (``aloe personas``: growing,
+  importing and pairing all read the pools, filter against them and add to
+  them) a run is also refused while *another* run of the same kind holds a
+  live lease on the database, whatever its identity: two growths side by
+  side would each filter against a pool without the other's new items.
 * **End.** One transaction records the status (``complete`` / ``failed``
   set by the body, ``interrupted`` on cancellation or Ctrl-C, ``failed``
   with the error otherwise), the stats, the wall time and releases the lease.
@@ -149,12 +154,18 @@ def _busy(run_id: int, kind: str, lease: Lease, now: float) -> RunBusyError:
 
 
 def claim_run(conn: sqlite3.Connection, kind: str, config: Any, identity: str, *, resume: bool, holder: str,
-              settings: LeaseSettings = LeaseSettings()) -> ActiveRun:
+              settings: LeaseSettings = LeaseSettings(), exclusive: bool = False) -> ActiveRun:
     """Find (with ``resume``) or create the run and take its lease: a write
-    function, run inside one transaction (the store's writer, or ``BEGIN IMMEDIATE``)."""
+    function, run inside one transaction (the store's writer, or ``BEGIN IMMEDIATE``).
+    ``exclusive``: refused while any other run of ``kind`` is held by a live process."""
     runs = Runs(conn)
     now, host, pid = time.time(), socket.gethostname(), os.getpid()
     found = runs.latest(kind, identity) if resume else None
+    if exclusive:
+        for other_id, current in runs.leases().items():
+            other = runs.get(other_id) if holder_alive(current, now=now, host=host) else None
+            if other is not None and other.kind == kind and (found is None or other_id != found.id):
+                raise _busy(other_id, kind, current, now)
     if found is None:
         run_id, resumed, base = runs.create(kind, config, identity), False, 0.0
     else:
@@ -200,11 +211,11 @@ def _lost(conn: sqlite3.Connection, run: ActiveRun) -> RunBusyError:
 
 @asynccontextmanager
 async def open_run(store: Store, kind: str, config: Any, identity: str, *, resume: bool = True,
-                   lease: LeaseSettings = LeaseSettings()) -> AsyncIterator[ActiveRun]:
+                   lease: LeaseSettings = LeaseSettings(), exclusive: bool = False) -> AsyncIterator[ActiveRun]:
     """Hold one run for the body; see the module docstring."""
     holder = secrets.token_hex(8)
     run = await store.write(lambda c: claim_run(c, kind, config, identity, resume=resume, holder=holder,
-                                                settings=lease))
+                                                settings=lease, exclusive=exclusive))
     lost: list[RunBusyError] = []
 
     async def heartbeat(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -258,12 +269,12 @@ async def _mark(store: Store, run: ActiveRun, status: str, stats: Any) -> None:
 
 @contextmanager
 def open_run_sync(db: str | Path, kind: str, config: Any, identity: str, *, resume: bool = False,
-                  lease: LeaseSettings = LeaseSettings()) -> Iterator[ActiveRun]:
+                  lease: LeaseSettings = LeaseSettings(), exclusive: bool = False) -> Iterator[ActiveRun]:
     """``open_run`` for code that is not async (training): each write in its own
     ``BEGIN IMMEDIATE`` transaction, the heartbeat on a thread of its own."""
     db, holder = Path(db), secrets.token_hex(8)
     run = transaction(db, lambda c: claim_run(c, kind, config, identity, resume=resume, holder=holder,
-                                               settings=lease))
+                                               settings=lease, exclusive=exclusive))
     stop = threading.Event()
 
     def heartbeat() -> None:

@@ -213,3 +213,41 @@ def test_sigterm_and_sigint_stop_cleanly_and_the_run_resumes(tmp_path: Path, slo
     # the two invocations' time: within the two processes' lifetimes, never the gap between them (which
     # holds at least the second process's start-up), unlike first start to last end
     assert 0 < wall <= sum(lifetimes) and wall < span - 1
+
+
+HOLD_PERSONAS = """
+import sys
+from aloesim.environment.store import open_run_sync
+with open_run_sync(sys.argv[1], "personas", {}, "a growth", exclusive=True):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_one_persona_pool_change_at_a_time(tmp_path: Path) -> None:
+    """Persona pools are filtered against what they hold: while another process holds
+    a persona run on the database (here a growth), ``aloe personas`` with any other
+    config is refused with one line (exit 75) and adds nothing; once it ends, the
+    same command imports."""
+    db = tmp_path / "p.db"
+    add_personas(db, 2)
+    good = tmp_path / "profiles.jsonl"
+    good.write_text("".join(json.dumps(f"A lighthouse keeper number {i} who collects {i} old maps.") + "\n"
+                            for i in range(3)))
+    pools = "SELECT COUNT(*) FROM persona_items"
+    before = query(db, pools)
+    holder = subprocess.Popen([ALOE[0], "-c", HOLD_PERSONAS, str(db)], env=env(), cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = aloe("personas", f"db={db}", f"import.profiles={good}", "personas.threshold=1.0", "log.level=ERROR")
+        lines = [line for line in done.err.splitlines() if line.strip()]
+        assert done.code == 75 and len(lines) == 1 and "Traceback" not in done.err, done.err[-2000:]
+        assert "(personas) is being run by another process" in lines[0] and f"pid {holder.pid} on " in lines[0]
+        assert query(db, pools) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    done = aloe("personas", f"db={db}", f"import.profiles={good}", "personas.threshold=1.0")
+    assert done.code == 0, done.err[-2000:]
+    assert query(db, pools)[0][0] == before[0][0] + 3

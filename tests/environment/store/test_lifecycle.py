@@ -147,6 +147,28 @@ async def test_a_live_lease_on_another_host_is_respected(tmp_path: Path) -> None
                 pass
 
 
+async def test_an_exclusive_run_is_refused_beside_any_live_run_of_its_kind(tmp_path: Path) -> None:
+    """``exclusive`` (persona pools): one run of the kind at a time on the database,
+    whatever the identity; other kinds go on beside it; a dead holder does not block."""
+    db = tmp_path / "r.db"
+    async with Store.open(db) as store, open_run(store, "personas", {}, "grow", resume=False, lease=FAST,
+                                                 exclusive=True) as held:
+        with pytest.raises(RunBusyError) as info:
+            async with open_run(store, "personas", {}, "import", resume=False, lease=FAST, exclusive=True):
+                raise AssertionError("never entered")
+        assert info.value.run_id == held.id and f"pid {os.getpid()}" in str(info.value)
+        async with open_run(store, "generate", {}, "g", lease=FAST, exclusive=True) as other_kind:
+            assert other_kind.id != held.id
+        # without exclusive, another identity of the kind is its own run, as before
+        async with open_run(store, "personas", {}, "plain", resume=False, lease=FAST):
+            pass
+    assert [r.kind for r in (run_row(db, i) for i in (1, 2, 3))] == ["personas", "generate", "personas"]
+    put_lease(db, run_id=1, pid=gone_pid())  # the growth's process died holding it
+    async with Store.open(db) as store, open_run(store, "personas", {}, "pair", resume=False, lease=FAST,
+                                                 exclusive=True) as after:
+        assert after.id == 4
+
+
 async def test_the_heartbeat_keeps_the_lease_and_the_wall_time_fresh(tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     async with Store.open(db) as store, open_run(store, "generate", {}, "ident", lease=FAST):
