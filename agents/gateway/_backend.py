@@ -51,6 +51,7 @@ from ._pricing import Pricer
 from ._record import CallRecord, Recorder
 from ._reply import MalformedReply, parse_reply
 from ._settings import BackendSettings
+from ._spend import SpendLimit
 from ._types import CallContext, ChatResult, Sampling
 
 __all__ = ["POOL_PER_CLIENT", "Backend", "response_format", "schema_json"]
@@ -87,6 +88,7 @@ class Backend:
         transport: httpx2.AsyncBaseTransport | None = None,
         guards: Mapping[str, EndpointGuard] | None = None,
         pricer: Pricer | None = None,
+        spend: SpendLimit | None = None,
     ) -> None:
         if not urls:
             raise ConfigError("backend.base_url", None, "at least one endpoint URL")
@@ -108,6 +110,7 @@ class Backend:
         self.tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._rng = random.Random(seed)
         self.pricer = pricer or Pricer()
+        self.spend = spend  # budget.usd: no call starts once the run's spend reaches it
         self.stats = {"calls": 0, "cached": 0, "retries": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
         # a server may echo the key (or a masked form of it) in an error body: such text is
         # scrubbed before it is logged, recorded or raised (the key itself lives only in the SDK clients)
@@ -183,6 +186,21 @@ class Backend:
                 )
                 return result
 
+        if self.spend is None:
+            return await self._call(messages, role, sampling, schema, context, params, key, request)
+        await self.spend.begin()
+        cost = self._failed_price()
+        try:
+            result = await self._call(messages, role, sampling, schema, context, params, key, request)
+            cost = self.price(result.prompt_tokens, result.completion_tokens)
+            return result
+        finally:
+            self.spend.end(cost)
+
+    async def _call(self, messages: list[dict[str, str]], role: str, sampling: Sampling,
+                    schema: type[BaseModel] | None, context: CallContext | None, params: dict[str, Any], key: str,
+                    request: dict[str, Any]) -> ChatResult:
+        """One call past the cache: attempts and retries until an answer or giving up; recorded."""
         start = time.monotonic()
         attempt = 0
         endpoint = self.endpoints[0]
