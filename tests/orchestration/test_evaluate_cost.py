@@ -120,3 +120,26 @@ def test_a_budget_with_an_unknown_price_is_refused(tmp_path, files, server) -> N
     with pytest.raises(ConfigError, match=r"budget.usd=0.5.*agents.user calls 'house-model-7b'"):
         evaluate.run(cfg)
     assert not (tmp_path / "e.db").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # about 30-60 s on a loaded 2-core machine: each SmolLM2 call takes seconds there
+def test_a_budget_stops_and_resumes_a_real_evaluation(tmp_path, files, embedded_url, capsys) -> None:
+    """SmolLM2 (llama.cpp) as user, judge and evaluated model, priced by an override: the budget stops
+    real calls of real lengths, and a higher one finishes the evaluation, every turn stored once."""
+    p, q = files
+    common = [f"db={tmp_path / 'e.db'}", f"benchmark.profiles={p}", f"benchmark.personalities={q}",
+              f"evaluation.out_dir={tmp_path / 'out'}", f"+backend.base_url={embedded_url}", "benchmark.cases=1",
+              "benchmark.turns=1", "agents.user.max_tokens=24", "model.max_tokens=16", "agents.judge.max_tokens=12",
+              "evaluation.judge_check.pairs=2", "evaluation.bootstrap=100",
+              "pricing.models=[{model: SmolLM2-135M-Instruct, input: 100.0, output: 400.0}]"]
+    assert main(["evaluate", *common, "budget.usd=0.05"]) == 4
+    assert "budget reached: run 1 (evaluate)" in capsys.readouterr().err
+    db = tmp_path / "e.db"
+    (spent, n), = _rows(db, "SELECT SUM(cost_usd), COUNT(*) FROM llm_calls")
+    assert spent >= 0.05 and n < 1 * 1 * 3 + 4 and _rows(db, "SELECT status FROM runs") == [("interrupted",)]
+    assert main(["evaluate", *common, "budget.usd=100"]) in (0, 3)  # 3: a case the tiny model could not finish
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["resumed"] and summary["cost_usd"] >= spent
+    assert _rows(db, "SELECT COUNT(*) = COUNT(DISTINCT case_id || ':' || turn) FROM eval_turns") == [(1,)]
+    assert _rows(db, "SELECT status FROM runs") != [("interrupted",)]
