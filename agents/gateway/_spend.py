@@ -1,11 +1,15 @@
 """A run's spending limit, ``budget.usd``: the one place a run stops for money.
 
 Every backend of a command's model pool shares one ``SpendLimit``. A call
-that is not answered from the cache asks ``begin()`` before its first
-attempt: while the run's spend is below the limit it goes ahead; once the
-spend has reached it, it waits and never starts. ``end(cost)`` adds the
-call's dollars (retries included in its one call; an unknown price adds 0,
-which is why ``budget.usd`` is refused when a role's price is unknown).
+that is not answered from the cache asks ``start()`` once it holds its
+endpoint slot, just before its first request is sent: while the run's spend
+is below the limit it goes ahead (and is in flight until ``end``); once the
+spend has reached it, the request is not sent, the slot is given back and the
+call waits (``wait_at_limit``) and never starts. A call queued for a slot is
+not in flight, so only the requests already sent finish. Retries of a call in
+flight go on. ``charge(cost)`` adds an answered call's dollars as soon as it is
+answered, ``end()`` once it is recorded (an unknown price adds 0, which is why
+``budget.usd`` is refused when a role's price is unknown).
 
 The command runs its work inside ``stop_when_reached()``: once the limit is
 reached, a call wants to start and no call is in flight (every call that
@@ -30,7 +34,7 @@ import anyio
 
 from ...core import Settings, setting
 
-__all__ = ["BudgetSettings", "SpendLimit", "SpendStop"]
+__all__ = ["BudgetSettings", "LimitReached", "SpendLimit", "SpendStop"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class BudgetSettings(Settings):
                                            "(over every invocation of the run; in-flight calls finish, the run is "
                                            "marked interrupted, exit code 4, resumable: raise it and re-run); "
                                            "null = no limit", gt=0, le=1e9)
+
+
+class LimitReached(Exception):
+    """Raised by ``SpendLimit.start``: the call's first request must not be sent."""
 
 
 @dataclass
@@ -68,22 +76,32 @@ class SpendLimit:
         if self.waiting and self.in_flight == 0 and self._idle is not None:
             self._idle.set()
 
-    async def begin(self) -> None:
-        """Before a call starts: go ahead below the limit; at it, wait (the work is cancelled)."""
+    def start(self) -> None:
+        """A call's first request is about to be sent (its endpoint slot held): it is in flight from now
+        on; ``LimitReached`` when the spend has reached the limit (then it is not sent)."""
         if self.reached:
-            self.waiting += 1
-            try:
-                self._check()
-                await anyio.sleep_forever()
-            finally:
-                self.waiting -= 1
+            raise LimitReached
         self.in_flight += 1
 
-    def end(self, cost: float | None) -> None:
-        """After a call that ``begin`` let start, answered or failed: its dollars (None: unknown, counted 0)."""
-        self.in_flight -= 1
+    async def wait_at_limit(self) -> None:
+        """A call that ``start`` refused waits here, out of its endpoint slot, until the work is cancelled."""
+        self.waiting += 1
+        try:
+            self._check()
+            await anyio.sleep_forever()
+        finally:
+            self.waiting -= 1
+
+    def charge(self, cost: float | None) -> None:
+        """Dollars of a call in flight (None: unknown, counted 0)."""
         if cost is not None and cost > 0:
             self.spent += cost
+
+    def end(self, cost: float | None = None) -> None:
+        """After a call that ``start`` let go, answered or failed, and recorded: not in flight any more;
+        ``cost``: its dollars if not charged already."""
+        self.in_flight -= 1
+        self.charge(cost)
         self._check()
 
     @asynccontextmanager
