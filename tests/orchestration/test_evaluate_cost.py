@@ -146,3 +146,31 @@ def test_a_budget_stops_and_resumes_a_real_evaluation(tmp_path, files, embedded_
     assert summary["resumed"] and summary["cost_usd"] >= spent
     assert _rows(db, "SELECT COUNT(*) = COUNT(DISTINCT case_id || ':' || turn) FROM eval_turns") == [(1,)]
     assert _rows(db, "SELECT status FROM runs") != [("interrupted",)]
+
+
+def test_a_dry_run_of_an_hf_checkpoint_loads_nothing(tmp_path, files, capsys, monkeypatch) -> None:
+    from aloesim.agents.hf import HFChatModel
+
+    def refuse(*a, **k):
+        raise AssertionError("a dry run must not load the model")
+
+    monkeypatch.setattr(HFChatModel, "load", refuse)
+    monkeypatch.setattr(HFChatModel, "__init__", refuse)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    p, q = files
+    cfg = compose_config("evaluate", [f"db={tmp_path / 'e.db'}", f"benchmark.profiles={p}",
+                                      f"benchmark.personalities={q}", f"evaluation.out_dir={tmp_path / 'out'}",
+                                      "model=hf", f"model.path={ckpt}", "benchmark.turns=2", "dry_run=true"])
+    assert evaluate.run(cfg) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["roles"]["evaluated"]["kind"] == "hf" and plan["roles"]["evaluated"]["cost_usd"] == 0.0
+    assert plan["roles"]["evaluated"]["calls"] == 6 * 2 and not (tmp_path / "e.db").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+def test_a_bad_budget_is_one_line(tmp_path, files, server, value) -> None:
+    with pytest.raises(ConfigError, match="budget.usd") as e:
+        evaluate.run(compose_config("evaluate", args(tmp_path, files, server, f"budget.usd={value}")))
+    assert "\n" not in str(e.value) and not (tmp_path / "e.db").exists()
