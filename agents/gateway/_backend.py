@@ -31,7 +31,6 @@ import os
 import random
 import time
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,7 +51,7 @@ from ._pricing import Pricer
 from ._record import CallRecord, Recorder
 from ._reply import MalformedReply, parse_reply
 from ._settings import BackendSettings
-from ._spend import LimitReached, SpendLimit
+from ._spend import CALL_GATE, LimitReached, SpendGate, SpendLimit
 from ._types import CallContext, ChatResult, Sampling
 
 __all__ = ["POOL_PER_CLIENT", "Backend", "response_format", "schema_json"]
@@ -71,34 +70,6 @@ def _origin(url: str | None) -> str:
     except ValueError:
         return "an unreadable location"
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "a relative location"
-
-
-class _SpendGate:
-    """The budget state of one call (``budget.usd``): started once its first request went out."""
-
-    __slots__ = ("charged", "spend", "started")
-
-    def __init__(self, spend: SpendLimit) -> None:
-        self.spend, self.started, self.charged = spend, False, False
-
-    def open(self) -> None:
-        if not self.started:
-            self.spend.start()  # LimitReached: not sent
-            self.started = True
-
-    def charge(self, cost: float | None) -> None:
-        """The answered call's dollars join the spend at once (before its record: no other call starts meanwhile)."""
-        if self.started and not self.charged:
-            self.charged = True
-            self.spend.charge(cost)
-
-    def close(self, cost: float | None) -> None:
-        """The call is over (recorded): no longer in flight; its dollars, unless charged already."""
-        if self.started:
-            self.spend.end(None if self.charged else cost)
-
-
-_GATE: ContextVar[_SpendGate | None] = ContextVar("aloe_spend_gate", default=None)  # the call this task makes
 
 
 class Backend:
@@ -217,8 +188,8 @@ class Backend:
 
         if self.spend is None:
             return await self._call(messages, role, sampling, schema, context, params, key, request)
-        gate = _SpendGate(self.spend)
-        token = _GATE.set(gate)  # _post opens it at the call's first request
+        gate = SpendGate(self.spend)
+        token = CALL_GATE.set(gate)  # _post opens it at the call's first request
         cost = self._failed_price()
         try:
             result = await self._call(messages, role, sampling, schema, context, params, key, request)
@@ -228,7 +199,7 @@ class Backend:
             await self.spend.wait_at_limit()
             raise
         finally:
-            _GATE.reset(token)
+            CALL_GATE.reset(token)
             gate.close(cost)
 
     async def _call(self, messages: list[dict[str, str]], role: str, sampling: Sampling,
@@ -287,7 +258,7 @@ class Backend:
             )
             self.stats["prompt_tokens"] += result.prompt_tokens
             self.stats["completion_tokens"] += result.completion_tokens
-            if (gate := _GATE.get()) is not None:  # budget.usd: counted before any other call may start
+            if (gate := CALL_GATE.get()) is not None:  # budget.usd: counted before any other call may start
                 gate.charge(self.price(result.prompt_tokens, result.completion_tokens))
             if self.recorder is not None:
                 cache_value = None
@@ -330,7 +301,7 @@ class Backend:
             if guard is not None:
                 await guard.usable()  # waits while a managed server restarts; ServerError when it is gone
             async with ep.limit:
-                if (gate := _GATE.get()) is not None:
+                if (gate := CALL_GATE.get()) is not None:
                     gate.open()  # budget.usd: a call's first request is not sent once the limit is reached
                 with anyio.fail_after(self.settings.timeout + 10):
                     return await ep.post(kwargs)

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import anyio
 
 from ...core import Settings, setting
 
-__all__ = ["BudgetSettings", "LimitReached", "SpendLimit", "SpendStop"]
+__all__ = ["CALL_GATE", "BudgetSettings", "LimitReached", "SpendGate", "SpendLimit", "SpendStop"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,32 @@ class SpendLimit:
                 yield stop
             finally:
                 tg.cancel_scope.cancel()
+
+
+class SpendGate:
+    """The budget state of one call (``budget.usd``): started once its first request went out."""
+
+    __slots__ = ("charged", "spend", "started")
+
+    def __init__(self, spend: SpendLimit) -> None:
+        self.spend, self.started, self.charged = spend, False, False
+
+    def open(self) -> None:
+        if not self.started:
+            self.spend.start()  # LimitReached: not sent
+            self.started = True
+
+    def charge(self, cost: float | None) -> None:
+        """The answered call's dollars join the spend at once (before its record: no other call starts meanwhile)."""
+        if self.started and not self.charged:
+            self.charged = True
+            self.spend.charge(cost)
+
+    def close(self, cost: float | None) -> None:
+        """The call is over (recorded): no longer in flight; its dollars, unless charged already."""
+        if self.started:
+            self.spend.end(None if self.charged else cost)
+
+
+# the call the current task is making through Backend.chat (set there; opened by its first request)
+CALL_GATE: ContextVar[SpendGate | None] = ContextVar("aloe_spend_gate", default=None)
