@@ -17,6 +17,7 @@ from ._persona_generator import PersonaGenerator, split_items
 from ._pool import (
     ModelPool,
     backend_preset,
+    check_budget_priced,
     check_reachable,
     make_roles,
     model_pool,
@@ -26,6 +27,7 @@ from ._pool import (
     role_backend_settings,
     role_sampling,
     role_settings,
+    spend_limit_of,
 )
 from ._protocols import (
     AlignmentJudgeRole,
@@ -84,6 +86,7 @@ __all__ = [
     "UserRole",
     "UserSimulator",
     "backend_preset",
+    "check_budget_priced",
     "check_reachable",
     "make_roles",
     "model_pool",
@@ -95,6 +98,7 @@ __all__ = [
     "role_sampling",
     "role_settings",
     "score_distribution",
+    "spend_limit_of",
     "split_items",
     "strip_stage_directions",
 ]

@@ -37,11 +37,13 @@ from .gateway import (
     BACKEND_SCHEMAS,
     Backend,
     BackendSettings,
+    BudgetSettings,
     ChatModel,
     Pricer,
     PricingSettings,
     RetryBudget,
     Sampling,
+    SpendLimit,
     StoreRecorder,
 )
 
@@ -90,6 +92,27 @@ def pricer_of(cfg: Any) -> Pricer:
     return Pricer(to_settings(cfg.get("pricing") if hasattr(cfg, "get") else None, PricingSettings, "pricing"))
 
 
+def spend_limit_of(cfg: Any) -> SpendLimit | None:
+    """The ``SpendLimit`` of a command's ``budget.usd`` (None: no limit). Its spend starts at 0: the
+    command sets what the run spent before (``SpendLimit.spent``) once it knows the run."""
+    usd = to_settings(cfg.get("budget") if hasattr(cfg, "get") else None, BudgetSettings, "budget").usd
+    return None if usd is None else SpendLimit(usd)
+
+
+def check_budget_priced(cfg: Any, backends: Mapping[str, BackendSettings]) -> None:
+    """With ``budget.usd`` set, every model the command calls (``{who: settings}``) must have a known price
+    (an override, a free kind, or genai-prices): a spend that counts unknown calls as $0 would not stop."""
+    limit = spend_limit_of(cfg)
+    if limit is None:
+        return
+    pricer = pricer_of(cfg)
+    for who, s in backends.items():
+        if pricer.source(s.model, kind=s.kind) == "unknown":
+            raise ConfigError("budget.usd", limit.usd, f"no limit while {who} calls {s.model!r}, whose price is "
+                              f"unknown: price it with pricing.models=[{{model: {s.model}, input: USD_PER_MTOK, "
+                              "output: USD_PER_MTOK}], or leave budget.usd unset")
+
+
 def role_settings(cfg: Any, role: str) -> RoleSettings:
     """The checked ``agents.<role>`` entry (the schema's defaults when the config has none)."""
     return to_settings((cfg.get("agents") or {}).get(role), RoleSettings, f"agents.{role}")
@@ -126,7 +149,7 @@ class ModelPool:
     """Backends and the managed servers behind them, for one command."""
 
     def __init__(self, stack: AsyncExitStack, store: Store | None, *, cache: bool, run_id: int | None, seed: int,
-                 pricer: Pricer | None = None) -> None:
+                 pricer: Pricer | None = None, spend: SpendLimit | None = None) -> None:
         self._stack = stack
         self._store = store
         self._cache = cache
@@ -137,6 +160,7 @@ class ModelPool:
         self._guards: dict[str, Any] = {}  # URL -> the watch of the managed server behind it
         self.budget: RetryBudget | None = None
         self.pricer = pricer or Pricer()
+        self.spend = spend  # budget.usd, shared by every backend of the pool
 
     async def urls(self, s: BackendSettings) -> list[str]:
         if not s.managed:
@@ -159,7 +183,7 @@ class ModelPool:
                 self.budget = RetryBudget(s.retry_budget)
             recorder = StoreRecorder(self._store, self._run_id) if self._store is not None else None
             backend = Backend(s, urls, name=name, recorder=recorder, cache=self._cache, budget=self.budget,
-                              seed=self._seed, guards=self._guards, pricer=self.pricer)
+                              seed=self._seed, guards=self._guards, pricer=self.pricer, spend=self.spend)
             self._stack.push_async_callback(backend.aclose)
             self._backends[key] = backend
         return self._backends[key]
@@ -176,7 +200,7 @@ class ModelPool:
 async def model_pool(cfg: DictConfig, store: Store | None, *, run_id: int | None = None) -> AsyncIterator[ModelPool]:
     async with AsyncExitStack() as stack:
         yield ModelPool(stack, store, cache=bool(cfg.get("cache", True)), run_id=run_id, seed=int(cfg.get("seed", 0)),
-                        pricer=pricer_of(cfg))
+                        pricer=pricer_of(cfg), spend=spend_limit_of(cfg))
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ exit; anything else is a bug and keeps its traceback.
     ├── StoreError             the database cannot be used (not SQLite, newer schema,
     │                          read-only, disk full, ...)
     ├── RunBusyError           another process holds the run's lease (or took it over)
+    ├── BudgetReached          the run's spend reached budget.usd: stopped cleanly, resumable
     ├── ServerError            a managed model server did not start or died
     └── LLMError               a model call failed for good (role, endpoint, reason)
         └── StructuredOutputError
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "AloeError",
+    "BudgetReached",
     "ConfigError",
     "InputError",
     "LLMError",
@@ -116,6 +118,20 @@ class RunBusyError(AloeError):
     def __init__(self, run_id: int, kind: str, pid: int, host: str, reason: str) -> None:
         self.run_id, self.kind, self.pid, self.host, self.reason = run_id, kind, pid, host, reason
         super().__init__(f"run {run_id} ({kind}) {reason}")
+
+
+class BudgetReached(AloeError):
+    """A run stopped because its spend reached ``budget.usd``: the calls in flight
+    finished and were recorded, the run is marked interrupted and continues
+    when the same command runs again with a higher limit. Exit code 4."""
+
+    exit_code = 4
+
+    def __init__(self, run_id: int, kind: str, spent: float, limit: float) -> None:
+        self.run_id, self.kind, self.spent, self.limit = run_id, kind, spent, limit
+        super().__init__(f"budget reached: run {run_id} ({kind}) has spent ${spent:.4f} of budget.usd={limit:g}; "
+                         "it stopped cleanly (calls in flight finished and were recorded; the run is marked "
+                         "interrupted): raise budget.usd and run the same command again to continue")
 
 
 class ServerError(AloeError):

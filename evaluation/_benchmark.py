@@ -11,8 +11,8 @@ small ``BenchmarkModels`` protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,9 +20,10 @@ from typing import Any, Protocol
 import anyio
 
 from ..agents import AlignmentJudge, AlignmentJudgeRole, PreferenceJudgeRole, UserRole
-from ..agents.gateway import BackendSettings, ChatModel, Sampling, StoreRecorder
+from ..agents.gateway import BackendSettings, ChatModel, Sampling, SpendLimit, SpendStop, StoreRecorder
 from ..core import AloeError, the_lone_error
-from ..environment.store import Calls, Evaluations, LeaseSettings, Store
+from ..core.errors import BudgetReached
+from ..environment.store import Calls, Evaluations, LeaseSettings, Runs, Store
 from ._cases import Case
 from ._judge_check import run_judge_check
 from ._rejudge import rejudge
@@ -72,7 +73,8 @@ class SecondJudge(AlignmentJudge):
 class BenchmarkModels(Protocol):
     """The models of one evaluation: the role-play user, the judge (and the
     pairwise preference judge when the judge check covers it: else None), and
-    endpoints for the evaluated model and a second judge."""
+    endpoints for the evaluated model and a second judge. An implementation
+    may also have ``spend`` (a ``SpendLimit``: ``budget.usd``)."""
 
     user: UserRole
     judge: AlignmentJudgeRole
@@ -96,6 +98,22 @@ async def _evaluated(plan: EvaluationPlan, store: Store, models: BenchmarkModels
     return await models.endpoint(plan.model.backend, name=plan.model.identity["name"])
 
 
+@asynccontextmanager
+async def _spending(store: Store, identity: str, limit: SpendLimit | None) -> AsyncIterator[SpendStop]:
+    """The body, stopped once ``budget.usd`` is reached, counting what the evaluation's run spent before."""
+    if limit is None:
+        yield SpendStop()
+        return
+
+    def spent(c) -> float:
+        run = Runs(c).latest("evaluate", identity)
+        return 0.0 if run is None else Calls(c).spent(run.id)
+
+    limit.spent = await store.read(spent)
+    async with limit.stop_when_reached() as stop:
+        yield stop
+
+
 async def evaluate(plan: EvaluationPlan, db: str | Path,
                    open_models: Callable[[Store], AbstractAsyncContextManager[BenchmarkModels]], *,
                    lease: LeaseSettings | None = None) -> dict[str, Any]:
@@ -111,21 +129,27 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
                                           preference_judge=models.preference_judge,
                                           concurrency=plan.spec.concurrency)
 
-            try:
-                outcome = await run_benchmark(store, plan.cases, user=models.user, judge=models.judge,
-                                              model=evaluated, spec=plan.spec, lease=lease, alongside=check)
-            except Exception as exc:  # a lost database write, a managed server that died for good
-                lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
-                if not isinstance(lone, AloeError):
-                    raise
-                raise lone.with_hint("the run is marked failed and its finished turns are kept; once the cause"
-                                     " is fixed, re-run the same command to continue") from None
-            labels, source = plan.labels, plan.labels_source
-            if plan.second_judge is not None:
-                judge2 = models.judge_on(await models.endpoint(plan.second_judge))
-                labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=plan.spec.concurrency,
-                                       seed=plan.spec.seed, run_id=outcome.run_id)
-                source = f"second judge {plan.second_judge.kind}:{plan.second_judge.model}"
+            identity = plan.spec.identity(plan.cases)
+            async with _spending(store, identity, getattr(models, "spend", None)) as spend:
+                try:
+                    outcome = await run_benchmark(store, plan.cases, user=models.user, judge=models.judge,
+                                                  model=evaluated, spec=plan.spec, lease=lease, alongside=check)
+                except Exception as exc:  # a lost database write, a managed server that died for good
+                    lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+                    if not isinstance(lone, AloeError):
+                        raise
+                    raise lone.with_hint("the run is marked failed and its finished turns are kept; once the cause"
+                                         " is fixed, re-run the same command to continue") from None
+                labels, source = plan.labels, plan.labels_source
+                if plan.second_judge is not None:
+                    judge2 = models.judge_on(await models.endpoint(plan.second_judge))
+                    labels = await rejudge(store, outcome.evaluation_id, judge2, concurrency=plan.spec.concurrency,
+                                           seed=plan.spec.seed, run_id=outcome.run_id)
+                    source = f"second judge {plan.second_judge.kind}:{plan.second_judge.model}"
+            if spend.reached:  # the run is marked interrupted (cancelled inside open_run); resumable as is
+                run = await store.read(lambda c: Runs(c).latest("evaluate", identity))
+                limit = models.spend  # type: ignore[attr-defined]
+                raise BudgetReached(run.id if run else 0, "evaluate", limit.spent, limit.usd)
         # the recorder queues call records without waiting (store.submit); a write commits after them (the
         # writer is FIFO), so the report's token table counts every call, the second judge's last ones too
         await store.write(lambda c: None)

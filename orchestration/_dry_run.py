@@ -13,6 +13,10 @@ model priced by ``Pricer`` at the role's mean prompt and completion per call
 
     plan = plan_generation(cfg, settings, roles)   # GenerationPlan
     plan.as_dict(); plan.lines()
+
+``aloe evaluate dry_run=true`` is ``plan_evaluation``: the calls of the cases
+x turns (role-play user, evaluated model, judge, a second judge) and of the
+judge check's probes, from ``estimate_evaluation``, priced the same way.
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ from ..core import terminal_safe
 from ..environment import Persona, stable_int
 from ..environment.personas import seed_items
 from ..environment.store import Personas, connect, dollars_text
-from ._estimate import CHARS_PER_TOKEN, GenerationEstimate, estimate_generation
+from ._estimate import CHARS_PER_TOKEN, GenerationEstimate, RoleLoad, estimate_evaluation, estimate_generation
 from ._generate import GenerationSettings
 
-__all__ = ["GenerationPlan", "RolePlan", "plan_generation"]
+__all__ = ["EvaluationDryRun", "GenerationPlan", "RolePlan", "plan_evaluation", "plan_generation"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,10 @@ class RolePlan:
     cost_usd: float | None
 
 
-@dataclass(frozen=True)
-class GenerationPlan:
-    estimate: GenerationEstimate
+class _Priced:
+    """The dollars of a plan's roles: the known ones summed, the unknown counted."""
+
     roles: tuple[RolePlan, ...]
-    personas_from: str  # "database" | "seeds"
-    completion_fraction: float
 
     @property
     def cost_usd(self) -> float | None:
@@ -64,6 +66,38 @@ class GenerationPlan:
     def unpriced_calls(self) -> int:
         return sum(r.calls for r in self.roles if r.cost_usd is None)
 
+    def role_dicts(self) -> dict[str, Any]:
+        return {r.role: {"model": r.model, "kind": r.kind, "price": r.price_source, "calls": r.calls,
+                         "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                         "cost_usd": None if r.cost_usd is None else round(r.cost_usd, 6)} for r in self.roles}
+
+    def role_lines(self) -> list[str]:
+        out = []
+        for r in self.roles:
+            cost = dollars_text(r.cost_usd, r.calls if r.cost_usd is None else 0)
+            out.append(f"  {r.role:<22} {r.calls:>8,} calls  ~{r.prompt_tokens:>12,} prompt  "
+                       f"~{r.completion_tokens:>11,} completion  {cost:>10}  {terminal_safe(r.model)} ({r.kind}, "
+                       f"price: {r.price_source})")
+        return out
+
+
+def _role_plan(pricer: Any, role: str, model: str, kind: str, load: RoleLoad) -> RolePlan:
+    """One role's share priced at its mean call (tiered prices stay per call)."""
+    cost = 0.0
+    if load.calls:
+        one = pricer.price(model, load.prompt_tokens / load.calls, load.completion_tokens / load.calls, kind=kind)
+        cost = None if one is None else one * load.calls
+    return RolePlan(role, model, kind, pricer.source(model, kind=kind), load.calls, load.prompt_tokens,
+                    load.completion_tokens, cost)
+
+
+@dataclass(frozen=True)
+class GenerationPlan(_Priced):
+    estimate: GenerationEstimate
+    roles: tuple[RolePlan, ...]
+    personas_from: str  # "database" | "seeds"
+    completion_fraction: float
+
     def as_dict(self) -> dict[str, Any]:
         e = self.estimate
         return {"dry_run": True, "trees": e.trees, "turns": e.turns, "mode": e.mode, "nodes": e.nodes,
@@ -71,10 +105,7 @@ class GenerationPlan:
                 "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
                 "unpriced_calls": self.unpriced_calls, "personas_from": self.personas_from,
                 "completion_fraction": self.completion_fraction, "genai_prices": library_version(),
-                "roles": {r.role: {"model": r.model, "kind": r.kind, "price": r.price_source, "calls": r.calls,
-                                   "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                                   "cost_usd": None if r.cost_usd is None else round(r.cost_usd, 6)}
-                          for r in self.roles},
+                "roles": self.role_dicts(),
                 "basis": f"replies at {self.completion_fraction:g} x max_tokens (pricing.completion_fraction), "
                          f"about {CHARS_PER_TOKEN:g} characters per token, retries not counted; the whole run "
                          "(a resumed run makes fewer calls)"}
@@ -85,11 +116,7 @@ class GenerationPlan:
         out = [(f"dry run: {e.trees:,} trees x {e.turns} turns ({e.mode}) = {e.nodes:,} nodes, {e.calls:,} LLM calls, "
                 f"~{e.prompt_tokens:,} prompt + ~{e.completion_tokens:,} completion tokens, {total} "
                 f"(personas from the {self.personas_from})")]
-        for r in self.roles:
-            cost = dollars_text(r.cost_usd, r.calls if r.cost_usd is None else 0)
-            out.append(f"  {r.role:<17} {r.calls:>8,} calls  ~{r.prompt_tokens:>12,} prompt  "
-                       f"~{r.completion_tokens:>11,} completion  {cost:>10}  {terminal_safe(r.model)} ({r.kind}, "
-                       f"price: {r.price_source})")
+        out += self.role_lines()
         out.append(f"  tokens: about {CHARS_PER_TOKEN:g} characters per token, replies at {self.completion_fraction:g} x max_tokens "
                    "(pricing.completion_fraction), retries not counted; nothing was called or written")
         return out
@@ -127,11 +154,53 @@ def plan_generation(cfg: DictConfig, settings: GenerationSettings, roles_needed:
     roles = []
     for role, load in estimate.roles.items():
         backend = role_backend_settings(cfg, role, check_key=False)  # a dry run needs no key
-        cost = None
-        if load.calls:
-            one = pricer.price(backend.model, load.prompt_tokens / load.calls, load.completion_tokens / load.calls,
-                               kind=backend.kind)
-            cost = None if one is None else one * load.calls
-        roles.append(RolePlan(role, backend.model, backend.kind, pricer.source(backend.model, kind=backend.kind),
-                              load.calls, load.prompt_tokens, load.completion_tokens, cost if load.calls else 0.0))
+        roles.append(_role_plan(pricer, role, backend.model, backend.kind, load))
     return GenerationPlan(estimate, tuple(roles), source, fraction)
+
+
+@dataclass(frozen=True)
+class EvaluationDryRun(_Priced):
+    cases: int
+    turns: int
+    roles: tuple[RolePlan, ...]
+    completion_fraction: float
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.roles)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dry_run": True, "cases": self.cases, "turns": self.turns, "calls": self.calls,
+                "prompt_tokens": sum(r.prompt_tokens for r in self.roles),
+                "completion_tokens": sum(r.completion_tokens for r in self.roles),
+                "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+                "unpriced_calls": self.unpriced_calls, "completion_fraction": self.completion_fraction,
+                "genai_prices": library_version(), "roles": self.role_dicts(),
+                "basis": f"replies at {self.completion_fraction:g} x max_tokens (pricing.completion_fraction), "
+                         f"about {CHARS_PER_TOKEN:g} characters per token, retries not counted; the whole "
+                         "evaluation (a resumed one makes fewer calls)"}
+
+    def lines(self) -> list[str]:
+        d = self.as_dict()
+        out = [(f"dry run: {self.cases:,} cases x {self.turns} turns, {self.calls:,} LLM calls, "
+               f"~{d['prompt_tokens']:,} prompt + ~{d['completion_tokens']:,} completion tokens, "
+               f"{dollars_text(self.cost_usd, self.unpriced_calls)}")]
+        out += self.role_lines()
+        out.append(f"  tokens: about {CHARS_PER_TOKEN:g} characters per token, replies at {self.completion_fraction:g}"
+                   " x max_tokens (pricing.completion_fraction), retries not counted; nothing was called, loaded or "
+                   "written")
+        return out
+
+
+def plan_evaluation(cfg: DictConfig, cases: list[Persona], turns: int, models: dict[str, tuple[str, str]],
+                    limits: dict[str, int], *, probes: int, preference_probes: int) -> EvaluationDryRun:
+    """The calls, tokens and dollars of an evaluation (nothing called, loaded or written). ``models``:
+    per role of ``EVALUATION_ROLES`` that the evaluation has, its (model, backend kind); ``limits``: the
+    max_tokens of user, evaluated, judge and preference_judge."""
+    pricer = pricer_of(cfg)
+    fraction = pricer.settings.completion_fraction
+    scaled = {k: max(1, math.ceil(v * fraction)) for k, v in limits.items()}
+    loads = estimate_evaluation(cases, turns, cfg.prompts, scaled, probes=probes, preference_probes=preference_probes,
+                                second_judge="second_judge" in models)
+    roles = tuple(_role_plan(pricer, role, *models[role], load) for role, load in loads.items())
+    return EvaluationDryRun(len(cases), turns, roles, fraction)

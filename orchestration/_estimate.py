@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from ..environment import Persona
 from ._generate import GenerationSettings
 
-__all__ = ["CHARS_PER_TOKEN", "GenerationEstimate", "RoleLoad", "estimate_generation"]
+__all__ = ["CHARS_PER_TOKEN", "EVALUATION_ROLES", "GenerationEstimate", "RoleLoad", "estimate_evaluation",
+           "estimate_generation"]
 
 CHARS_PER_TOKEN = 4.0       # English text: about four characters per token (an approximation)
 MESSAGE_OVERHEAD = 4        # chat-template tokens around each message (role markers)
 CUE_TOKENS = 16             # the user role-player's "(Continue the conversation. ...)" cue
+PROBE_TEXT_TOKENS = 60      # a judge probe's user message and reply template, without the persona's pieces
 
 _PROMPT_OF = {"user": "user", "inducer": "inducer", "preferred": "preferred", "rejected": "rejected",
               "preference_judge": "preference"}
@@ -141,3 +143,42 @@ def estimate_generation(settings: GenerationSettings, prompts: Mapping[str, str]
             totals[r][2] += calls * limits[r]
     return GenerationEstimate(trees, settings.turns, settings.mode, sum(counts) * trees,
                               {r: RoleLoad(*totals[r]) for r in roles})
+
+
+# the roles of an evaluation's calls as ``llm_calls`` records them (the preference judge's probes are
+# recorded as judge_check too; the plan shows them apart because their model may differ)
+EVALUATION_ROLES = ("user", "evaluated", "judge", "judge_check", "judge_check_preference", "second_judge")
+
+
+def estimate_evaluation(cases: Sequence[Persona], turns: int, prompts: Mapping[str, str], limits: Mapping[str, int],
+                        *, probes: int, preference_probes: int, second_judge: bool) -> dict[str, RoleLoad]:
+    """The calls and token bound of an evaluation of ``cases`` x ``turns``: the
+    role-play user and the evaluated model once per turn, the judge once per
+    reply (a second judge again), ``probes`` judge-check probes of two judge
+    calls each and ``preference_probes`` of two preference-judge calls each.
+    ``limits``: max_tokens of user, evaluated, judge and preference_judge.
+    Every reply at its limit, as ``estimate_generation`` counts them."""
+    n = len(cases)
+    persona = _tokens(sum(len(c.profile) + len(c.personality) for c in cases) / n) if n else 0
+    template = {k: _tokens(_template_chars(str(prompts.get(k, "")))) for k in ("user", "judge", "preference")}
+    m, s = limits["user"], limits["evaluated"]
+    totals = {r: [0, 0, 0] for r in EVALUATION_ROLES}
+
+    def add(role: str, calls: int, prompt: int, completion: int) -> None:
+        totals[role][0] += calls
+        totals[role][1] += calls * prompt
+        totals[role][2] += calls * completion
+
+    judge_prompt = template["judge"] + persona + m + s + MESSAGE_OVERHEAD  # one message, one reply
+    for i in range(1, turns + 1):
+        history = (i - 1) * (m + s + 2 * MESSAGE_OVERHEAD)
+        add("user", n, template["user"] + persona + history + CUE_TOKENS + 2 * MESSAGE_OVERHEAD, m)
+        add("evaluated", n, history + m + MESSAGE_OVERHEAD, s)
+        add("judge", n, judge_prompt, limits["judge"])
+        if second_judge:
+            add("second_judge", n, judge_prompt, limits["judge"])
+    probe_reply = PROBE_TEXT_TOKENS + persona // 2  # a template naming two facts and one trait of a persona
+    add("judge_check", 2 * probes, template["judge"] + persona + probe_reply + MESSAGE_OVERHEAD, limits["judge"])
+    add("judge_check_preference", 2 * preference_probes,
+        template["preference"] + persona + 2 * probe_reply + MESSAGE_OVERHEAD, limits["preference_judge"])
+    return {r: RoleLoad(*t) for r, t in totals.items() if t[0]}

@@ -9,6 +9,8 @@ time), so a second process on the same run is refused before it writes.
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -16,7 +18,9 @@ import structlog
 from omegaconf import DictConfig
 
 from ..agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings, role_settings
+from ..agents.gateway import SpendLimit, SpendStop
 from ..core import AloeError, the_lone_error
+from ..core.errors import BudgetReached
 from ..environment import stable_int
 from ..environment.store import ActiveRun, Calls, Personas, Store, Trees, open_run
 from ._estimate import estimate_generation
@@ -132,14 +136,16 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
             print(f"aloe generate: {estimate.line()}", file=sys.stderr, flush=True)
         progress = Progress(trees_total=len(jobs))
         backends: list[Any] = []
+        spend, limit = SpendStop(), None  # budget.usd
         if jobs:
             async with model_pool(cfg, store, run_id=run.id) as pool:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
                 roles = TreeRoles.from_roles(make_roles(cfg, models))
-                backends = pool.backends
+                backends, limit = pool.backends, pool.spend
                 try:
-                    await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
-                                     on_started=reporter(settings.progress, settings.progress_interval, backends))
+                    async with _spending(store, run.id, limit) as spend:
+                        await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
+                                         on_started=reporter(settings.progress, settings.progress_interval, backends))
                     if store.failure is not None:  # a queued write (a call record, an event) was lost
                         raise store.failure
                 except Exception as exc:  # noqa: BLE001 -- re-raised; not Ctrl-C or cancellation (resumable as is)
@@ -147,6 +153,23 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
         stats = await _summary(store, run, progress, backends)
         if estimate is not None:
             stats["estimate"] = estimate.as_dict()
-        run.finish("complete" if stats["trees_complete"] == stats["trees"] else "failed", stats)
+        if spend.reached and limit is not None:  # budget.usd: stopped as Ctrl-C stops a run, resumable as is
+            stats["budget"] = {"usd": limit.usd, "spent_usd": round(limit.spent, 6), "reached": True}
+            run.finish("interrupted", {**stats, "interrupted": True})
+        else:
+            run.finish("complete" if stats["trees_complete"] == stats["trees"] else "failed", stats)
+    if spend.reached and limit is not None:
+        raise BudgetReached(run.id, "generate", limit.spent, limit.usd)
     stats["db"] = str(cfg.db)
     return stats
+
+
+@asynccontextmanager
+async def _spending(store: Store, run_id: int, limit: SpendLimit | None) -> AsyncIterator[SpendStop]:
+    """The body, stopped once ``budget.usd`` is reached (counting what the run spent before)."""
+    if limit is None:
+        yield SpendStop()
+        return
+    limit.spent = await store.read(lambda c: Calls(c).spent(run_id))
+    async with limit.stop_when_reached() as stop:
+        yield stop

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..agents import AgentsSettings, PromptsSettings
-from ..agents.gateway import BackendSettings, PricingSettings
+from ..agents.gateway import BackendSettings, BudgetSettings, PricingSettings
 from ..core import Settings, setting
 from ..core.errors import ConfigError
 from ..environment import MAX_TURNS
@@ -70,6 +70,7 @@ class GenerateConfig(RolesConfig):
     resume: bool = setting(True, help="continue the unfinished run with the same config, if there is one")
     dry_run: bool = setting(False, help="print the planned calls, tokens and dollars per role and exit 0: no model "
                                         "is called, nothing is written (docs/cost.md)")
+    budget: BudgetSettings = setting(help="a spending limit in dollars (docs/cost.md)", factory=BudgetSettings)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class EvaluateConfig(RolesConfig):
                                         "hf)", factory=ModelSettings)
     benchmark: BenchmarkSettings = setting(help="the cases and their length", factory=BenchmarkSettings)
     evaluation: EvaluationSettings = setting(help="the run and its report", factory=EvaluationSettings)
+    dry_run: bool = setting(False, help="print the planned calls, tokens and dollars per role and exit 0: no model "
+                                        "is called or loaded, nothing is written (docs/cost.md)")
+    budget: BudgetSettings = setting(help="a spending limit in dollars (docs/cost.md)", factory=BudgetSettings)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
 (GPT-4o, vLLM replicas, the embedded llama.cpp server) with limits, retries,
 structured output (a JSON schema, or a ``TextOutput`` read from plain text),
 call records (with each call's price in dollars: ``Pricer``, from
-genai-prices and the user's overrides) and a response cache. Every reply is read
+genai-prices and the user's overrides), a run's spending limit
+(``SpendLimit``, ``budget.usd``) and a response cache. Every reply is read
 by ``parse_reply`` (raw bytes to a validated, storable ``Reply``); redirects
 are never followed; an ``EndpointGuard`` watches a managed server.
 """
@@ -18,12 +19,14 @@ from ._pricing import ModelPrice, Pricer, PricingSettings, library_version, pric
 from ._record import CallRecord, Recorder, StoreRecorder
 from ._reply import MalformedReply, Reply, parse_reply
 from ._settings import BACKEND_SCHEMAS, BackendSettings, EmbeddedBackend, OpenAIBackend, VLLMBackend
+from ._spend import BudgetSettings, SpendLimit, SpendStop
 from ._types import CallContext, ChatModel, ChatResult, Sampling
 
 __all__ = [
     "BACKEND_SCHEMAS",
     "Backend",
     "BackendSettings",
+    "BudgetSettings",
     "CallContext",
     "CallRecord",
     "ChatModel",
@@ -41,6 +44,8 @@ __all__ = [
     "Reply",
     "RetryBudget",
     "Sampling",
+    "SpendLimit",
+    "SpendStop",
     "StoreRecorder",
     "TextOutput",
     "TokenBucket",

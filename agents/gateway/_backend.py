@@ -51,6 +51,7 @@ from ._pricing import Pricer
 from ._record import CallRecord, Recorder
 from ._reply import MalformedReply, parse_reply
 from ._settings import BackendSettings
+from ._spend import CALL_GATE, LimitReached, SpendGate, SpendLimit
 from ._types import CallContext, ChatResult, Sampling
 
 __all__ = ["POOL_PER_CLIENT", "Backend", "response_format", "schema_json"]
@@ -87,6 +88,7 @@ class Backend:
         transport: httpx2.AsyncBaseTransport | None = None,
         guards: Mapping[str, EndpointGuard] | None = None,
         pricer: Pricer | None = None,
+        spend: SpendLimit | None = None,
     ) -> None:
         if not urls:
             raise ConfigError("backend.base_url", None, "at least one endpoint URL")
@@ -108,6 +110,7 @@ class Backend:
         self.tpm = TokenBucket(settings.tpm) if settings.tpm else None
         self._rng = random.Random(seed)
         self.pricer = pricer or Pricer()
+        self.spend = spend  # budget.usd: no call starts once the run's spend reaches it
         self.stats = {"calls": 0, "cached": 0, "retries": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
         # a server may echo the key (or a masked form of it) in an error body: such text is
         # scrubbed before it is logged, recorded or raised (the key itself lives only in the SDK clients)
@@ -183,6 +186,26 @@ class Backend:
                 )
                 return result
 
+        if self.spend is None:
+            return await self._call(messages, role, sampling, schema, context, params, key, request)
+        gate = SpendGate(self.spend)
+        token = CALL_GATE.set(gate)  # _post opens it at the call's first request
+        cost = self._failed_price()
+        try:
+            result = await self._call(messages, role, sampling, schema, context, params, key, request)
+            cost = self.price(result.prompt_tokens, result.completion_tokens)
+            return result
+        except LimitReached:  # budget.usd: never sent; waits until the run's work is cancelled
+            await self.spend.wait_at_limit()
+            raise
+        finally:
+            CALL_GATE.reset(token)
+            gate.close(cost)
+
+    async def _call(self, messages: list[dict[str, str]], role: str, sampling: Sampling,
+                    schema: type[BaseModel] | None, context: CallContext | None, params: dict[str, Any], key: str,
+                    request: dict[str, Any]) -> ChatResult:
+        """One call past the cache: attempts and retries until an answer or giving up; recorded."""
         start = time.monotonic()
         attempt = 0
         endpoint = self.endpoints[0]
@@ -235,6 +258,8 @@ class Backend:
             )
             self.stats["prompt_tokens"] += result.prompt_tokens
             self.stats["completion_tokens"] += result.completion_tokens
+            if (gate := CALL_GATE.get()) is not None:  # budget.usd: counted before any other call may start
+                gate.charge(self.price(result.prompt_tokens, result.completion_tokens))
             if self.recorder is not None:
                 cache_value = None
                 if self.cache:
@@ -276,6 +301,8 @@ class Backend:
             if guard is not None:
                 await guard.usable()  # waits while a managed server restarts; ServerError when it is gone
             async with ep.limit:
+                if (gate := CALL_GATE.get()) is not None:
+                    gate.open()  # budget.usd: a call's first request is not sent once the limit is reached
                 with anyio.fail_after(self.settings.timeout + 10):
                     return await ep.post(kwargs)
         except (TimeoutError, openai.APITimeoutError):

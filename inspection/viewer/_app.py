@@ -43,7 +43,7 @@ from aloesim.environment.store import Evaluations, Runs, Trees, connect
 from aloesim.inspection import show
 from aloesim.inspection.quality import run_quality_summary
 
-from ._filters import cap, num, pretty, secs, short, when
+from ._filters import cap, dollars, num, pretty, secs, short, when
 from ._guards import AllowedHosts, ReadOnly
 from ._svg import al_chart, tree_picture
 
@@ -75,7 +75,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, secs=secs, num=num, pretty=pretty, short=short, cap=cap)
+    env.filters.update(when=when, secs=secs, num=num, pretty=pretty, short=short, cap=cap, dollars=dollars)
     return env
 
 
@@ -207,6 +207,7 @@ class Pages:
                 "diff": diff,
                 "first_run": first.id if first is not None else None,
                 "quality": run_quality_summary(conn, run_id, db_key=str(self.db)),
+                "cost": self.call_stats(conn, run_id).cost,  # dollars: total, per model and role
             }
 
         data = await self.read(q)

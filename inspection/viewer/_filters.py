@@ -1,4 +1,4 @@
-"""The template filters of the viewer: times, durations, numbers, JSON, short
+"""The template filters of the viewer: times, durations, numbers, dollars, JSON, short
 previews, and ``cap`` (one text at most ``MAX_TEXT`` characters, with a
 marker and a link to the full text)."""
 
@@ -10,7 +10,9 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["MAX_TEXT", "cap", "num", "pretty", "secs", "short", "when"]
+from aloesim.environment.store import dollars_text
+
+__all__ = ["MAX_TEXT", "cap", "dollars", "num", "pretty", "secs", "short", "when"]
 
 MAX_TEXT = 20_000  # characters of one text (reply, prompt, persona, error) a page renders
 
@@ -25,6 +27,12 @@ def secs(s: float | None) -> str:
 
 def num(n: Any) -> str:
     return "-" if n is None else f"{n:,}" if isinstance(n, int) else str(n)
+
+
+def dollars(x: Any) -> str:
+    """The dollars of anything with ``cost_usd`` and ``unpriced`` (a run, a role, a model): "unknown", never $0,
+    where no price is known."""
+    return dollars_text(x.cost_usd, x.unpriced)
 
 
 def pretty(value: Any) -> str:

@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -31,14 +32,16 @@ from omegaconf import DictConfig, OmegaConf
 from ...agents import (
     ModelPool,
     backend_preset,
+    check_budget_priced,
     check_reachable,
     make_roles,
     model_pool,
     prompt_format,
     role_backend_settings,
     role_sampling,
+    role_settings,
 )
-from ...agents.gateway import BackendSettings, ChatModel, Sampling
+from ...agents.gateway import BackendSettings, ChatModel, Sampling, SpendLimit
 from ...core import json_safe, run_interruptible, to_settings
 from ...core.errors import ConfigError
 from ...environment.store import Store, connect
@@ -60,6 +63,7 @@ from ...evaluation import (
     metrics,
 )
 from ...inspection import end_of_command, evaluate_lines
+from .._dry_run import plan_evaluation
 from .._judging import judge_backend, make_judges, warn_if_unreliable
 from .._runs import lease_settings
 
@@ -133,8 +137,8 @@ def evaluated_model(cfg: DictConfig) -> EvaluatedModel:
     return EvaluatedModel(kind, sampling, identity, backend=settings)
 
 
-def _role_identity(cfg: DictConfig, role: str, prompt_key: str) -> dict[str, Any]:
-    s = role_backend_settings(cfg, role)
+def _role_identity(cfg: DictConfig, role: str, prompt_key: str, *, check_key: bool = True) -> dict[str, Any]:
+    s = role_backend_settings(cfg, role, check_key=check_key)
     prompt = str((cfg.get("prompts") or {}).get(prompt_key) or "")
     ident = {"kind": s.kind, "name": s.model, "sampling": role_sampling(cfg, role).as_params(),
              "prompt_sha": hashlib.sha256(prompt.encode()).hexdigest()[:12]}
@@ -145,7 +149,7 @@ def _role_identity(cfg: DictConfig, role: str, prompt_key: str) -> dict[str, Any
     return ident
 
 
-def select_cases(cfg: DictConfig) -> CaseSet:
+def select_cases(cfg: DictConfig, *, readonly: bool = False) -> CaseSet:
     """The benchmark cases: from the two files (each profile with the first
     ``benchmark.personalities_per_profile`` personalities), or the database's
     eval split; the first ``benchmark.cases``. The set's description (name,
@@ -165,7 +169,7 @@ def select_cases(cfg: DictConfig) -> CaseSet:
                               f"(these give {got}; the published profile_eval.jsonl and personality_eval.jsonl "
                               "give 20 x 5 = 100)")
     else:
-        conn = connect(cfg.db, create=False)
+        conn = connect(cfg.db, create=False, readonly=readonly)
         try:
             chosen = case_set_from_db(conn, cfg.db, name=b.name)
         finally:
@@ -193,8 +197,9 @@ def second_judge_settings(cfg: DictConfig) -> BackendSettings | None:
     return BackendSettings.from_config(base, prefix="evaluation.second_judge")
 
 
-def plan(cfg: DictConfig) -> EvaluationPlan:
-    """Check everything the user gave; no file or database is written."""
+def plan(cfg: DictConfig, *, dry_run: bool = False) -> EvaluationPlan:
+    """Check everything the user gave; no file or database is written (``dry_run``:
+    no API key needed, the database only read)."""
     turns = to_settings(cfg.get("benchmark"), BenchmarkSettings, "benchmark").turns
     e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
     concurrency, n_boot, level = e.concurrency, e.bootstrap, e.ci_level
@@ -202,11 +207,11 @@ def plan(cfg: DictConfig) -> EvaluationPlan:
     if out.exists() and not out.is_dir():
         raise ConfigError("evaluation.out_dir", e.out_dir, "a folder (this path is a file)")
     model = evaluated_model(cfg)
-    user_ident = _role_identity(cfg, "user", "user")
-    judge_ident = _role_identity(cfg, "judge", "judge")
+    user_ident = _role_identity(cfg, "user", "user", check_key=not dry_run)
+    judge_ident = _role_identity(cfg, "judge", "judge", check_key=not dry_run)
     second = second_judge_settings(cfg)
     labels = metrics.read_labels(e.labels) if e.labels else None
-    case_set = select_cases(cfg)
+    case_set = select_cases(cfg, readonly=dry_run)
     cases = case_set.cases
     label = e.label or model.identity["name"]
     config = {k: v for k, v in _plain(cfg).items() if k not in ("log",)}
@@ -238,6 +243,10 @@ class _Models:
     def judge_on(self, model: ChatModel) -> SecondJudge:
         return SecondJudge(model, self.judge_prompt, self.judge_sampling, self.judge_output)
 
+    @property
+    def spend(self) -> SpendLimit | None:
+        return self.pool.spend
+
 
 def models_of(cfg: DictConfig):
     """Opens the user and judge roles (and endpoints) of ``cfg`` on a store."""
@@ -254,10 +263,56 @@ def models_of(cfg: DictConfig):
     return open_models
 
 
+# the config key of each role of an evaluation's calls (EVALUATION_ROLES), for messages
+_ROLE_KEYS = {"user": "agents.user", "evaluated": "model", "judge": "agents.judge", "judge_check": "agents.judge",
+              "judge_check_preference": "agents.preference_judge", "second_judge": "evaluation.second_judge"}
+
+
+def role_models(cfg: DictConfig, p: EvaluationPlan, *, check_key: bool = True
+                ) -> dict[str, tuple[str, str, BackendSettings | None]]:
+    """Per role of the evaluation's calls: its (model, backend kind, settings; None for model=hf)."""
+    def of(s: BackendSettings) -> tuple[str, str, BackendSettings]:
+        return s.model, s.kind, s
+
+    judge = of(role_backend_settings(cfg, "judge", check_key=check_key))
+    out = {"user": of(role_backend_settings(cfg, "user", check_key=check_key)),
+           "evaluated": of(p.model.backend) if p.model.backend is not None else
+           (str(p.model.identity["name"]), "hf", None)}
+    out["judge"] = judge
+    if p.judge_check.enabled and p.judge_check.pairs:
+        out["judge_check"] = judge
+        if p.judge_check.preference:
+            out["judge_check_preference"] = of(role_backend_settings(cfg, "preference_judge", check_key=check_key))
+    if p.second_judge is not None:
+        out["second_judge"] = of(p.second_judge)
+    return out
+
+
+def dry_run(cfg: DictConfig) -> int:
+    """``aloe evaluate dry_run=true``: the planned calls, tokens and dollars per role; nothing called, loaded
+    or written."""
+    p = plan(cfg, dry_run=True)
+    models = role_models(cfg, p, check_key=False)
+    limits = {"user": role_settings(cfg, "user").max_tokens, "evaluated": p.model.sampling.max_tokens,
+              "judge": role_settings(cfg, "judge").max_tokens,
+              "preference_judge": role_settings(cfg, "preference_judge").max_tokens}
+    check = p.judge_check
+    probes = check.pairs if check.enabled else 0
+    dry = plan_evaluation(cfg, [c.persona() for c in p.cases], p.spec.turns, {k: v[:2] for k, v in models.items()},
+                          limits, probes=probes, preference_probes=probes if check.preference else 0)
+    for line in dry.lines():
+        print(f"aloe evaluate: {line}", file=sys.stderr)
+    print(json.dumps(dry.as_dict()))
+    return 0
+
+
 def run(cfg: DictConfig) -> int:
+    if cfg.get("dry_run", False):
+        return dry_run(cfg)
     p = plan(cfg)
     lease = lease_settings(cfg)
     e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
+    check_budget_priced(cfg, {_ROLE_KEYS[r]: s for r, (_, _, s) in role_models(cfg, p).items() if s is not None})
     endpoints = [role_backend_settings(cfg, "user"), judge_backend(cfg, e)[0]]
     endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
     check_reachable(endpoints)  # a server down now: one line, nothing written

@@ -7,7 +7,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from ...agents import pricer_of, role_backend_settings, role_settings
+from ...agents import check_budget_priced, pricer_of, role_backend_settings, role_settings
 from ...core import run_interruptible
 from ...inspection import end_of_command, generate_lines
 from .._dry_run import plan_generation
@@ -23,9 +23,12 @@ def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
     settings = GenerationSettings.from_config(cfg.generation)
     roles_needed = list(ROLES) + (["preference_judge"] if settings.preference_check else [])
     pricer_of(cfg)
+    backends = {}
     for role in roles_needed:
         role_settings(cfg, role)
-        role_backend_settings(cfg, role, check_key=not cfg.get("dry_run", False))
+        backends[f"agents.{role}"] = role_backend_settings(cfg, role, check_key=not cfg.get("dry_run", False))
+    if not cfg.get("dry_run", False):
+        check_budget_priced(cfg, backends)  # budget.usd needs every price known
     role_settings(cfg, "preference_judge")  # grow_trees reads it even when the check is off
     return settings, roles_needed
 
