@@ -125,13 +125,15 @@ class Backend:
         return max(ep.limit.peak for ep in self.endpoints)
 
     def limits(self) -> dict[str, Any]:
-        """The in-flight limit of each endpoint now: ``limit`` (the sum), ``max`` (the sum of the ceilings),
-        ``adaptive``; adaptive endpoints add their controller's counters under ``endpoints``."""
-        out: dict[str, Any] = {"adaptive": self.settings.adaptive,
+        """The in-flight limit now: ``limit`` (summed over the endpoints), ``max`` (the sum of the
+        ceilings), ``adaptive``; adaptive adds ``cuts``, ``refusals`` and each endpoint's counters."""
+        out: dict[str, Any] = {"model": self.name, "adaptive": self.settings.adaptive,
                                "limit": sum(ep.limit.total for ep in self.endpoints),
                                "max": self.settings.concurrency * len(self.endpoints)}
-        if self.settings.adaptive:
-            out["endpoints"] = {ep.base_url: ep.adaptive.as_dict() for ep in self.endpoints if ep.adaptive}
+        adaptive = [ep.adaptive for ep in self.endpoints if ep.adaptive is not None]
+        if adaptive:
+            out |= {"cuts": sum(a.cuts for a in adaptive), "refusals": sum(a.refusals for a in adaptive),
+                    "endpoints": {ep.base_url: ep.adaptive.as_dict() for ep in self.endpoints if ep.adaptive}}
         return out
 
     def _pick(self) -> Endpoint:

@@ -133,7 +133,7 @@ def test_settings_adaptive_defaults_and_bounds() -> None:
 async def test_fixed_limit_is_todays_limiter_and_adaptive_cuts_on_429() -> None:
     fixed = make_backend(FakeServer(), concurrency=4, adaptive=False)
     assert isinstance(fixed.endpoints[0].limit, PeakLimiter) and fixed.endpoints[0].adaptive is None
-    assert fixed.limits() == {"adaptive": False, "limit": 4, "max": 4}
+    assert fixed.limits() == {"model": "fake-model", "adaptive": False, "limit": 4, "max": 4}
     await fixed.aclose()
 
     server = FakeServer([status(429), "ok"])
@@ -145,7 +145,7 @@ async def test_fixed_limit_is_todays_limiter_and_adaptive_cuts_on_429() -> None:
     assert result.text == "ok" and limiter.refusals == 1 and limiter.cuts == 1
     assert limiter.tokens_per_call == 10  # the fake's usage: 7 + 3
     limits = backend.limits()
-    assert limits["adaptive"] is True and limits["max"] == 4
+    assert limits["adaptive"] is True and limits["max"] == 4 and limits["cuts"] == 1
     assert limits["endpoints"][backend.endpoints[0].base_url]["refusals"] == 1
 
 
