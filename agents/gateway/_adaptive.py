@@ -41,6 +41,7 @@ __all__ = ["DECREASE", "AdaptiveLimiter", "RateHeaders", "duration_s"]
 DECREASE = 0.5      # multiplicative decrease on a refusal (a server's bucket banks what the dip leaves)
 MAX_PAUSE_S = 60.0  # no header holds calls back longer than this
 MAX_HOLD_S = 10.0   # the longest a refused call keeps its place
+GROWTH = 1.0       # additive increase per round trip after the first cut
 CATCH_UP_S = 0.25   # pacing makes up the admissions it missed this recently (a late loop, no caller ready)
 PROBE = 0.25       # share of the additive increase near the limit of the last cut
 HEADROOM = 1.25     # limit over the fitting concurrency when the headers pace the calls
@@ -176,8 +177,9 @@ class AdaptiveLimiter:
             return
         if time.monotonic() - self._last_refusal < self.latency:  # refused within a round trip: no room
             return
-        # +1 per round trip; near the limit of the last cut only a quarter of that (probe gently)
-        step = 1.0 if self._slow_start else 1.0 / self.limit
+        # +1 per answer in slow start; then +GROWTH per round trip, near the limit of the last cut
+        # only PROBE of that (the refusals come where it overshoots)
+        step = 1.0 if self._slow_start else GROWTH / self.limit
         self._set(self.limit + (step * PROBE if self.limit >= self._cut_at * 0.9 else step))
 
     def used_tokens(self, tokens: int) -> None:

@@ -15,7 +15,14 @@ import anyio
 import pytest
 from gateway_fakes import FakeServer, make_backend, status
 
-from aloesim.agents.gateway import AdaptiveLimiter, BackendSettings, PeakLimiter, RateHeaders
+from aloesim.agents.gateway import (
+    AdaptiveLimiter,
+    Backend,
+    BackendSettings,
+    PeakLimiter,
+    RateHeaders,
+    Sampling,
+)
 from aloesim.agents.gateway._adaptive import CATCH_UP_S, DECREASE, duration_s
 from aloesim.core.errors import ConfigError
 
@@ -149,6 +156,7 @@ async def test_fixed_limit_is_todays_limiter_and_adaptive_cuts_on_429() -> None:
     assert limits["endpoints"][backend.endpoints[0].base_url]["refusals"] == 1
 
 
+@pytest.mark.slow  # about 25 s: three 14 s runs side by side, then a 4 s one
 async def test_rate_limit_budget_is_held_adaptive_vs_fixed() -> None:
     """The hidden budget of the latency server, driven through the gateway by 80 callers (ceiling 64):
     adaptive, with and without headers, RPM- and TPM-bound, holds >= 90% of the allowed rate with <= 5%
@@ -158,6 +166,7 @@ async def test_rate_limit_budget_is_held_adaptive_vs_fixed() -> None:
     from adaptive_rate import SCENARIOS, drive
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    # the servers' buckets hold 1 s of budget (OpenAI's: 60 s); warm-up: slow start and its first cuts
     cases = {"rpm, headers": ("--rpm=1200",), "tpm, no headers": ("--tpm=48000", "--rpm=6000", "--no-rate-headers"),
              "rpm, no headers": ("--rpm=1200", "--no-rate-headers")}
     assert SCENARIOS["rpm"] == {"rpm": 1200.0} and SCENARIOS["tpm"] == {"tpm": 48000.0, "rpm": 6000.0}
@@ -170,7 +179,7 @@ async def test_rate_limit_budget_is_held_adaptive_vs_fixed() -> None:
         async def run(name: str) -> None:
             server = servers[name]
             results[name] = await drive(server.base_url, server.stats, adaptive=True, ceiling=64, callers=80,
-                                        seconds=14.0, warmup=4.0)
+                                        seconds=14.0, warmup=5.0)
 
         async with anyio.create_task_group() as tg:  # side by side: one wall clock for the three
             for name in cases:
@@ -185,3 +194,29 @@ async def test_rate_limit_budget_is_held_adaptive_vs_fixed() -> None:
         assert results[name]["final_limit"]["limit"] < 64, summary  # it found a limit below the ceiling
     assert results["rpm, headers"]["final_limit"]["steered"] > 0, summary
     assert results["rpm, no headers, fixed"]["refused_share"] > 0.3, summary
+
+
+@pytest.mark.integration
+async def test_adaptive_limit_on_the_real_embedded_server_grows_and_never_cuts(embedded_url: str) -> None:
+    """The real llama.cpp server (SmolLM2-135M) sends no rate-limit headers and refuses nothing: the
+    adaptive limit grows from the floor while it is in use, stays within the ceiling, and every call is
+    answered."""
+    settings = BackendSettings(kind="embedded", model="SmolLM2-135M-Instruct", base_url=embedded_url,
+                               concurrency=3, adaptive=True, min_concurrency=1, timeout=120, max_retries=2)
+    backend = Backend(settings, [embedded_url], cache=False)
+    limiter = backend.endpoints[0].adaptive
+    replies = []
+
+    async def one(i: int) -> None:
+        replies.append(await backend.chat([{"role": "user", "content": f"Say hello to friend number {i}."}],
+                                          role="user", sampling=Sampling(max_tokens=8, temperature=0.0)))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, i)
+    finally:
+        await backend.aclose()
+    assert len(replies) == 6 and all(r.text.strip() for r in replies)
+    assert limiter.cuts == 0 and limiter.refusals == 0 and limiter.steered == 0
+    assert 1 < limiter.total <= 3 and limiter.peak <= 3 and limiter.latency > 0 and limiter.tokens_per_call > 0
