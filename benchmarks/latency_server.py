@@ -38,10 +38,19 @@ JSON nested 100,000 deep, a 302/307 to ``--redirect-to`` (another origin),
 a 401 echoing the key masked, random mutations (``fuzz``), ... (``all``
 stays the classic kinds above).
 
+Budget mode (``--rpm`` and/or ``--tpm``, ``--burst``, ``--no-rate-headers``):
+a hidden rate limit, two token buckets charged when a request arrives (one
+request; the prompt + completion tokens of its reply) and refilled
+continuously, each holding ``burst`` seconds of its budget. A request they
+cannot pay gets a 429 at once (no latency), with ``retry-after-ms`` and
+OpenAI's ``x-ratelimit-limit|remaining|reset-requests|tokens`` unless headers
+are off; every admitted reply carries the ``x-ratelimit-*`` headers too.
+``/stats`` counts ``admitted``, ``admitted_tokens`` and ``refused``.
+
 Run it: ``python benchmarks/latency_server.py --port 8000 --latency 0.05
 --fault-rate 0.2 --fault-mix 429=2,500,hang --seed 1``. With ``--port 0`` it
 picks a free port; either way the first line on stdout is ``PORT <n>``.
-Import it (tests put ``benchmarks/`` on ``sys.path``): ``ServerConfig``,
+Import it (tests put ``benchmarks/`` on ``sys.path``): ``ServerConfig``, ``Budget``,
 ``build_app``, ``instance_for``, ``violation_for``, ``serve_in_thread``.
 """
 
@@ -79,6 +88,7 @@ except ImportError:  # imported as benchmarks.latency_server
 __all__ = [
     "FAULT_KINDS",
     "HOSTILE_KINDS",
+    "Budget",
     "ServerConfig",
     "build_app",
     "instance_for",
@@ -176,6 +186,10 @@ class ServerConfig:
     model: str = "latency-server"  # the model id listed by /v1/models
     redirect_to: str = "http://127.0.0.1:9/elsewhere"  # where the "redirect" kinds point (another origin)
     log_size: int = 100_000  # decisions kept for /stats?log=1
+    rpm: float = 0.0  # hidden requests-per-minute budget (429 beyond it); 0 = none
+    tpm: float = 0.0  # hidden tokens-per-minute budget (prompt + completion tokens of each reply); 0 = none
+    burst: float = 1.0  # seconds of the budget the server's buckets hold (OpenAI's: 60)
+    rate_headers: bool = True  # send x-ratelimit-* on every reply and retry-after-ms on a budget 429
 
     def __post_init__(self) -> None:
         self.fault_mix = parse_fault_mix(self.fault_mix)
@@ -183,6 +197,8 @@ class ServerConfig:
             raise ValueError(f"fault_rate is {self.fault_rate}; must be in [0, 1]")
         if self.latency < 0 or self.hang < 0 or self.retry_after < 0:
             raise ValueError("latency, hang and retry_after must be >= 0")
+        if self.rpm < 0 or self.tpm < 0 or self.burst <= 0:
+            raise ValueError("rpm and tpm must be >= 0 and burst > 0")
 
     def updated(self, changes: dict[str, Any]) -> ServerConfig:
         known = {f.name for f in fields(self)}
@@ -541,6 +557,61 @@ class _QuietHalfBody(logging.Filter):
         return "returned without completing response" not in record.getMessage()
 
 
+class Budget:
+    """The hidden rate limit (``rpm``/``tpm``): two token buckets refilled
+    continuously, each holding ``burst`` seconds of its budget, charged when a
+    request arrives (a request the buckets cannot pay is refused with a 429).
+    ``headers`` are OpenAI's ``x-ratelimit-*`` (reset = seconds until full)."""
+
+    def __init__(self, rpm: float, tpm: float, burst: float) -> None:
+        self.rpm, self.tpm, self.burst = rpm, tpm, burst
+        self.requests = rpm / 60.0 * burst
+        self.tokens = tpm / 60.0 * burst
+        self._stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        elapsed, self._stamp = now - self._stamp, now
+        if self.rpm:
+            self.requests = min(self.rpm / 60.0 * self.burst, self.requests + elapsed * self.rpm / 60.0)
+        if self.tpm:
+            self.tokens = min(self.tpm / 60.0 * self.burst, self.tokens + elapsed * self.tpm / 60.0)
+
+    def take(self, tokens: int) -> float | None:
+        """Charge one request of ``tokens``; None when admitted, else the seconds until it would be."""
+        self._refill()
+        wait = 0.0
+        if self.rpm and self.requests < 1:
+            wait = (1 - self.requests) / (self.rpm / 60.0)
+        need = min(tokens, self.tpm / 60.0 * self.burst)
+        if self.tpm and self.tokens < need:
+            wait = max(wait, (need - self.tokens) / (self.tpm / 60.0))
+        if wait > 0:
+            return wait
+        if self.rpm:
+            self.requests -= 1
+        if self.tpm:
+            self.tokens -= tokens
+        return None
+
+    def levels(self) -> dict[str, float]:
+        """What the buckets hold now (requests, tokens): admitted at once, on top of the refill."""
+        self._refill()
+        return {"requests": self.requests, "tokens": self.tokens}
+
+    def headers(self, retry_after: float | None = None) -> dict[str, str]:
+        out = {}
+        for name, per_min, level in (("requests", self.rpm, self.requests), ("tokens", self.tpm, self.tokens)):
+            if per_min:
+                full = (per_min / 60.0 * self.burst - level) / (per_min / 60.0)
+                out |= {f"x-ratelimit-limit-{name}": f"{per_min:g}",
+                        f"x-ratelimit-remaining-{name}": str(max(0, int(level))),
+                        f"x-ratelimit-reset-{name}": f"{max(0, round(full * 1000))}ms"}
+        if retry_after is not None:
+            out["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+        return out
+
+
 class FakeLLM:
     """State of one server process: config, counters, and the two pure parts
     (fault draw and reply)."""
@@ -560,6 +631,11 @@ class FakeLLM:
         self.peak_in_flight = 0
         self.attempts: dict[bytes, int] = {}
         self.log: deque[tuple[str, int, str | None]] = deque(maxlen=self.config.log_size)
+        self.admitted = 0  # requests the hidden budget let through (rpm / tpm set)
+        self.admitted_tokens = 0
+        self.refused = 0  # requests the hidden budget refused with a 429
+        cfg = self.config
+        self.budget = Budget(cfg.rpm, cfg.tpm, cfg.burst) if cfg.rpm or cfg.tpm else None
 
     def decide(self, digest: bytes, structured: bool) -> str | None:
         """Fault kind for this request (None = answer normally)."""
@@ -635,6 +711,10 @@ class FakeLLM:
             "faults": {kind: self.faults.get(kind, 0) for kind in (*FAULT_KINDS, *HOSTILE_KINDS)},
             "faults_total": sum(self.faults.values()),
             "bad_requests": self.bad_requests,
+            "admitted": self.admitted,
+            "admitted_tokens": self.admitted_tokens,
+            "refused": self.refused,
+            "budget_level": self.budget.levels() if self.budget is not None else None,
             "model_listings": self.model_listings,
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
@@ -676,6 +756,17 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
         fake.in_flight += 1
         fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
         try:
+            budget_headers: dict[str, str] = {}
+            if fake.budget is not None:  # the hidden rate limit, charged on arrival
+                reply = fake.completion(req, digest)
+                wait = fake.budget.take(reply["usage"]["total_tokens"])
+                if wait is not None:
+                    fake.refused += 1
+                    return _error(429, "Rate limit reached (budget)", "rate_limit_error",
+                                  fake.budget.headers(wait) if cfg.rate_headers else None)
+                fake.admitted += 1
+                fake.admitted_tokens += reply["usage"]["total_tokens"]
+                budget_headers = fake.budget.headers() if cfg.rate_headers else {}
             kind = fake.decide(digest, structured)
             if kind == "hang":
                 fake.faults[kind] += 1
@@ -685,7 +776,8 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
                 await asyncio.sleep(cfg.latency)
             if kind is None:
                 fake.replies += 1
-                return Response(json.dumps(fake.completion(req, digest)), media_type="application/json")
+                return Response(json.dumps(fake.completion(req, digest)), media_type="application/json",
+                                headers=budget_headers)
             fake.faults[kind] += 1
             if kind in HOSTILE_KINDS:
                 draw = hashlib.blake2b(digest + cfg.seed.to_bytes(8, "little", signed=True)
@@ -731,6 +823,9 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
             return _error(400, str(err), "invalid_request_error")
         if reset:
             fake.reset()
+        elif {"rpm", "tpm", "burst"} & set(changes):
+            cfg = fake.config
+            fake.budget = Budget(cfg.rpm, cfg.tpm, cfg.burst) if cfg.rpm or cfg.tpm else None
         return JSONResponse(asdict(fake.config))
 
     app = Starlette(routes=[
@@ -850,12 +945,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="latency-server", help="model id listed by /v1/models")
     parser.add_argument("--redirect-to", default="http://127.0.0.1:9/elsewhere",
                         help="where the hostile redirect kinds point")
+    parser.add_argument("--rpm", type=float, default=0.0, help="hidden requests-per-minute budget (0 = none)")
+    parser.add_argument("--tpm", type=float, default=0.0, help="hidden tokens-per-minute budget (0 = none)")
+    parser.add_argument("--burst", type=float, default=1.0, help="seconds of the budget its buckets hold")
+    parser.add_argument("--no-rate-headers", action="store_true", help="send no x-ratelimit-* / retry-after")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level")
     args = parser.parse_args(argv)
     try:
         config = ServerConfig(latency=args.latency, fault_rate=args.fault_rate, fault_mix=args.fault_mix,
                               seed=args.seed, retry_after=args.retry_after, hang=args.hang, model=args.model,
-                              redirect_to=args.redirect_to)
+                              redirect_to=args.redirect_to, rpm=args.rpm, tpm=args.tpm, burst=args.burst,
+                              rate_headers=not args.no_rate_headers)
     except ValueError as err:
         print(f"latency_server: {err}", file=sys.stderr)
         return 2

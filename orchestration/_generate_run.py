@@ -25,7 +25,7 @@ from ..environment import stable_int
 from ..environment.store import ActiveRun, Calls, Personas, Store, Trees, open_run
 from ._estimate import estimate_generation
 from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
-from ._progress import reporter, snapshot
+from ._progress import limits, reporter, snapshot
 from ._runs import identity, lease_settings, plain_config
 
 __all__ = ["ensure_personas", "generate_trees", "select_trees"]
@@ -90,6 +90,7 @@ async def _summary(store: Store, run: ActiveRun, progress: Progress, backends: l
         stats["preference_agreement"] = round(progress.judge_agree / progress.judge_total, 4)
     if backends:
         stats["this_invocation"] = snapshot(progress, backends)
+        stats["limits"] = limits(backends)  # where each backend's in-flight limit ended (adaptive: moved)
     return stats
 
 

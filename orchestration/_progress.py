@@ -23,12 +23,19 @@ def snapshot(progress: Any, backends: list[Any]) -> dict[str, Any]:
         "nodes": progress.nodes,
         "calls": calls,
         "in_flight": sum(ep.limit.in_flight for b in backends for ep in b.endpoints),
+        "limit": sum(ep.limit.total for b in backends for ep in b.endpoints),  # adaptive: it moves
+        "adaptive": any(getattr(getattr(b, "settings", None), "adaptive", False) for b in backends),
         "tokens": sum(b.stats["prompt_tokens"] + b.stats["completion_tokens"] for b in backends),
         "retries": sum(b.stats["retries"] for b in backends),
         "errors": sum(b.stats["failures"] for b in backends),
         "calls_per_s": round(calls / elapsed, 1),
         "elapsed_s": round(elapsed, 1),
     }
+
+
+def limits(backends: list[Any]) -> list[dict[str, Any]]:
+    """Each backend's in-flight limit at the end (``Backend.limits``), for the run's stats."""
+    return [b.limits() for b in backends if hasattr(b, "limits")]
 
 
 def reporter(mode: str, interval: float, backends: list[Any]):
@@ -52,6 +59,7 @@ def reporter(mode: str, interval: float, backends: list[Any]):
             t.add_row("trees", f"{s['trees_done']} done / {s['trees_failed']} failed / {s['trees_total']}")
             t.add_row("nodes", str(s["nodes"]))
             t.add_row("calls", f"{s['calls']} ({s['in_flight']} in flight, {s['calls_per_s']}/s)")
+            t.add_row("in-flight limit", f"{s['limit']}" + (" (adaptive)" if s["adaptive"] else ""))
             t.add_row("tokens", str(s["tokens"]))
             t.add_row("retries / errors", f"{s['retries']} / {s['errors']}")
             t.add_row("elapsed", f"{s['elapsed_s']} s")

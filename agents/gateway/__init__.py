@@ -1,7 +1,8 @@
 """The LLM gateway: the only way agents reach a model.
 
 ``Backend`` is a ``ChatModel`` over one or more OpenAI-compatible endpoints
-(GPT-4o, vLLM replicas, the embedded llama.cpp server) with limits, retries,
+(GPT-4o, vLLM replicas, the embedded llama.cpp server) with limits (fixed, or
+adaptive to rate limits: ``AdaptiveLimiter``), retries,
 structured output (a JSON schema, or a ``TextOutput`` read from plain text),
 call records (with each call's price in dollars: ``Pricer``, from
 genai-prices and the user's overrides), a run's spending limit
@@ -10,6 +11,7 @@ by ``parse_reply`` (raw bytes to a validated, storable ``Reply``); redirects
 are never followed; an ``EndpointGuard`` watches a managed server.
 """
 
+from ._adaptive import AdaptiveLimiter, RateHeaders
 from ._backend import Backend
 from ._cache import request_key
 from ._endpoint import Endpoint, EndpointGuard
@@ -24,6 +26,7 @@ from ._types import CallContext, ChatModel, ChatResult, Sampling
 
 __all__ = [
     "BACKEND_SCHEMAS",
+    "AdaptiveLimiter",
     "Backend",
     "BackendSettings",
     "BudgetSettings",
@@ -40,6 +43,7 @@ __all__ = [
     "PeakLimiter",
     "Pricer",
     "PricingSettings",
+    "RateHeaders",
     "Recorder",
     "Reply",
     "RetryBudget",

@@ -6,7 +6,8 @@
    outstanding requests (skipping, while others are there, an endpoint that
    just timed out, refused or answered an HTTP error: it cools down for
    Retry-After or ``backoff_max`` seconds), and holds that endpoint's
-   concurrency limit; a managed server that is restarting is waited for;
+   concurrency limit (fixed, or adaptive: ``backend.adaptive``, see
+   ``AdaptiveLimiter``); a managed server that is restarting is waited for;
 3. retries timeouts, connection errors, 408/409/429/5xx, malformed bodies
    (see ``parse_reply``: every reply is read there, nothing else trusts it),
    empty replies and structured output that fails its schema (or a
@@ -101,8 +102,9 @@ class Backend:
         self.name = name or settings.model
         self.model = settings.model
         guards = guards or {}
-        self.endpoints = [Endpoint(u, api_key, settings.concurrency, settings.timeout, transport, guards.get(u))
-                          for u in urls]
+        floor = settings.min_concurrency if settings.adaptive else None
+        self.endpoints = [Endpoint(u, api_key, settings.concurrency, settings.timeout, transport, guards.get(u),
+                                   floor) for u in urls]
         self.recorder = recorder
         self.cache = cache
         self.budget = budget or RetryBudget(settings.retry_budget)
@@ -124,6 +126,18 @@ class Backend:
     @property
     def peak_in_flight(self) -> int:
         return max(ep.limit.peak for ep in self.endpoints)
+
+    def limits(self) -> dict[str, Any]:
+        """The in-flight limit now: ``limit`` (summed over the endpoints), ``max`` (the sum of the
+        ceilings), ``adaptive``; adaptive adds ``cuts``, ``refusals`` and each endpoint's counters."""
+        out: dict[str, Any] = {"model": self.name, "adaptive": self.settings.adaptive,
+                               "limit": sum(ep.limit.total for ep in self.endpoints),
+                               "max": self.settings.concurrency * len(self.endpoints)}
+        adaptive = [ep.adaptive for ep in self.endpoints if ep.adaptive is not None]
+        if adaptive:
+            out |= {"cuts": sum(a.cuts for a in adaptive), "refusals": sum(a.refusals for a in adaptive),
+                    "endpoints": {ep.base_url: ep.adaptive.as_dict() for ep in self.endpoints if ep.adaptive}}
+        return out
 
     def _pick(self) -> Endpoint:
         """The endpoint with the fewest outstanding requests, among those not cooling
@@ -303,8 +317,19 @@ class Backend:
             async with ep.limit:
                 if (gate := CALL_GATE.get()) is not None:
                     gate.open()  # budget.usd: a call's first request is not sent once the limit is reached
-                with anyio.fail_after(self.settings.timeout + 10):
-                    return await ep.post(kwargs)
+                sent = time.monotonic()
+                try:
+                    with anyio.fail_after(self.settings.timeout + 10):
+                        resp = await ep.post(kwargs)
+                except (TimeoutError, openai.APITimeoutError, openai.APIStatusError) as exc:
+                    if ep.adaptive is not None and (not isinstance(exc, openai.APIStatusError)
+                                                    or exc.status_code in (429, 503)):
+                        hold = ep.adaptive.refused(getattr(getattr(exc, "response", None), "headers", None))
+                        await anyio.sleep(hold)
+                    raise
+                if ep.adaptive is not None:
+                    ep.adaptive.answered(time.monotonic() - sent, resp.headers)
+                return resp
         except (TimeoutError, openai.APITimeoutError):
             if guard is not None:
                 guard.trouble()
@@ -348,6 +373,8 @@ class Backend:
             raise Retryable(f"malformed response: {self._clip(exc.reason)}") from None
         if self.tpm is not None:
             self.tpm.charge(reply.prompt_tokens + reply.completion_tokens - estimate)
+        if ep.adaptive is not None:
+            ep.adaptive.used_tokens(reply.prompt_tokens + reply.completion_tokens)
         if reply.cut_chars:
             log.warning("llm.reply_capped", role=role, endpoint=ep.base_url, kept=len(reply.text),
                         dropped=reply.cut_chars)

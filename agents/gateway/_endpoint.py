@@ -1,5 +1,5 @@
 """One OpenAI-compatible endpoint: its connection pools, its concurrency
-limit, and the raw POST of a chat completion.
+limit (fixed, or adaptive: ``AdaptiveLimiter``), and the raw POST of a chat completion.
 
 Redirects are never followed: a 3xx comes back as a status error (the
 gateway records it, naming the endpoint and the status) so a prompt is never
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import httpx2
 import openai
 
+from ._adaptive import AdaptiveLimiter
 from ._limits import PeakLimiter
 
 __all__ = ["NO_KEY", "POOL_PER_CLIENT", "Endpoint", "EndpointGuard"]
@@ -44,7 +45,8 @@ class Endpoint:
     """One base URL with its own connection pool and concurrency limit."""
 
     def __init__(self, base_url: str, api_key: str, concurrency: int, timeout: float,
-                 transport: httpx2.AsyncBaseTransport | None = None, guard: EndpointGuard | None = None) -> None:
+                 transport: httpx2.AsyncBaseTransport | None = None, guard: EndpointGuard | None = None,
+                 min_concurrency: int | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.guard = guard
         # Several clients when the limit is high: httpx2's pool scans (and probes the socket
@@ -58,7 +60,9 @@ class Endpoint:
         self.client = self.clients[0]
         self._in_flight = [0] * n  # requests in flight per client
         self._next = 0  # where the search for a client with a free connection starts
-        self.limit = PeakLimiter(concurrency)
+        # adaptive (min_concurrency given): the limit moves within [min_concurrency, concurrency]
+        self.adaptive = AdaptiveLimiter(concurrency, min_concurrency) if min_concurrency is not None else None
+        self.limit: PeakLimiter | AdaptiveLimiter = self.adaptive or PeakLimiter(concurrency)
         self.outstanding = 0  # waiting for or holding the limit
         self.cool_until = 0.0  # after a timeout / connection error / HTTP error: avoided until then
 

@@ -53,6 +53,10 @@ class BackendSettings(Settings):
                            choices=DIALECTS)
     concurrency: int = setting(1, help="max in-flight requests per endpoint from this process", ge=1,
                                le=MAX_CONCURRENCY)
+    adaptive: bool = setting(False, help="adapt the in-flight limit per endpoint (AIMD within [min_concurrency, "
+                                         "concurrency], steered by rate-limit headers); false = a fixed limit")
+    min_concurrency: int = setting(1, help="the lowest in-flight limit adaptive concurrency goes down to (and "
+                                           "starts from)", ge=1, le=MAX_CONCURRENCY)
     rpm: float | None = setting(None, help="client-side requests-per-minute limit; null = none", gt=0)
     tpm: float | None = setting(None, help="client-side tokens-per-minute limit; null = none", gt=0)
     timeout: float = setting(120.0, help="seconds per request attempt", gt=0, le=DAY_S)
@@ -68,6 +72,9 @@ class BackendSettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.adaptive and self.min_concurrency > self.concurrency:
+            raise ConfigError("min_concurrency", self.min_concurrency,
+                              f"at most backend.concurrency ({self.concurrency}), the ceiling of adaptive concurrency")
         if self.kind == "openai" and not self.urls:
             raise ConfigError("base_url", self.base_url,
                               "the URL of an OpenAI-compatible API (e.g. https://api.openai.com/v1)")
@@ -129,7 +136,10 @@ class OpenAIBackend(BackendSettings):
     base_url: str | None = setting("https://api.openai.com/v1", help="the endpoint")
     api_key_env: str | None = setting("OPENAI_API_KEY", help="NAME of the environment variable with the key")
     dialect: str = setting("openai", help="structured output as response_format json_schema", choices=DIALECTS)
-    concurrency: int = setting(32, help="max in-flight requests per endpoint", ge=1, le=MAX_CONCURRENCY)
+    concurrency: int = setting(32, help="max in-flight requests per endpoint (the ceiling when adaptive)", ge=1,
+                               le=MAX_CONCURRENCY)
+    adaptive: bool = setting(True, help="adapt the in-flight limit to the API's rate limits (AIMD, steered by "
+                                        "its x-ratelimit-* headers); false = a fixed limit of concurrency")
     max_retries: int = setting(6, help="retries per call (timeouts, 408/409/429/5xx, invalid output)", ge=0,
                                le=100)
 
