@@ -317,19 +317,7 @@ class Backend:
             async with ep.limit:
                 if (gate := CALL_GATE.get()) is not None:
                     gate.open()  # budget.usd: a call's first request is not sent once the limit is reached
-                sent = time.monotonic()
-                try:
-                    with anyio.fail_after(self.settings.timeout + 10):
-                        resp = await ep.post(kwargs)
-                except (TimeoutError, openai.APITimeoutError, openai.APIStatusError) as exc:
-                    if ep.adaptive is not None and (not isinstance(exc, openai.APIStatusError)
-                                                    or exc.status_code in (429, 503)):
-                        hold = ep.adaptive.refused(getattr(getattr(exc, "response", None), "headers", None))
-                        await anyio.sleep(hold)
-                    raise
-                if ep.adaptive is not None:
-                    ep.adaptive.answered(time.monotonic() - sent, resp.headers)
-                return resp
+                return await ep.post(kwargs, deadline=self.settings.timeout + 10)
         except (TimeoutError, openai.APITimeoutError):
             if guard is not None:
                 guard.trouble()

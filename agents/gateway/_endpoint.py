@@ -13,8 +13,10 @@ tells it when a call could not connect or timed out.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
+import anyio
 import httpx2
 import openai
 
@@ -80,11 +82,28 @@ class Endpoint:
             base_url=self.base_url, api_key=api_key, max_retries=0, timeout=timeout, http_client=http_client
         )
 
-    async def post(self, body: dict[str, Any]) -> httpx2.Response:
-        """POST a chat completion through the next client with a free connection (call it
-        holding ``limit``: then one always has a free connection; round robin spreads the load).
-        Returns the response with its body read; a non-2xx status raises the SDK's
-        ``APIStatusError``."""
+    async def post(self, body: dict[str, Any], *, deadline: float) -> httpx2.Response:
+        """POST a chat completion (call it holding ``limit``), given up after ``deadline``
+        seconds (``TimeoutError``). Returns the response with its body read; a non-2xx
+        status raises the SDK's ``APIStatusError``. An adaptive limit learns from it:
+        the latency and rate-limit headers of an answer; a refusal (429, 503, a timeout)
+        cuts the limit, and this call keeps its place for the hold the limiter names."""
+        sent = time.monotonic()
+        try:
+            with anyio.fail_after(deadline):
+                resp = await self._send(body)
+        except (TimeoutError, openai.APITimeoutError, openai.APIStatusError) as exc:
+            if self.adaptive is not None and (not isinstance(exc, openai.APIStatusError)
+                                              or exc.status_code in (429, 503)):
+                await anyio.sleep(self.adaptive.refused(getattr(getattr(exc, "response", None), "headers", None)))
+            raise
+        if self.adaptive is not None:
+            self.adaptive.answered(time.monotonic() - sent, resp.headers)
+        return resp
+
+    async def _send(self, body: dict[str, Any]) -> httpx2.Response:
+        """The POST through the next client with a free connection (holding ``limit``, one
+        always has a free connection; round robin spreads the load)."""
         n = len(self.clients)
         i = self._next
         for _ in range(n - 1):
