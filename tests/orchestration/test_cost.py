@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import genai_prices
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 from test_estimate import _personas  # sibling test module
 
 from aloesim.inspection import list_run_rows, runs_plain_table
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.commands import generate, show
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from latency_server import ServerConfig, serve_in_thread
 
 
 def library(model: str, prompt: int, completion: int) -> float:

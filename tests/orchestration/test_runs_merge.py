@@ -196,7 +196,7 @@ async def test_bad_inputs_change_nothing(tmp_path: Path) -> None:
 
 
 def test_merge_command_validates_inputs_and_prints_one_line_per_input(tmp_path: Path, capsys) -> None:
-    from aloesim.orchestration._config import compose_config
+    from aloesim.orchestration import compose_config
 
     with pytest.raises(ConfigError) as info:
         merge_cmd.run(compose_config("merge", [f"db={tmp_path / 'o.db'}"]))
@@ -261,7 +261,7 @@ async def test_runs_lists_differences_counts_tokens_failures_and_wall_time(tmp_p
 
 
 def compose(db: Path, *overrides: str):
-    from aloesim.orchestration._config import compose_config
+    from aloesim.orchestration import compose_config
 
     return compose_config("runs", [f"db={db}", *overrides])
 
