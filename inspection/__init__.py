@@ -8,7 +8,7 @@ of view models through the store, and the quality report of generate runs
 Depends on ``environment`` (the store) and
 ``evaluation`` (metrics), never on ``agents`` or ``orchestration``."""
 
-from ._run_listing import list_run_rows, runs_listing, runs_plain_table, runs_rich_table
+from ._run_listing import limit_text, list_run_rows, runs_listing, runs_plain_table, runs_rich_table
 from ._summaries import end_of_command, evaluate_lines, generate_lines, personas_lines, wall_text
 from .quality import quality_summary
 
@@ -16,6 +16,7 @@ __all__ = [
     "end_of_command",
     "evaluate_lines",
     "generate_lines",
+    "limit_text",
     "list_run_rows",
     "personas_lines",
     "quality_summary",

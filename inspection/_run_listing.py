@@ -2,9 +2,11 @@
 
 Per run: kind, status, the config keys whose values differ between the
 listed runs of the same kind, trees by status, nodes, LLM calls, tokens,
-retries, failed calls, dollars and wall time (the sum of the run's
-invocations', counted up to the last heartbeat of one still running or
-killed). A run left 'running' by a process that is gone shows as
+retries, failed calls, dollars, the in-flight limit each backend ended on
+(``limit``: ``12/32`` = adaptive, at 12 of its ceiling 32; from the run's
+``stats.limits``, written when the run ends) and wall time (the sum of the
+run's invocations', counted up to the last heartbeat of one still running
+or killed). A run left 'running' by a process that is gone shows as
 'interrupted'. Counts are live queries, so a run still growing (or killed)
 shows what is committed now. The database is opened read-only.
 """
@@ -29,7 +31,7 @@ from aloesim.environment.store import (
 from ._summaries import wall_text
 from .show import config_differences
 
-__all__ = ["list_run_rows", "runs_listing", "runs_plain_table", "runs_rich_table"]
+__all__ = ["limit_text", "list_run_rows", "runs_listing", "runs_plain_table", "runs_rich_table"]
 
 # keys that differ between runs for reasons that say nothing about what they produced
 _HIDDEN = ("db", "log.")
@@ -97,8 +99,17 @@ def _diff_text(diff: dict[str, Any]) -> str:
     return " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in diff.items()) or "-"
 
 
+def limit_text(stats: dict[str, Any]) -> str:
+    """Where each backend's in-flight limit ended: ``12/32`` adaptive (of its ceiling), ``8`` fixed."""
+    out = []
+    for b in stats.get("limits") or []:
+        if isinstance(b, dict) and isinstance(b.get("limit"), int):
+            out.append(f"{b['limit']}/{b.get('max')}" if b.get("adaptive") else str(b["limit"]))
+    return " ".join(out) or "-"
+
+
 _COLUMNS = ("run", "kind", "status", "trees", "nodes", "calls", "tokens", "dollars", "retries", "failed calls",
-            "wall", "config differences")
+            "limit", "wall", "config differences")
 
 
 def _rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
@@ -109,7 +120,7 @@ def _rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 def _cells(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [(str(r["id"]), r["kind"], r["status"], _trees_text(r["trees"]), str(r["nodes"]), str(r["llm_calls"]),
              str(r["prompt_tokens"] + r["completion_tokens"]), dollars_text(r["cost_usd"], r["unpriced_calls"]),
-             str(r["retries"]), str(r["call_failures"]),
+             str(r["retries"]), str(r["call_failures"]), limit_text(r["stats"]),
              wall_text(r["wall_s"]), _diff_text(r["differences"])) for r in runs]
 
 
@@ -128,7 +139,7 @@ def runs_rich_table(runs: list[dict[str, Any]]) -> Any:
     table = Table(title="runs", header_style="bold")
     for name in _COLUMNS:
         table.add_column(name, justify="right" if name in ("run", "nodes", "calls", "tokens", "dollars", "retries",
-                                                           "failed calls") else "left",
+                                                           "failed calls", "limit") else "left",
                          overflow="fold")
     style = {"complete": "green", "failed": "red", "running": "yellow", "interrupted": "magenta"}
     for run, row in zip(runs, _rows(runs)):

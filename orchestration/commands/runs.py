@@ -18,7 +18,7 @@ from ...core import to_settings
 from ...inspection import runs_listing
 from .._schemas import RunsConfig
 
-HELP = "list the runs of db with config differences, trees, nodes, calls, tokens, failures and wall time"
+HELP = "list the runs of db with config differences, trees, nodes, calls, tokens, failures, limits and wall time"
 
 
 def run(cfg: DictConfig) -> int:
