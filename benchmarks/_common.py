@@ -3,11 +3,13 @@ process, CPU / memory meters, machine info and the results files.
 
 Scripts in ``benchmarks/`` import it as ``from _common import ...`` (their
 directory is on ``sys.path`` when run as ``python benchmarks/x.py``); tests
-insert ``benchmarks/`` into ``sys.path`` first.
+import it the same way (pyproject's pytest ``pythonpath`` lists ``benchmarks``).
+``run_benchmark`` is the one ``main()`` tail of the async benchmarks.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import json
@@ -19,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -230,6 +232,18 @@ def machine_info() -> dict[str, Any]:
         },
         "git_commit": _git_commit(),
     }
+
+
+def run_benchmark(main: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]], args: argparse.Namespace) -> int:
+    """The one ``main()`` tail of the async benchmarks: raise the open-files
+    limit, run ``main(args)`` under anyio, write its results to
+    ``benchmarks/results/{args.name}.json`` and say where; returns exit code 0."""
+    import anyio
+
+    raise_fd_limit()
+    results = anyio.run(main, args)
+    print(f"wrote {write_results(args.name, results)}")
+    return 0
 
 
 def write_results(name: str, results: dict[str, Any], *, directory: Path | None = None) -> Path:

@@ -37,7 +37,7 @@ import anyio
 from openai import AsyncOpenAI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import raise_fd_limit, write_results
+from _common import run_benchmark
 from pipeline_overhead import load, run_pipeline
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -160,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                         "one sequence at a time, and a second queued request only evicts the first one's KV cache)")
     p.add_argument("--name", default="backend_saturation", help="results file benchmarks/results/NAME.json")
     args = p.parse_args(argv)
-    raise_fd_limit()
-    results = anyio.run(_main, args)
-    print(f"wrote {write_results(args.name, results)}")
-    return 0
+    return run_benchmark(_main, args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import httpx2
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Meter, latency_server, peak_rss_mb, raise_fd_limit, write_results
+from _common import Meter, latency_server, peak_rss_mb, run_benchmark
 
 __all__ = ["bare_loop", "default_messages", "server_capacity"]
 
@@ -250,11 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-capacity", action="store_true", help="skip the server capacity test")
     parser.add_argument("--name", default="bare_loop", help="results file name (benchmarks/results/NAME.json)")
     args = parser.parse_args(argv)
-    raise_fd_limit()
-    results = anyio.run(_main, args)
-    path = write_results(args.name, results)
-    print(f"wrote {path}")
-    return 0
+    return run_benchmark(_main, args)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ are off; every admitted reply carries the ``x-ratelimit-*`` headers too.
 Run it: ``python benchmarks/latency_server.py --port 8000 --latency 0.05
 --fault-rate 0.2 --fault-mix 429=2,500,hang --seed 1``. With ``--port 0`` it
 picks a free port; either way the first line on stdout is ``PORT <n>``.
-Import it (tests put ``benchmarks/`` on ``sys.path``): ``ServerConfig``, ``Budget``,
+Import it (pyproject's pytest ``pythonpath`` puts ``benchmarks/`` on ``sys.path``): ``ServerConfig``, ``Budget``,
 ``build_app``, ``instance_for``, ``violation_for``, ``serve_in_thread``.
 """
 

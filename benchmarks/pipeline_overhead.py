@@ -39,7 +39,7 @@ from typing import Any
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Meter, current_rss_mb, latency_server, peak_rss_mb, raise_fd_limit, write_results
+from _common import Meter, current_rss_mb, latency_server, peak_rss_mb, run_benchmark
 from bare_loop import bare_loop
 
 from aloesim.agents.gateway._backend import POOL_PER_CLIENT
@@ -259,10 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="pipeline runs, each between two bare runs (default 1)")
     p.add_argument("--name", default="pipeline_overhead", help="results file benchmarks/results/NAME.json")
     args = p.parse_args(argv)
-    raise_fd_limit()
-    results = anyio.run(_main, args)
-    print(f"wrote {write_results(args.name, results)}")
-    return 0
+    return run_benchmark(_main, args)
 
 
 if __name__ == "__main__":

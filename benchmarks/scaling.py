@@ -24,10 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import latency_server, peak_rss_mb, raise_fd_limit, write_results
+from _common import latency_server, peak_rss_mb, run_benchmark
 from bare_loop import bare_loop
 from pipeline_overhead import load, run_pipeline
 
@@ -94,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-latency", type=float, default=5.0, help="server latency of the memory run (default 5 s)")
     p.add_argument("--name", default="scaling", help="results file benchmarks/results/NAME.json")
     args = p.parse_args(argv)
-    raise_fd_limit()
-    results = anyio.run(_main, args)
-    print(f"wrote {write_results(args.name, results)}")
-    return 0
+    return run_benchmark(_main, args)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Meter, latency_server, raise_fd_limit, write_results
+from _common import Meter, latency_server, run_benchmark
 from pipeline_overhead import add_personas, generate_config, load, run_pipeline
 
 __all__ = ["sequential"]
@@ -99,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=256, help="pipeline requests in flight (default 256)")
     p.add_argument("--name", default="sequential_baseline", help="results file benchmarks/results/NAME.json")
     args = p.parse_args(argv)
-    raise_fd_limit()
-    results = anyio.run(_main, args)
-    print(f"wrote {write_results(args.name, results)}")
-    return 0
+    return run_benchmark(_main, args)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,13 @@ use case (``_generate_run.generate_trees``, ``_personas_run``,
 then printing. Tree growth is here because it joins every room: the four
 roles run as actors (``_actors``) on the async event bus (``_bus``) with flat
 messages (``_messages``), and every run is held through the one run lifecycle
-(``aloesim.environment.store.open_run``). Nothing imports this package;
+(``aloesim.environment.store.open_run``). Public: ``compose_config`` (a
+command's config as ``aloe`` composes it), ``check_config`` (its keys
+checked) and ``configure_logging``. Nothing imports this package;
 docs/architecture.md draws the rooms.
 """
 
-__all__: list[str] = []
+from ._config import check_config, compose_config
+from ._logging import configure_logging
+
+__all__ = ["check_config", "compose_config", "configure_logging"]

@@ -90,3 +90,53 @@ def test_every_package_says_what_it_is_and_exports_exactly_its_all(name: str) ->
     public = {n for n, v in vars(module).items()
               if not n.startswith("_") and not isinstance(v, types.ModuleType) and n != "annotations"}
     assert public <= set(exported), f"{name} binds public names outside __all__: {sorted(public - set(exported))}"
+
+
+# Test files that may put a folder on sys.path themselves, each with its reason. None need to: pyproject's
+# pytest ``pythonpath`` puts the repository root (``tests.support``) and ``benchmarks/`` (the scripts tests
+# import: latency_server, _common) there once, for every test. The entries below were written on branches
+# that grew in parallel with that change (their insert is now redundant): delete the line, then the entry.
+_PARALLEL = "written on a parallel branch before benchmarks/ was on pytest's pythonpath; the insert can go"
+SYS_PATH_ALLOWED: dict[str, str] = {
+    "tests/agents/gateway/test_gateway_adaptive.py": _PARALLEL,
+    "tests/orchestration/test_adaptive_limits.py": _PARALLEL,
+    "tests/benchmarks/test_rate_budget.py": _PARALLEL,
+    "tests/support/batch_api.py": _PARALLEL,
+    "tests/orchestration/test_budget.py": _PARALLEL,
+    "tests/orchestration/test_evaluate_cost.py": _PARALLEL,
+    "tests/benchmarks/test_workers_bench_smoke.py": _PARALLEL,
+}
+
+
+def _sys_path_edits(source: str) -> list[int]:
+    """Lines of ``sys.path.insert/append/extend(...)`` and ``sys.path[...] = ...`` in one module."""
+    def is_sys_path(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == "path"
+                and isinstance(node.value, ast.Name) and node.value.id == "sys")
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("insert", "append", "extend") and is_sys_path(node.func.value)):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Assign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(is_sys_path(t) or (isinstance(t, ast.Subscript) and is_sys_path(t.value)) for t in targets):
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_tests_leave_sys_path_alone() -> None:
+    edits = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel not in SYS_PATH_ALLOWED:
+            edits += [f"{rel}:{line}" for line in _sys_path_edits(path.read_text(encoding="utf-8"))]
+    assert not edits, "tests edit sys.path (import through tests.support or pyproject's pythonpath):\n" + \
+        "\n".join(edits)
+
+
+def test_the_sys_path_check_sees_every_edit() -> None:
+    source = ("import sys\nsys.path.insert(0, 'x')\nsys.path.append('y')\nsys.path += ['z']\n"
+              "sys.path[:0] = ['w']\nsys.path = []\nprint(sys.path)\nitems = []\nitems.insert(0, 1)\n")
+    assert _sys_path_edits(source) == [2, 3, 4, 5, 6]

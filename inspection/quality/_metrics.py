@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aloesim.environment.quality import QualitySettings, words
+from aloesim.evaluation.metrics import fit_line
 
 if TYPE_CHECKING:
     from ._report import Accumulator
@@ -42,12 +43,11 @@ def mean_pairwise_distance(vectors: np.ndarray) -> float | None:
 
 
 def slope(points: Sequence[tuple[int, float]]) -> float | None:
-    """Least-squares slope of y over x (None below two distinct x)."""
+    """Least-squares slope of y over x (None below two distinct x), by
+    ``aloesim.evaluation.metrics.fit_line``."""
     if len({x for x, _ in points}) < 2:
         return None
-    x = np.array([p[0] for p in points], dtype=float)
-    y = np.array([p[1] for p in points], dtype=float)
-    return float(np.polyfit(x, y, 1)[0])
+    return fit_line([p[1] for p in points], [p[0] for p in points])[0]
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:

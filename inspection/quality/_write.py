@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ...core import replace_atomically
+from ...evaluation.metrics import fit_line
 from ._metrics import METRICS
 
 LABELS = {"revelation": "revelation", "leakage": "leakage", "role_flips": "role flips", "truncation": "truncation",
@@ -129,7 +130,7 @@ def render_plot(report: Mapping[str, Any], path: str | Path, *, dpi: int = 120) 
             pts = [(r["turn"], r[key]) for r in rows if r[key] is not None]
             ax1.plot([p[0] for p in pts], [p[1] for p in pts], style, label=key.replace("_", " "))
         if len(rev) >= 2:
-            b, a = np.polyfit([p[0] for p in rev], [p[1] for p in rev], 1)
+            b, a, _ = fit_line([p[1] for p in rev], [p[0] for p in rev])
             xs = np.array([rev[0][0], rev[-1][0]], dtype=float)
             ax1.plot(xs, b * xs + a, color="gray", linewidth=1, label=f"fit ({b:+.3f}/turn)")
         ax1.legend(loc="best", fontsize="small")

@@ -11,6 +11,7 @@ from ._calls import CallStats, CallView, run_call_stats, run_calls_version
 from ._evaluations import (
     CaseView,
     EvaluationView,
+    Point,
     al_curves,
     list_cases,
     list_evaluations,
@@ -31,6 +32,7 @@ __all__ = [
     "CaseView",
     "EvaluationView",
     "NodeView",
+    "Point",
     "RunView",
     "TreeView",
     "al_curves",

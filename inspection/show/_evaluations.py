@@ -9,31 +9,21 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from aloesim.environment.store import Calls, EvaluationListing, Evaluations
+from aloesim.environment.store import Calls, CaseListing, EvaluationListing, Evaluations
 from aloesim.evaluation import metrics
 
 from ._calls import CallView, call_view
 
-__all__ = ["CaseRow", "CaseView", "EvaluationView", "Point", "TurnView", "al_curves", "list_cases", "list_evaluations",
+__all__ = ["CaseView", "EvaluationView", "Point", "TurnView", "al_curves", "list_cases", "list_evaluations",
            "load_case", "load_evaluation"]
 
 @dataclass(slots=True)
 class Point:
+    """AL(k) at one turn k and how many cases were scored there (``al`` None: none)."""
+
     k: int
     al: float | None
     n: int
-
-
-@dataclass(slots=True)
-class CaseRow:
-    id: int
-    case_index: int
-    profile: str
-    personality: str
-    status: str
-    error: str | None
-    turns: int
-    mean_score: float | None
 
 
 @dataclass(slots=True)
@@ -197,11 +187,10 @@ def al_curves(conn: sqlite3.Connection, evaluation_ids: list[int]) -> dict[int, 
 
 def list_cases(
     conn: sqlite3.Connection, evaluation_id: int, *, limit: int = 50, offset: int = 0
-) -> list[CaseRow]:
-    """One page of an evaluation's cases (by case index) with their mean score."""
-    return [CaseRow(id=r.id, case_index=r.case_index, profile=r.profile, personality=r.personality, status=r.status,
-                    error=r.error, turns=r.turns, mean_score=r.mean_score)
-            for r in Evaluations(conn).case_page(evaluation_id, limit=limit, offset=offset)]
+) -> list[CaseListing]:
+    """One page of an evaluation's cases (by case index) with their mean score
+    (the store's ``CaseListing`` rows: the view adds nothing to them)."""
+    return Evaluations(conn).case_page(evaluation_id, limit=limit, offset=offset)
 
 
 def load_case(conn: sqlite3.Connection, case_id: int) -> CaseView | None:

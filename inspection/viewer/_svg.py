@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aloesim.evaluation import metrics
-from aloesim.inspection.show import TreeView
-from aloesim.inspection.show._evaluations import Point
+from aloesim.inspection.show import Point, TreeView
 
 COL, ROW, PAD = 120, 34, 24
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aloesim.agents._persona_generator import PersonaGenerator, split_items
+from aloesim.agents import PersonaGenerator, split_items
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel
 from aloesim.core.errors import ConfigError, LLMError

@@ -17,7 +17,7 @@ from aloesim.agents import (
 )
 from aloesim.agents.testing import ScriptedModel
 from aloesim.core.errors import ConfigError
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 
 
 def test_roles_default_to_the_top_level_backend() -> None:

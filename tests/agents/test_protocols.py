@@ -26,7 +26,7 @@ from aloesim.agents import (
 )
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.environment import Persona, PreferenceCheck
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 
 PAIRS = [(UserSimulator, UserRole), (Inducer, InducerRole), (PreferredResponder, PreferredRole),
          (RejectedResponder, RejectedRole), (PreferenceJudge, PreferenceJudgeRole),

@@ -26,7 +26,7 @@ from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.core.errors import StructuredOutputError
 from aloesim.environment import InferredPersona, Persona, PreferenceCheck
 from aloesim.environment.store import Store
-from aloesim.orchestration._config import check_config, compose_config
+from aloesim.orchestration import check_config, compose_config
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCH))
 from _common import Meter, latency_server, machine_info, peak_rss_mb, write_results
 from bare_loop import bare_loop, server_capacity
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import time
-from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -16,9 +14,6 @@ import httpx2
 import jsonschema
 import openai
 import pytest
-from pydantic import BaseModel, Field
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _common import latency_server
 from latency_server import (
     FAULT_KINDS,
@@ -29,6 +24,7 @@ from latency_server import (
     serve_in_thread,
     violation_for,
 )
+from pydantic import BaseModel, Field
 
 pytestmark = pytest.mark.anyio
 

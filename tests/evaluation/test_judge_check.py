@@ -15,8 +15,16 @@ from aloesim.agents import AlignmentJudge, PreferenceJudge, UserSimulator
 from aloesim.agents.gateway import Sampling
 from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.environment.store import JudgeProbes, Store
-from aloesim.evaluation import BenchmarkSpec, Case, JudgeCheckSettings, cases_from_files, run_benchmark
-from aloesim.evaluation._judge_check import run_judge_check, summarize_probes, wilson
+from aloesim.evaluation import (
+    BenchmarkSpec,
+    Case,
+    JudgeCheckSettings,
+    cases_from_files,
+    run_benchmark,
+    run_judge_check,
+    summarize_probes,
+)
+from aloesim.evaluation._judge_check import wilson
 from aloesim.evaluation._probes import build_probe, persona_pool, pieces
 
 pytestmark = pytest.mark.anyio

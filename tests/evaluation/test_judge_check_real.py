@@ -16,8 +16,14 @@ from aloesim.agents.servers import embedded_servers
 from aloesim.agents.testing import ScriptedModel
 from aloesim.core.errors import LLMError
 from aloesim.environment.store import Store
-from aloesim.evaluation import BenchmarkSpec, JudgeCheckSettings, cases_from_files, run_benchmark
-from aloesim.evaluation._judge_check import run_judge_check, summarize_probes
+from aloesim.evaluation import (
+    BenchmarkSpec,
+    JudgeCheckSettings,
+    cases_from_files,
+    run_benchmark,
+    run_judge_check,
+    summarize_probes,
+)
 from aloesim.evaluation._probes import build_probe, persona_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aloesim.core.errors import ConfigError
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.commands import evaluate, report
 from tests.support.oracle_world import ADAPTING, STATIC, OracleWorld, write_benchmark
 

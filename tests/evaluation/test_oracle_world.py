@@ -102,7 +102,7 @@ def test_generate_on_the_oracle_world_grows_trees_whose_truth_is_known(tmp_path,
     import json
     import sqlite3
 
-    from aloesim.orchestration._config import compose_config
+    from aloesim.orchestration import compose_config
     from aloesim.orchestration.commands import generate, personas
     from tests.support.oracle_world import write_benchmark
 

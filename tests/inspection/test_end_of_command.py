@@ -31,7 +31,6 @@ from aloesim.orchestration import cli
 from tests.support.sample_db import write_sample
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import ServerProcess, latency_server
 
 ALOE = [sys.executable, "-m", "aloesim.orchestration.cli"]

@@ -10,7 +10,7 @@ import pytest
 
 from aloesim.environment.store import connect
 from aloesim.inspection import show
-from aloesim.inspection.show._evaluations import Point
+from aloesim.inspection.show import Point
 from aloesim.inspection.viewer._svg import al_chart
 from tests.support.sample_db import write_sample
 
@@ -103,7 +103,7 @@ def test_config_differences_have_one_home_and_agree_with_config_diff() -> None:
 
 def test_improvement_is_evaluation_metrics_fit() -> None:
     from aloesim.evaluation import metrics
-    from aloesim.inspection.show._evaluations import EvaluationView
+    from aloesim.inspection.show import EvaluationView
 
     curve = [Point(1, 2.0, 3), Point(2, None, 0), Point(3, 3.0, 3), Point(4, 3.5, 2)]
     ev = EvaluationView(1, None, "x", {}, {}, {}, 4, "complete", None, 0.0, curve, {"complete": 3}, 0)

@@ -15,7 +15,7 @@ from rich.console import Console
 from aloesim.core.errors import ConfigError, StoreError
 from aloesim.environment.store import connect
 from aloesim.inspection import show
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.commands import show as show_cmd
 from tests.support.sample_db import SAMPLE, write_sample
 

@@ -26,8 +26,7 @@ import structlog
 
 from aloesim.core import json_safe, terminal_safe, terminal_safe_data
 from aloesim.core._terminal import UNSAFE
-from aloesim.orchestration import cli
-from aloesim.orchestration._logging import configure_logging
+from aloesim.orchestration import cli, configure_logging
 from tests.support.sample_db import write_sample
 
 HOSTILE = (

@@ -16,8 +16,9 @@ from test_estimate import _personas  # sibling test module
 
 from aloesim.inspection.viewer import create_app
 from aloesim.inspection.viewer import serve_in_thread as serve_viewer
-from aloesim.orchestration._config import compose_config
-from aloesim.orchestration.commands import generate, runs
+from aloesim.inspection import limit_text, list_run_rows, runs_plain_table
+from aloesim.orchestration import compose_config
+from aloesim.orchestration.commands import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from latency_server import ServerConfig, serve_in_thread
@@ -49,11 +50,11 @@ def test_the_adaptive_limit_is_in_the_summary_runs_and_viewer(tmp_path: Path, se
     assert endpoint["steered"] > 0  # the server's x-ratelimit-* headers set it
     assert endpoint["limit"] == limit["limit"] and endpoint["min"] == 1
 
-    (listed,) = runs.list_runs(str(db))
+    (listed,) = list_run_rows(str(db))
     assert listed["stats"]["limits"] == summary["limits"]
     progress = listed["stats"]["this_invocation"]  # what the progress display showed last
     assert progress["limit"] == limit["limit"] and progress["adaptive"] is True
-    table = runs.plain_table([listed])
+    table = runs_plain_table([listed])
     header, row = table.splitlines()
     assert "limit" in header.split() and f" {limit['limit']}/8 " in row
 
@@ -70,5 +71,5 @@ def test_a_fixed_limit_shows_as_the_number(tmp_path: Path, server: str, capsys) 
                                                              "backend.concurrency=2"))) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["limits"] == [{"model": "house-model", "adaptive": False, "limit": 2, "max": 2}]
-    (listed,) = runs.list_runs(str(db))
-    assert runs.limit_text(listed["stats"]) == "2"
+    (listed,) = list_run_rows(str(db))
+    assert limit_text(listed["stats"]) == "2"

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from aloesim.core.errors import AloeError, ConfigError, InputError
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.cli import main
 from aloesim.orchestration.commands import evaluate, report
 

@@ -9,18 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 
 from aloesim.core.errors import ConfigError
-from aloesim.orchestration._config import check_config, compose_config
+from aloesim.orchestration import check_config, compose_config
 from aloesim.orchestration.commands import evaluate
 from tests.support.aloe_files import personality, profile, write_published
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from latency_server import ServerConfig, serve_in_thread
 
 
 def _cfg(tmp_path: Path, files: tuple[Path, Path], *more: str):

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from training_trees import build_db
-
 from aloesim.orchestration.cli import main
+from tests.support.training_trees import build_db
 
 
 @pytest.fixture

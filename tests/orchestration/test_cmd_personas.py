@@ -15,7 +15,7 @@ import structlog
 
 from aloesim.core.errors import ConfigError, InputError
 from aloesim.environment.personas import read_items, seed_items
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.cli import run_command
 from aloesim.orchestration.commands import personas as cmd
 

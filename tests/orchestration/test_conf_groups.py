@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aloesim.orchestration._config import compose_config, group_options
+from aloesim.core import group_options
+from aloesim.orchestration import compose_config
 
 CONF = resources.files("aloesim.conf")
 COMMANDS = sorted(p.name[:-5] for p in CONF.iterdir() if p.name.endswith(".yaml") and p.name != "base.yaml")

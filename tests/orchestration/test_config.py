@@ -11,8 +11,10 @@ from importlib import resources
 import pytest
 import structlog
 
+from aloesim.core import group_options
 from aloesim.core.errors import AloeError, ConfigError, StoreError
-from aloesim.orchestration._config import compose_config, group_options, sweep_combinations
+from aloesim.orchestration import compose_config
+from aloesim.orchestration._config import sweep_combinations
 from aloesim.orchestration.cli import _lone_aloe_error, available_commands, main
 
 

@@ -16,7 +16,7 @@ from aloesim.agents import AgentsSettings, role_backend_settings, role_sampling
 from aloesim.agents.gateway import BACKEND_SCHEMAS, BackendSettings, EmbeddedBackend
 from aloesim.environment.personas import PersonasSettings
 from aloesim.evaluation import MODEL_SCHEMAS
-from aloesim.orchestration._config import check_config, compose_config
+from aloesim.orchestration import check_config, compose_config
 from aloesim.orchestration._generate import GenerationSettings, _concurrency
 from aloesim.orchestration._schemas import COMMANDS, LogSettings
 from aloesim.training import TrainingSettings

@@ -25,7 +25,7 @@ import pytest
 import structlog
 from omegaconf import DictConfig, OmegaConf
 
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.cli import main
 
 COMMANDS = sorted(p.name[:-5] for p in resources.files("aloesim.conf").iterdir() if p.name.endswith(".yaml"))
@@ -172,7 +172,8 @@ def test_every_field_refuses_nulls_bounds_caps_and_choices(no_command_runs: Path
     from hydra.errors import HydraException
 
     from aloesim.core.errors import ConfigError
-    from aloesim.orchestration._config import check_config, one_line
+    from aloesim.orchestration import check_config
+    from aloesim.orchestration._config import one_line
 
     parser = OverridesParser.create()
     seen: set[tuple[type, str]] = set()

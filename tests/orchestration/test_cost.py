@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import genai_prices
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 from test_estimate import _personas  # sibling test module
 
-from aloesim.orchestration._config import compose_config
-from aloesim.orchestration.commands import generate, runs, show
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from latency_server import ServerConfig, serve_in_thread
+from aloesim.inspection import list_run_rows, runs_plain_table
+from aloesim.orchestration import compose_config
+from aloesim.orchestration.commands import generate, show
 
 
 def library(model: str, prompt: int, completion: int) -> float:
@@ -56,9 +54,9 @@ def test_the_summary_runs_and_show_carry_the_runs_dollars(tmp_path: Path, server
                                                    "unpriced_calls": 0}}
     assert {r: v["cost_usd"] for r, v in summary["cost_by_role"].items()} == pytest.approx(by_role, abs=1e-6)
 
-    (listed,) = runs.list_runs(str(db))
+    (listed,) = list_run_rows(str(db))
     assert listed["cost_usd"] == pytest.approx(expected) and listed["unpriced_calls"] == 0
-    table = runs.plain_table([listed])
+    table = runs_plain_table([listed])
     assert "dollars" in table.splitlines()[0] and f"${expected:.4g}" in table
 
     assert show.run(compose_config("show", [f"db={db}", "run=1", "show.format=json"])) == 0
@@ -75,9 +73,9 @@ def test_an_unknown_model_says_unknown_not_zero(tmp_path: Path, server: str, cap
     assert generate.run(compose_config("generate", overrides(db, server, "house-model-7b"))) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["cost_usd"] is None and summary["unpriced_calls"] == summary["llm_calls"] == 16
-    (listed,) = runs.list_runs(str(db))
-    assert listed["cost_usd"] is None and "unknown" in runs.plain_table([listed]) and "$0" not in \
-        runs.plain_table([listed])
+    (listed,) = list_run_rows(str(db))
+    assert listed["cost_usd"] is None and "unknown" in runs_plain_table([listed]) and "$0" not in \
+        runs_plain_table([listed])
     assert show.run(compose_config("show", [f"db={db}", "run=1", "show.width=200"])) == 0
     assert "house-model-7b unknown" in capsys.readouterr().out
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aloesim.core.errors import ConfigError
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.commands.demo import stages
 
 ALOE = str(Path(sys.executable).with_name("aloe"))

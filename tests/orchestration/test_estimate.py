@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 
 from aloesim.environment import Persona
 from aloesim.environment.store import connect
-from aloesim.orchestration._config import check_config, compose_config
+from aloesim.orchestration import check_config, compose_config
 from aloesim.orchestration._estimate import CHARS_PER_TOKEN, estimate_generation
 from aloesim.orchestration._generate import GenerationSettings
 from aloesim.orchestration.commands import generate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from latency_server import ServerConfig, serve_in_thread
 
 PERSONAS = [Persona(i, "p" * 400, "q" * 400) for i in range(3)]  # 800 characters = 200 tokens of persona each
 PROMPTS = {"user": "U" * 40 + "{profile}{personality}", "inducer": "I" * 80 + "{history}{profile}{personality}",

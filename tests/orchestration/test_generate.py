@@ -24,7 +24,7 @@ from aloesim.agents.testing import ScriptedModel, ScriptedRequest
 from aloesim.core.errors import ConfigError
 from aloesim.environment import Persona, continued_choice
 from aloesim.environment.store import Store, connect
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration._generate import ROLES, GenerationSettings, Progress, grow_trees
 from aloesim.orchestration._generate_run import select_trees
 from aloesim.orchestration._runs import find_or_create_run

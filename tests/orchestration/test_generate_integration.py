@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from test_generate import add_personas  # sibling test module
 
-from aloesim.agents._roles import strip_stage_directions
+from aloesim.agents import strip_stage_directions
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from aloesim.agents.servers import llama_server_command
 from aloesim.core import to_settings
 from aloesim.core.errors import ConfigError
 from aloesim.evaluation import EvaluationSettings, JudgeCheckSettings
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration._judging import judge_backend, judge_server, wants_logprobs
 
 

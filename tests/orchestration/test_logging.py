@@ -16,7 +16,7 @@ import pytest
 import structlog
 
 from aloesim.core.errors import ConfigError
-from aloesim.orchestration._logging import configure_logging
+from aloesim.orchestration import configure_logging
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +101,7 @@ def test_bad_values_are_config_errors(level: str, fmt: str, key: str) -> None:
 def test_auto_is_json_on_a_real_pipe() -> None:
     code = textwrap.dedent("""
         import structlog
-        from aloesim.orchestration._logging import configure_logging
+        from aloesim.orchestration import configure_logging
         configure_logging("INFO", "auto")
         with structlog.contextvars.bound_contextvars(run_id=1, tree_id=2):
             structlog.get_logger("x").info("piped", ok=True)
@@ -117,7 +117,7 @@ def test_library_warnings_are_json_lines_too() -> None:
     code = textwrap.dedent("""
         import logging
         import structlog
-        from aloesim.orchestration._logging import configure_logging
+        from aloesim.orchestration import configure_logging
         configure_logging("INFO", "auto")
         with structlog.contextvars.bound_contextvars(run_id=5):
             logging.getLogger("openai").warning("library says %s", "careful")
@@ -135,7 +135,7 @@ def test_library_warnings_are_json_lines_too() -> None:
 def test_library_exceptions_are_one_json_record() -> None:
     code = textwrap.dedent("""
         import logging
-        from aloesim.orchestration._logging import configure_logging
+        from aloesim.orchestration import configure_logging
         configure_logging("INFO", "json")
         try:
             1 / 0

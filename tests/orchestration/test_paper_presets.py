@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from aloesim.orchestration._config import check_config, compose_config
+from aloesim.orchestration import check_config, compose_config
 
 ROLES_300 = ("user", "inducer", "preferred", "rejected", "preference_judge", "judge")
 

@@ -20,6 +20,7 @@ from test_generate import (  # sibling test module (pytest puts its folder on sy
 from aloesim.agents.testing import ScriptedRequest
 from aloesim.core.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import Runs, connect, merge_databases
+from aloesim.inspection import list_run_rows, runs_rich_table
 from aloesim.orchestration.commands import merge as merge_cmd
 from aloesim.orchestration.commands import runs as runs_cmd
 
@@ -195,7 +196,7 @@ async def test_bad_inputs_change_nothing(tmp_path: Path) -> None:
 
 
 def test_merge_command_validates_inputs_and_prints_one_line_per_input(tmp_path: Path, capsys) -> None:
-    from aloesim.orchestration._config import compose_config
+    from aloesim.orchestration import compose_config
 
     with pytest.raises(ConfigError) as info:
         merge_cmd.run(compose_config("merge", [f"db={tmp_path / 'o.db'}"]))
@@ -224,7 +225,7 @@ async def test_runs_lists_differences_counts_tokens_failures_and_wall_time(tmp_p
                  "(SELECT MAX(id) FROM trees WHERE run_id = ?)", (r2, r2))
     conn.execute("COMMIT")
 
-    runs = {r["id"]: r for r in runs_cmd.list_runs(str(db))}
+    runs = {r["id"]: r for r in list_run_rows(str(db))}
     assert set(runs) == {r1, r2}
     assert runs[r1]["differences"] == {"agents.preferred.temperature": 0.2, "generation.trees": 2,
                                        "generation.turns": 2}
@@ -254,13 +255,13 @@ async def test_runs_lists_differences_counts_tokens_failures_and_wall_time(tmp_p
     from rich.console import Console
 
     console = Console(record=True, width=200)
-    console.print(runs_cmd.rich_table(listed))
+    console.print(runs_rich_table(listed))
     rendered = console.export_text()
     assert "config differences" in rendered and "generation.turns=3" in rendered
 
 
 def compose(db: Path, *overrides: str):
-    from aloesim.orchestration._config import compose_config
+    from aloesim.orchestration import compose_config
 
     return compose_config("runs", [f"db={db}", *overrides])
 
@@ -303,7 +304,7 @@ def test_older_databases_are_migrated_then_listed_and_merged(tmp_path: Path) -> 
     if SCHEMA_VERSION < 2:
         pytest.skip("only one schema version so far")
     old = old_database(tmp_path / "old.db")
-    (run,) = runs_cmd.list_runs(str(old))
+    (run,) = list_run_rows(str(old))
     assert run["nodes"] == 1 and run["trees"] == {"complete": 1}
     old2 = old_database(tmp_path / "old2.db")
     (result,) = merge_databases(tmp_path / "out.db", [old2])

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import add_personas, aloe, backend_args, file_state, write_benchmark
+
+from tests.support.reliability import add_personas, aloe, backend_args, file_state, write_benchmark
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 from _common import ServerProcess, latency_server
-from conftest import (
+
+from tests.support.reliability import (
     ALOE,
     ROOT,
     add_personas,

@@ -16,7 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ALOE, ROOT, add_personas, aloe, backend_args, env, file_state
+
+from tests.support.reliability import ALOE, ROOT, add_personas, aloe, backend_args, env, file_state
 
 pytestmark = pytest.mark.integration
 

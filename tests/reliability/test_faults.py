@@ -13,7 +13,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import add_personas, aloe, backend_args, model_args, write_benchmark
+
+from tests.support.reliability import add_personas, aloe, backend_args, model_args, write_benchmark
 
 pytestmark = pytest.mark.integration
 

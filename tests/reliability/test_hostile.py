@@ -21,9 +21,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SECRET, add_personas, aloe, backend_args, env, model_args, write_benchmark
 
 from aloesim.core import MAX_COUNT
+from tests.support.reliability import (
+    ROOT,
+    SECRET,
+    add_personas,
+    aloe,
+    backend_args,
+    env,
+    model_args,
+    write_benchmark,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,18 @@ from pathlib import Path
 
 import pytest
 from _common import ServerProcess, latency_server
-from conftest import ALOE, ROOT, add_personas, aloe, backend_args, check_trees, env, kill_group, wait_for
+
+from tests.support.reliability import (
+    ALOE,
+    ROOT,
+    add_personas,
+    aloe,
+    backend_args,
+    check_trees,
+    env,
+    kill_group,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 

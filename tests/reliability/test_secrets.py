@@ -17,7 +17,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ALOE, KEY_VAR, ROOT, SECRET, add_personas, backend_args, env, model_args, write_benchmark
+
+from tests.support.reliability import (
+    ALOE,
+    KEY_VAR,
+    ROOT,
+    SECRET,
+    add_personas,
+    backend_args,
+    env,
+    model_args,
+    write_benchmark,
+)
 
 pytestmark = pytest.mark.integration
 

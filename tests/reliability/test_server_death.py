@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ALOE, ROOT, add_personas, aloe, env, wait_for
+
+from tests.support.reliability import ALOE, ROOT, add_personas, aloe, env, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from training_trees import build_db
+
+from tests.support.training_trees import build_db
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from training_trees import add_node, add_persona, add_run, add_tree
 
 from aloesim.core.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect
 from aloesim.training import ExportFilter, export_dataset, load_dataset, parse_runs, verify_export
+from tests.support.training_trees import add_node, add_persona, add_run, add_tree
 
 
 def U(c: str) -> dict[str, str]:

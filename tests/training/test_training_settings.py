@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from training_trees import add_node, add_persona, add_run, add_tree
 
 import aloesim.orchestration._config  # noqa: F401  (registers the config schemas in Hydra's ConfigStore)
 from aloesim.core.errors import ConfigError, InputError, StoreError
 from aloesim.environment.store import connect
 from aloesim.training import TrainSettings, check, mix_rows, read_general_messages, train
+from tests.support.training_trees import add_node, add_persona, add_run, add_tree
 
 
 def compose_train(*overrides: str):

@@ -7,11 +7,11 @@ gateway talking to a real loopback HTTP server (benchmarks/latency_server.py).""
 from __future__ import annotations
 
 import sqlite3
-import sys
 from pathlib import Path
 
 import genai_prices
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 
 from aloesim.agents.gateway import (
     Backend,
@@ -25,9 +25,6 @@ from aloesim.agents.gateway import (
 from aloesim.core import to_settings
 from aloesim.core.errors import ConfigError, LLMError
 from aloesim.environment.store import Calls, Store, connect
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-from latency_server import ServerConfig, serve_in_thread
 
 MSGS = [{"role": "user", "content": "hello there, how are you today?"}]
 

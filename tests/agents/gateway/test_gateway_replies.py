@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
 from gateway_fakes import URL, FakeServer, completion, make_backend, status
+from hostile_replies import HOSTILE_KINDS, fuzz_reply, hostile_reply
 from pydantic import BaseModel
 
 from aloesim.agents.gateway import MalformedReply, Sampling, StoreRecorder, parse_reply
@@ -22,9 +22,6 @@ from aloesim.agents.gateway._faults import redactor
 from aloesim.core import MAX_COUNT
 from aloesim.core.errors import LLMError, ServerError, StructuredOutputError
 from aloesim.environment.store import Store, connect
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-from hostile_replies import HOSTILE_KINDS, fuzz_reply, hostile_reply
 
 pytestmark = pytest.mark.anyio
 

@@ -405,7 +405,7 @@ async def test_managed_servers_by_backend_kind(tmp_path: Path) -> None:
 
 
 def _serve_cfg(*overrides: str):
-    from aloesim.orchestration._config import compose_config
+    from aloesim.orchestration import compose_config
 
     return compose_config("serve", list(overrides))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ BENCH = Path(__file__).resolve().parents[3] / "benchmarks"
 
 
 def test_candidates_are_seeded_and_distinct() -> None:
-    sys.path.insert(0, str(BENCH))
     import persona_filter
 
     a = persona_filter.candidates(50, seed=1)
@@ -22,7 +20,6 @@ def test_candidates_are_seeded_and_distinct() -> None:
 
 @pytest.mark.integration
 def test_benchmark_agrees_with_the_naive_filter(tmp_path: Path) -> None:
-    sys.path.insert(0, str(BENCH))
     import persona_filter
 
     assert persona_filter.main(["--candidates", "8", "--out", str(tmp_path)]) == 0

@@ -127,7 +127,7 @@ def test_exclusion_drops_flagged_nodes_and_their_descendants(db) -> None:
 
 
 def test_settings_defaults_live_in_the_schema_and_bad_values_are_config_errors() -> None:
-    from aloesim.orchestration._config import check_config, compose_config
+    from aloesim.orchestration import check_config, compose_config
 
     assert yaml.safe_load((ROOT / "conf" / "quality" / "default.yaml").read_text()) is None  # comments only
     assert check_config(compose_config("quality", [])).quality == QualitySettings()

@@ -16,7 +16,7 @@ from viewer_helpers import fetch
 
 from aloesim.core.errors import ConfigError, StoreError
 from aloesim.inspection.viewer import create_app, serve_in_thread
-from aloesim.orchestration._config import compose_config
+from aloesim.orchestration import compose_config
 from aloesim.orchestration.commands import view as view_cmd
 from tests.support.sample_db import write_sample, write_synthetic
 
