@@ -132,19 +132,25 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
             print(f"aloe generate: {estimate.line()}", file=sys.stderr, flush=True)
         progress = Progress(trees_total=len(jobs))
         backends: list[Any] = []
+        batches: list[Any] = []
         if jobs:
             async with model_pool(cfg, store, run_id=run.id) as pool:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
                 roles = TreeRoles.from_roles(make_roles(cfg, models))
                 backends = pool.backends
+                batches = pool.batch_models
                 try:
                     await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
-                                     on_started=reporter(settings.progress, settings.progress_interval, backends))
+                                     on_started=reporter(settings.progress, settings.progress_interval, backends,
+                                                         pool.batch_models))
                     if store.failure is not None:  # a queued write (a call record, an event) was lost
                         raise store.failure
                 except Exception as exc:  # noqa: BLE001 -- re-raised; not Ctrl-C or cancellation (resumable as is)
                     raise await _stop_trees(store, run.id, exc) from None
         stats = await _summary(store, run, progress, backends)
+        if batches:
+            stats["batch"] = {"waves": sum(m.waves for m in batches), "batches": len(
+                {b for m in batches for b in m.batch_states})}
         if estimate is not None:
             stats["estimate"] = estimate.as_dict()
         run.finish("complete" if stats["trees_complete"] == stats["trees"] else "failed", stats)

@@ -321,8 +321,14 @@ class Backend:
             raise Retryable(f"malformed response: {self._clip(exc.reason)}") from None
         if self.tpm is not None:
             self.tpm.charge(reply.prompt_tokens + reply.completion_tokens - estimate)
+        return self.accept(reply, params, schema, role, ep.base_url)
+
+    def accept(self, reply: Any, params: dict[str, Any], schema: type[BaseModel] | None, role: str,
+               where: str) -> ChatResult:
+        """The result of a parsed ``Reply`` (also a batch's), or ``Retryable`` when it is empty,
+        cut short or fails its schema."""
         if reply.cut_chars:
-            log.warning("llm.reply_capped", role=role, endpoint=ep.base_url, kept=len(reply.text),
+            log.warning("llm.reply_capped", role=role, endpoint=where, kept=len(reply.text),
                         dropped=reply.cut_chars)
         text = self._redact(reply.text)
         if not text.strip():
