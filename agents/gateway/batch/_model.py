@@ -5,8 +5,11 @@ A call joins the open **wave** of its role (every tree in flight asks each
 role once per turn: the user turns of all trees, then all inducer and
 rejected calls, then all preferred calls). The first caller of a wave leads
 it: it waits until the wave is full, i.e. holds ``expected()`` requests (the
-generation run sets it to the number of trees in flight), or until
-``window`` seconds have passed since the wave opened, whichever is first;
+generation run sets it to the number of trees in flight), or until every
+tree in flight has a call waiting on this model (in some role's open wave or
+in a submitted batch: nobody else can ask) and no call joined for
+``SETTLE_S``, or until ``window`` seconds have passed since the wave opened,
+whichever is first;
 then it closes the wave (later calls open the next one), splits it into
 files at the provider's limits, uploads and submits each, records each
 submitted batch with the cache keys of its requests in the store BEFORE it
@@ -58,6 +61,8 @@ __all__ = ["BatchModel"]
 
 log = structlog.get_logger(__name__)
 
+SETTLE_S = 0.05  # a wave that is not full closes once every tree waits and no call joined for this long
+
 
 @dataclass(eq=False)
 class _Item:
@@ -76,6 +81,11 @@ class _Item:
     error: LLMError | None = None
     online: bool = False
 
+    @property
+    def tree(self) -> Any:
+        """What waits on this call: its tree (a call without one stands for itself)."""
+        return self.context.tree_id if self.context is not None and self.context.tree_id is not None else id(self)
+
     def body(self, model: str, dialect: str) -> dict[str, Any]:
         """The chat completion request of this attempt (as the online gateway sends it)."""
         params = dict(self.params)
@@ -92,6 +102,7 @@ class _Wave:
     role: str
     items: list[_Item] = field(default_factory=list)
     full: anyio.Event = field(default_factory=anyio.Event)
+    opened: float = field(default_factory=time.monotonic)
 
 
 class BatchModel:
@@ -107,6 +118,8 @@ class BatchModel:
         self.waves = 0
         self.batch_states: dict[str, str] = {}
         self._open: dict[str, _Wave] = {}
+        self._waiting: dict[Any, int] = {}  # tree (or call) -> its calls waiting on this model
+        self._last_join = 0.0
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -143,7 +156,10 @@ class BatchModel:
         wave = self._join(item)
         while wave is not None:
             wave = await self._lead(wave)
-        await item.done.wait()
+        try:
+            await item.done.wait()
+        finally:
+            self._settle(item)
         if item.online:  # retry=online: the online gateway takes over (its own retries, record and cache)
             return await b.chat(messages, role=role, sampling=sampling, schema=schema, context=context)
         b.stats["calls"] += 1
@@ -152,13 +168,28 @@ class BatchModel:
         assert item.result is not None
         return item.result
 
-    def _join(self, item: _Item) -> _Wave | None:
+    def _all_waiting(self) -> bool:
+        """Every tree in flight has a call waiting on this model (in an open wave or a batch)."""
+        return self.expected is not None and len(self._waiting) >= self.expected()
+
+    def _settle(self, item: _Item) -> None:
+        """``item`` has its outcome: its tree no longer waits on it."""
+        left = self._waiting.get(item.tree, 0) - 1
+        if left > 0:
+            self._waiting[item.tree] = left
+        else:
+            self._waiting.pop(item.tree, None)
+
+    def _join(self, item: _Item, *, new: bool = True) -> _Wave | None:
         """Put ``item`` in its role's open wave; the wave when this call opened it (then it leads it)."""
         wave = self._open.get(item.role)
         opened = wave is None
         if wave is None:
             wave = self._open[item.role] = _Wave(item.role)
         wave.items.append(item)
+        self._last_join = time.monotonic()
+        if new:
+            self._waiting[item.tree] = self._waiting.get(item.tree, 0) + 1
         if self.expected is not None and len(wave.items) >= self.expected():
             wave.full.set()
         return wave if opened else None
@@ -166,8 +197,12 @@ class BatchModel:
     async def _lead(self, wave: _Wave) -> _Wave | None:
         """Close ``wave`` when full (or its window passed), run it, and requeue what must be retried;
         returns a wave this call opened by requeueing (to lead next), if any."""
-        with anyio.move_on_after(self.settings.window):
-            await wave.full.wait()
+        deadline = wave.opened + self.settings.window
+        while not wave.full.is_set() and (now := time.monotonic()) < deadline:
+            if self._all_waiting() and now - self._last_join >= SETTLE_S:
+                break  # every tree in flight waits on this model: nobody else can ask
+            with anyio.move_on_after(min(SETTLE_S, deadline - now)):
+                await wave.full.wait()
         if self._open.get(wave.role) is wave:
             del self._open[wave.role]
         self.waves += 1
@@ -182,7 +217,7 @@ class BatchModel:
                     item.done.set()
         nxt = None
         for item in retry:
-            opened = self._join(item)
+            opened = self._join(item, new=False)
             nxt = nxt or opened
         return nxt
 

@@ -47,7 +47,7 @@ async def run_batch(provider: OpenAIBatches, n: int) -> tuple[str, list[str], di
 async def test_a_batch_goes_validating_in_progress_completed_and_answers_every_request(api: BatchAPI) -> None:
     provider = OpenAIBatches(api.url, "sk-test")
     try:
-        batch_id, states, results = await run_batch(provider, 5)
+        _batch_id, states, results = await run_batch(provider, 5)
     finally:
         await provider.aclose()
     assert states == ["validating", "in_progress", "completed"]
@@ -82,7 +82,7 @@ async def test_failed_expired_and_cancelled_batches(api: BatchAPI) -> None:
         _, states, results = await run_batch(provider, 4)
         assert states[-1] == "expired"
         assert [r.body is not None for r in results.values()].count(True) == 2
-        assert sorted(r.error for r in results.values() if r.body is None)[0].startswith("batch_expired")
+        assert min(r.error for r in results.values() if r.body is None).startswith("batch_expired")
         api.hold = True
         batch_id = await provider.submit(await provider.upload([request_line("x", body(1))]))
         await provider.cancel(batch_id)

@@ -1,0 +1,90 @@
+"""``aloe generate`` with ``backend.mode=batch`` against the loopback fake of
+OpenAI's Batch API (tests/support/batch_api.py), whose model answers the
+same request the same way online and inside a batch:
+
+- the trees grown in batch mode equal those grown online (byte-identical
+  exports), in one turn wave per hop and turn, every call recorded with its
+  batch id and priced at batch rates, nothing sent online;
+- requests that fail or expire inside a batch are retried (next wave, or
+  online), every tree completes;
+- a SIGKILL between submit and completion, then a re-run: the submitted
+  batch is picked up, no request is submitted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from test_generate import add_personas  # sibling test module
+
+from aloesim.orchestration.cli import main
+from tests.support.batch_api import BatchAPI
+
+ROOT = Path(__file__).resolve().parents[2]
+TREES, TURNS = 6, 3
+
+
+def args(db: Path, url: str, mode: str, *extra: str) -> list[str]:
+    return [f"db={db}", f"generation.trees={TREES}", f"generation.turns={TURNS}", "generation.progress=off",
+            "backend=openai", f"backend.base_url={url}", "backend.api_key_env=null", "backend.dialect=openai",
+            f"backend.mode={mode}", "backend.batch.window=5", "backend.batch.poll_initial=0.02",
+            "backend.batch.poll_max=0.1", "backend.backoff_base=0.01", "backend.backoff_max=0.02", *extra]
+
+
+def grow(tmp: Path, name: str, api: BatchAPI, mode: str, *extra: str, capsys=None) -> tuple[Path, dict[str, bytes]]:
+    db = tmp / f"{name}.db"
+    add_personas(db, TREES)
+    assert main(["generate", *args(db, api.url, mode, *extra)]) == 0
+    if capsys is not None:
+        grow.stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = tmp / f"{name}-export"
+    assert main(["export", f"db={db}", f"export.dir={out}"]) == 0
+    return db, {p.name: p.read_bytes() for p in sorted(out.glob("*.jsonl"))}
+
+
+def test_batch_trees_equal_online_trees_in_one_wave_per_hop_and_turn(tmp_path: Path, capsys) -> None:
+    with BatchAPI(in_progress_s=0.05) as api:
+        online_db, online = grow(tmp_path, "online", api, "online")
+        sent_online = api.online
+        batch_db, batch = grow(tmp_path, "batch", api, "batch", capsys=capsys)
+        assert api.online == sent_online  # batch mode sent nothing online
+        submitted = api.submitted
+    assert sent_online == TREES * TURNS * 4
+    assert online and batch == online  # byte-identical exports
+    assert all(len(ids) == TREES for ids in submitted)  # every wave full: all trees in flight
+    assert len(submitted) == TURNS * 4  # user, inducer, rejected, preferred per turn
+    stats = grow.stats
+    assert stats["batch"] == {"waves": TURNS * 4, "batches": TURNS * 4}
+    conn = sqlite3.connect(batch_db)
+    rows = conn.execute("SELECT batch_id, cost_usd, prompt_tokens, completion_tokens FROM llm_calls").fetchall()
+    assert len(rows) == TREES * TURNS * 4 and all(r[0] for r in rows)
+    assert {r[0] for r in rows} == {b for (b,) in conn.execute("SELECT id FROM llm_batches")}
+    assert conn.execute("SELECT DISTINCT state FROM llm_batches").fetchall() == [("completed",)]
+    online_cost = sqlite3.connect(online_db).execute("SELECT SUM(cost_usd) FROM llm_calls").fetchone()[0]
+    batch_cost = sum(r[1] for r in rows)
+    assert online_cost > 0 and batch_cost == pytest.approx(online_cost / 2, rel=1e-6)  # gpt-4o: half price
+
+
+@pytest.mark.parametrize("retry", ["wave", "online"])
+def test_failed_and_expired_requests_are_retried_never_lost(tmp_path: Path, retry: str) -> None:
+    with BatchAPI(in_progress_s=0.05) as api:
+        api.fail_rate, api.expire_batches = 0.2, 1
+        batch_db, _batch = grow(tmp_path, "batch", api, "batch", f"backend.batch.retry={retry}")
+        sent_online = api.online
+    conn = sqlite3.connect(batch_db)
+    assert conn.execute("SELECT COUNT(*) FROM llm_calls WHERE error IS NOT NULL").fetchone()[0] == 0
+    in_batch_retries = conn.execute("SELECT COUNT(*) FROM llm_calls WHERE attempts > 1 AND batch_id IS NOT NULL")
+    online_calls = conn.execute("SELECT COUNT(*) FROM llm_calls WHERE batch_id IS NULL").fetchone()[0]
+    if retry == "online":  # each failed request answered once online, recorded as an online call
+        assert sent_online == online_calls > 0 and in_batch_retries.fetchone()[0] == 0
+    else:
+        assert sent_online == online_calls == 0 and in_batch_retries.fetchone()[0] > 0
+    assert conn.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0] == TREES * TURNS * 4
+    trees = conn.execute("SELECT status, COUNT(*) FROM trees GROUP BY status").fetchall()
+    assert trees == [("complete", TREES)]
+    assert conn.execute("SELECT COUNT(*) FROM nodes").fetchone()[0] == TREES * TURNS
+    expired = conn.execute("SELECT COUNT(*) FROM llm_batches WHERE state = 'expired'").fetchone()[0]
+    assert expired == 1
