@@ -14,7 +14,12 @@ same request the same way online and inside a batch:
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +93,38 @@ def test_failed_and_expired_requests_are_retried_never_lost(tmp_path: Path, retr
     assert conn.execute("SELECT COUNT(*) FROM nodes").fetchone()[0] == TREES * TURNS
     expired = conn.execute("SELECT COUNT(*) FROM llm_batches WHERE state = 'expired'").fetchone()[0]
     assert expired == 1
+
+
+@pytest.mark.integration
+def test_sigkill_between_submit_and_completion_then_resume_does_not_resubmit(tmp_path: Path) -> None:
+    db = tmp_path / "killed.db"
+    add_personas(db, TREES)
+    with BatchAPI(in_progress_s=0.05) as api:
+        _, online = grow(tmp_path, "online", api, "online")
+        api.hold = True  # the first batch stays in_progress until the process is killed
+        log = (tmp_path / "killed.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "aloesim.orchestration.cli", "generate",
+                                 *args(db, api.url, "batch")], cwd=ROOT, start_new_session=True,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.monotonic() + 120
+            while api.count("GET", "/v1/batches/batch_1") < 2:  # submitted, and being waited on
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()
+                time.sleep(0.05)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            log.close()
+        journal = sqlite3.connect(db).execute("SELECT id, role, requests FROM llm_batches").fetchall()
+        assert journal == [("batch_1", "user", TREES)]  # recorded before the process waited on it
+        polled_before = api.count("GET", "/v1/batches/batch_1")
+        api.hold = False
+        assert main(["generate", *args(db, api.url, "batch")]) == 0
+        submitted, polled_after = api.submitted, api.count("GET", "/v1/batches/batch_1")
+    ids = [cid for batch in submitted for cid in batch]
+    assert len(submitted) == TURNS * 4  # the re-run submitted the other waves only: batch_1 was picked up
+    assert len(ids) == len(set(ids)) == TREES * TURNS * 4  # no request submitted twice
+    assert polled_after > polled_before
+    out = tmp_path / "killed-export"
+    assert main(["export", f"db={db}", f"export.dir={out}"]) == 0
+    assert {p.name: p.read_bytes() for p in sorted(out.glob("*.jsonl"))} == online
