@@ -130,7 +130,7 @@ def plan_generation(cfg: DictConfig, settings: GenerationSettings, roles_needed:
         cost = None
         if load.calls:
             one = pricer.price(backend.model, load.prompt_tokens / load.calls, load.completion_tokens / load.calls,
-                               kind=backend.kind)
+                               kind=backend.kind, batch=backend.mode == "batch")  # batch mode: batch rates
             cost = None if one is None else one * load.calls
         roles.append(RolePlan(role, backend.model, backend.kind, pricer.source(backend.model, kind=backend.kind),
                               load.calls, load.prompt_tokens, load.completion_tokens, cost if load.calls else 0.0))

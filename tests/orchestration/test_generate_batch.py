@@ -4,7 +4,8 @@ same request the same way online and inside a batch:
 
 - the trees grown in batch mode equal those grown online (byte-identical
   exports), in one turn wave per hop and turn, every call recorded with its
-  batch id and priced at batch rates, nothing sent online;
+  batch id and priced at batch rates, nothing sent online, and a new run
+  of the same requests answered from the cache (nothing submitted);
 - requests that fail or expire inside a batch are retried (next wave, or
   online), every tree completes;
 - a SIGKILL between submit and completion, then a re-run: the submitted
@@ -56,7 +57,9 @@ def test_batch_trees_equal_online_trees_in_one_wave_per_hop_and_turn(tmp_path: P
         sent_online = api.online
         batch_db, batch = grow(tmp_path, "batch", api, "batch", capsys=capsys)
         assert api.online == sent_online  # batch mode sent nothing online
-        submitted = api.submitted
+        submitted = list(api.submitted)
+        assert main(["generate", *args(batch_db, api.url, "batch"), "resume=false"]) == 0  # a new run, same requests
+        assert api.submitted == submitted and api.online == sent_online  # cache hits are never sent
     assert sent_online == TREES * TURNS * 4
     assert online and batch == online  # byte-identical exports
     assert all(len(ids) == TREES for ids in submitted)  # every wave full: all trees in flight
@@ -64,8 +67,11 @@ def test_batch_trees_equal_online_trees_in_one_wave_per_hop_and_turn(tmp_path: P
     stats = grow.stats
     assert stats["batch"] == {"waves": TURNS * 4, "batches": TURNS * 4}
     conn = sqlite3.connect(batch_db)
-    rows = conn.execute("SELECT batch_id, cost_usd, prompt_tokens, completion_tokens FROM llm_calls").fetchall()
+    rows = conn.execute("SELECT batch_id, cost_usd, prompt_tokens, completion_tokens FROM llm_calls"
+                        " WHERE cached = 0").fetchall()
     assert len(rows) == TREES * TURNS * 4 and all(r[0] for r in rows)
+    assert conn.execute("SELECT COUNT(*) FROM llm_calls WHERE cached = 1 AND batch_id IS NULL").fetchone()[0] \
+        == TREES * TURNS * 4
     assert {r[0] for r in rows} == {b for (b,) in conn.execute("SELECT id FROM llm_batches")}
     assert conn.execute("SELECT DISTINCT state FROM llm_batches").fetchall() == [("completed",)]
     online_cost = sqlite3.connect(online_db).execute("SELECT SUM(cost_usd) FROM llm_calls").fetchone()[0]
@@ -128,3 +134,14 @@ def test_sigkill_between_submit_and_completion_then_resume_does_not_resubmit(tmp
     out = tmp_path / "killed-export"
     assert main(["export", f"db={db}", f"export.dir={out}"]) == 0
     assert {p.name: p.read_bytes() for p in sorted(out.glob("*.jsonl"))} == online
+
+
+def test_dry_run_prices_a_batch_backend_at_batch_rates(tmp_path: Path, capsys) -> None:
+    plans = {}
+    for mode in ("online", "batch"):
+        db = tmp_path / f"{mode}.db"
+        add_personas(db, TREES)
+        assert main(["generate", *args(db, "http://127.0.0.1:9/v1", mode), "dry_run=true"]) == 0
+        plans[mode] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert plans["online"]["cost_usd"] > 0
+    assert plans["batch"]["cost_usd"] == pytest.approx(plans["online"]["cost_usd"] / 2, rel=1e-6)

@@ -8,7 +8,8 @@ it: it waits until the wave is full, i.e. holds ``expected()`` requests (the
 generation run sets it to the number of trees in flight), or until every
 tree in flight has a call waiting on this model (in some role's open wave or
 in a submitted batch: nobody else can ask) and no call joined for
-``SETTLE_S``, or until ``window`` seconds have passed since the wave opened,
+``SETTLE_S``, or until no call joined for ``window`` seconds (calls that keep
+coming, as trees are fed in, keep it open: at most one per tree in flight),
 whichever is first;
 then it closes the wave (later calls open the next one), splits it into
 files at the provider's limits, uploads and submits each, records each
@@ -77,6 +78,8 @@ class _Item:
     start: float = field(default_factory=time.monotonic)
     attempt: int = 1
     done: anyio.Event = field(default_factory=anyio.Event)
+    wake: anyio.Event = field(default_factory=anyio.Event)  # done, or handed a wave to lead
+    lead: _Wave | None = None
     result: ChatResult | None = None
     error: LLMError | None = None
     online: bool = False
@@ -153,13 +156,16 @@ class BatchModel:
                                result.completion_tokens, 0.0, 0, True, None, key, result.finish_reason, 0.0), None)
                 return result
         item = _Item(role, key, messages, sampling, params, schema, context, request)
-        wave = self._join(item)
-        while wave is not None:
-            wave = await self._lead(wave)
-        try:
-            await item.done.wait()
-        finally:
-            self._settle(item)
+        item.lead = self._join(item)
+        while True:  # lead the waves handed to this call (the one it opened, or a wave of retries), until done
+            if item.lead is not None:
+                wave, item.lead = item.lead, None
+                await self._lead(wave)
+                continue
+            if item.done.is_set():
+                break
+            await item.wake.wait()
+            item.wake = anyio.Event()
         if item.online:  # retry=online: the online gateway takes over (its own retries, record and cache)
             return await b.chat(messages, role=role, sampling=sampling, schema=schema, context=context)
         b.stats["calls"] += 1
@@ -172,8 +178,10 @@ class BatchModel:
         """Every tree in flight has a call waiting on this model (in an open wave or a batch)."""
         return self.expected is not None and len(self._waiting) >= self.expected()
 
-    def _settle(self, item: _Item) -> None:
-        """``item`` has its outcome: its tree no longer waits on it."""
+    def _resolve(self, item: _Item) -> None:
+        """``item`` has its outcome: wake its caller; its tree no longer waits on it (until it asks again)."""
+        item.done.set()
+        item.wake.set()
         left = self._waiting.get(item.tree, 0) - 1
         if left > 0:
             self._waiting[item.tree] = left
@@ -194,11 +202,14 @@ class BatchModel:
             wave.full.set()
         return wave if opened else None
 
-    async def _lead(self, wave: _Wave) -> _Wave | None:
-        """Close ``wave`` when full (or its window passed), run it, and requeue what must be retried;
-        returns a wave this call opened by requeueing (to lead next), if any."""
-        deadline = wave.opened + self.settings.window
-        while not wave.full.is_set() and (now := time.monotonic()) < deadline:
+    async def _lead(self, wave: _Wave) -> None:
+        """Close ``wave`` when full (or every tree waits, or no call came for ``window``), run it, and
+        requeue what must be retried (a new wave is led by the caller of a request in it)."""
+        while not wave.full.is_set():
+            now = time.monotonic()
+            deadline = max(wave.opened, self._last_join) + self.settings.window
+            if now >= deadline:
+                break
             if self._all_waiting() and now - self._last_join >= SETTLE_S:
                 break  # every tree in flight waits on this model: nobody else can ask
             with anyio.move_on_after(min(SETTLE_S, deadline - now)):
@@ -214,12 +225,12 @@ class BatchModel:
             for item in wave.items:  # an AloeError (the store, a bug) stops the run: nobody is left waiting
                 if not item.done.is_set() and id(item) not in requeued:
                     item.error = item.error or LLMError(item.role, self.provider.name, "the batch run stopped")
-                    item.done.set()
-        nxt = None
+                    self._resolve(item)
         for item in retry:
             opened = self._join(item, new=False)
-            nxt = nxt or opened
-        return nxt
+            if opened is not None:  # led by the caller of a request in it, so this call can go on
+                item.lead = opened
+                item.wake.set()
 
     # -- one wave ----------------------------------------------------------
     async def _run(self, wave: _Wave) -> list[_Item]:
@@ -328,7 +339,7 @@ class BatchModel:
                            result.completion_tokens, latency, item.attempt, False, None, item.key,
                            result.finish_reason, cost, batch_id), cache_value)
         item.result = result
-        item.done.set()
+        self._resolve(item)
 
     async def _failed(self, item: _Item, reason: str, batch_id: str | None, retry: list[_Item]) -> None:
         """One failed attempt of ``item``: requeue it (next wave), hand it to the online gateway, or give up."""
@@ -338,7 +349,7 @@ class BatchModel:
             log.debug("batch.retry", role=item.role, attempt=item.attempt, reason=reason, batch_id=batch_id)
             if self.settings.retry == "online":
                 item.online = True
-                item.done.set()
+                self._resolve(item)
                 return
             item.attempt += 1
             retry.append(item)
@@ -356,4 +367,4 @@ class BatchModel:
                            b._failed_price(), batch_id), None)
         err = StructuredOutputError if reason.startswith("invalid structured output") else LLMError
         item.error = err(item.role, url, reason, item.attempt)
-        item.done.set()
+        self._resolve(item)
