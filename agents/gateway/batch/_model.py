@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import structlog
 from pydantic import BaseModel
 
@@ -80,6 +81,7 @@ class _Item:
     done: anyio.Event = field(default_factory=anyio.Event)
     wake: anyio.Event = field(default_factory=anyio.Event)  # done, or handed a wave to lead
     lead: _Wave | None = None
+    counted: bool = False  # its tree is counted as waiting on the model
     result: ChatResult | None = None
     error: LLMError | None = None
     online: bool = False
@@ -179,16 +181,23 @@ class BatchModel:
         return self.expected is not None and len(self._waiting) >= self.expected()
 
     def _resolve(self, item: _Item) -> None:
-        """``item`` has its outcome: wake its caller; its tree no longer waits on it (until it asks again)."""
+        """``item`` has its outcome: wake its caller."""
+        self._settle(item)
         item.done.set()
         item.wake.set()
+
+    def _settle(self, item: _Item) -> None:
+        """``item``'s tree no longer waits on it (its outcome is known; until it asks again)."""
+        if not item.counted:
+            return
+        item.counted = False
         left = self._waiting.get(item.tree, 0) - 1
         if left > 0:
             self._waiting[item.tree] = left
         else:
             self._waiting.pop(item.tree, None)
 
-    def _join(self, item: _Item, *, new: bool = True) -> _Wave | None:
+    def _join(self, item: _Item) -> _Wave | None:
         """Put ``item`` in its role's open wave; the wave when this call opened it (then it leads it)."""
         wave = self._open.get(item.role)
         opened = wave is None
@@ -196,7 +205,8 @@ class BatchModel:
             wave = self._open[item.role] = _Wave(item.role)
         wave.items.append(item)
         self._last_join = time.monotonic()
-        if new:
+        if not item.counted:
+            item.counted = True
             self._waiting[item.tree] = self._waiting.get(item.tree, 0) + 1
         if self.expected is not None and len(wave.items) >= self.expected():
             wave.full.set()
@@ -227,7 +237,7 @@ class BatchModel:
                     item.error = item.error or LLMError(item.role, self.provider.name, "the batch run stopped")
                     self._resolve(item)
         for item in retry:
-            opened = self._join(item, new=False)
+            opened = self._join(item)
             if opened is not None:  # led by the caller of a request in it, so this call can go on
                 item.lead = opened
                 item.wake.set()
@@ -280,9 +290,13 @@ class BatchModel:
                 for item in groups[key]:
                     await self._failed(item, exc.reason, batch_id, retry)
             return
+        for key in keys:  # outcomes known: these trees will ask again soon, a wave must wait for them
+            for item in groups[key]:
+                self._settle(item)
         for key in keys:
             line = results.get(key)
             for item in groups[key]:
+                await anyio.lowlevel.checkpoint()  # let the answered callers go on (and join waves) meanwhile
                 if line is None:
                     await self._failed(item, f"no result (batch {status.state})", batch_id, retry)
                 else:
