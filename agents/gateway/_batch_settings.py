@@ -15,8 +15,9 @@ MODES = ("online", "batch")
 class BatchSettings(Settings):
     """How a ``backend.mode=batch`` backend collects, submits and waits for turn waves."""
 
-    window: float = setting(2.0, help="a wave not yet full closes when no request joined it for this many seconds "
-                                      "(it closes at once when every tree in flight has asked)", gt=0, le=3600)
+    window: float = setting(30.0, help="a wave not yet full closes when no request joined it, and no result was "
+                                       "handed out, for this many seconds (it closes at once when every tree in "
+                                       "flight has asked or waits on the model)", gt=0, le=3600)
     retry: str = setting("wave", help="a request that failed or expired inside a batch is retried in the next "
                                       "wave (wave) or online (online)", choices=("wave", "online"))
     max_requests: int = setting(50_000, help="requests per batch file (OpenAI: 50,000); a larger wave is split",

@@ -8,9 +8,10 @@ it: it waits until the wave is full, i.e. holds ``expected()`` requests (the
 generation run sets it to the number of trees in flight), or until every
 tree in flight has a call waiting on this model (in some role's open wave or
 in a submitted batch: nobody else can ask) and no call joined for
-``SETTLE_S``, or until no call joined for ``window`` seconds (calls that keep
-coming, as trees are fed in, keep it open: at most one per tree in flight),
-whichever is first;
+``SETTLE_S``, or until no call joined and no result was handed out for
+``window`` seconds (a tree busy elsewhere, e.g. committing its node, is
+waited for that long; calls that keep coming keep it open, at most one per
+tree in flight), whichever is first;
 then it closes the wave (later calls open the next one), splits it into
 files at the provider's limits, uploads and submits each, records each
 submitted batch with the cache keys of its requests in the store BEFORE it
@@ -18,7 +19,8 @@ waits, polls with doubling delays, downloads the output and error files and
 hands every waiting caller its result, as if it had come online. The roles
 and the bus do not change.
 
-No deadlock: a wave never waits for more than ``window`` seconds, and the
+No deadlock: a wave waits at most ``window`` seconds past the last activity
+(a bounded number of joins and hand-outs), and the
 generation run gives a role actor on a batch backend as many workers as
 trees in flight (``max_trees_in_flight``), so every tree that can ask can be
 in the wave at once: waves are full in the common case. (With fewer workers
@@ -124,7 +126,7 @@ class BatchModel:
         self.batch_states: dict[str, str] = {}
         self._open: dict[str, _Wave] = {}
         self._waiting: dict[Any, int] = {}  # tree (or call) -> its calls waiting on this model
-        self._last_join = 0.0
+        self._last_activity = 0.0
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -182,6 +184,7 @@ class BatchModel:
 
     def _resolve(self, item: _Item) -> None:
         """``item`` has its outcome: wake its caller."""
+        self._last_activity = time.monotonic()  # activity: its tree will ask again soon
         self._settle(item)
         item.done.set()
         item.wake.set()
@@ -204,7 +207,7 @@ class BatchModel:
         if wave is None:
             wave = self._open[item.role] = _Wave(item.role)
         wave.items.append(item)
-        self._last_join = time.monotonic()
+        self._last_activity = time.monotonic()
         if not item.counted:
             item.counted = True
             self._waiting[item.tree] = self._waiting.get(item.tree, 0) + 1
@@ -217,10 +220,10 @@ class BatchModel:
         requeue what must be retried (a new wave is led by the caller of a request in it)."""
         while not wave.full.is_set():
             now = time.monotonic()
-            deadline = max(wave.opened, self._last_join) + self.settings.window
+            deadline = max(wave.opened, self._last_activity) + self.settings.window
             if now >= deadline:
                 break
-            if self._all_waiting() and now - self._last_join >= SETTLE_S:
+            if self._all_waiting() and now - self._last_activity >= SETTLE_S:
                 break  # every tree in flight waits on this model: nobody else can ask
             with anyio.move_on_after(min(SETTLE_S, deadline - now)):
                 await wave.full.wait()
