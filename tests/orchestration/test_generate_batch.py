@@ -145,3 +145,17 @@ def test_dry_run_prices_a_batch_backend_at_batch_rates(tmp_path: Path, capsys) -
         plans[mode] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert plans["online"]["cost_usd"] > 0
     assert plans["batch"]["cost_usd"] == pytest.approx(plans["online"]["cost_usd"] / 2, rel=1e-6)
+
+
+def test_a_wave_over_the_file_limit_is_split_and_progress_shows_waves(tmp_path: Path, capsys) -> None:
+    with BatchAPI(in_progress_s=0.05) as api:
+        _, online = grow(tmp_path, "online", api, "online")
+        capsys.readouterr()
+        _, batch = grow(tmp_path, "batch", api, "batch", "backend.batch.max_requests=4", "generation.progress=log",
+                        "generation.progress_interval=0.2", "log.format=json")
+        sizes = [len(ids) for ids in api.submitted]
+    assert batch == online
+    assert sorted(sizes) == [2] * (TURNS * 4) + [4] * (TURNS * 4)  # each wave of 6 requests in two files
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if '"generate.progress"' in x]
+    assert lines and all("waves" in x and "batches" in x for x in lines)
+    assert max(x["waves"] for x in lines) >= 1
