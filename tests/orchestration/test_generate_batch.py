@@ -159,3 +159,18 @@ def test_a_wave_over_the_file_limit_is_split_and_progress_shows_waves(tmp_path: 
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if '"generate.progress"' in x]
     assert lines and all("waves" in x and "batches" in x for x in lines)
     assert max(x["waves"] for x in lines) >= 1
+
+
+def test_a_batch_api_that_refuses_every_file_fails_the_trees_in_one_line_each(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "refused.db"
+    add_personas(db, TREES)
+    with BatchAPI(max_requests=2) as api:  # the provider takes 2 requests a file; aloesim was told 50,000
+        code = main(["generate", *args(db, api.url, "batch", "backend.max_retries=1")])
+    assert code == 3  # trees failed, the run ended normally
+    assert "Traceback" not in capsys.readouterr().err
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT status, COUNT(*) FROM trees GROUP BY status").fetchall() == [("failed", TREES)]
+    errors = [e for (e,) in conn.execute("SELECT error FROM trees")]
+    assert all("HTTP 400: more than 2 requests" in e and "\n" not in e for e in errors)
+    failed = conn.execute("SELECT COUNT(*), MAX(attempts) FROM llm_calls WHERE error IS NOT NULL").fetchone()
+    assert failed == (TREES, 2)  # every user call recorded failed after its retry

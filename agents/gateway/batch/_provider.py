@@ -151,8 +151,10 @@ class OpenAIBatches:
                 return await fn()
             except openai.APIStatusError as exc:
                 if exc.status_code not in RETRY_STATUS or attempt == self.attempts:
+                    body = exc.body if isinstance(exc.body, dict) else {}
+                    text = body.get("message") if isinstance(body.get("message"), str) else exc.message
                     raise BatchError(step, self.base_url, f"HTTP {exc.status_code}: "
-                                                          f"{short(self._redact(exc.message), 200)}", attempt) from None
+                                                          f"{short(self._redact(text), 200)}", attempt) from None
             except (openai.APIConnectionError, openai.APITimeoutError, httpx2.HTTPError, OSError) as exc:
                 if attempt == self.attempts:
                     raise BatchError(step, self.base_url, f"connection error: {type(exc).__name__}", attempt) from None
