@@ -156,6 +156,7 @@ class ModelPool:
         self._run_id = run_id
         self._seed = seed
         self._backends: dict[str, Backend] = {}
+        self._batches: dict[str, Any] = {}  # settings -> BatchModel (backend.mode=batch)
         self._servers: dict[str, list[str]] = {}
         self._guards: dict[str, Any] = {}  # URL -> the watch of the managed server behind it
         self.budget: RetryBudget | None = None
@@ -175,7 +176,8 @@ class ModelPool:
             self._guards.update({server.url: server.watch for server in servers})
         return self._servers[key]
 
-    async def backend(self, s: BackendSettings, *, name: str | None = None) -> Backend:
+    async def backend(self, s: BackendSettings, *, name: str | None = None) -> Any:
+        """The ``ChatModel`` of ``s``: its ``Backend``, or a ``BatchModel`` over it in batch mode."""
         key = repr(s)
         if key not in self._backends:
             urls = await self.urls(s)
@@ -186,10 +188,23 @@ class ModelPool:
                               seed=self._seed, guards=self._guards, pricer=self.pricer, spend=self.spend)
             self._stack.push_async_callback(backend.aclose)
             self._backends[key] = backend
-        return self._backends[key]
+            if s.mode == "batch":  # the same backend, its calls through the provider's batch API
+                from .gateway.batch import BatchModel, OpenAIBatches
 
-    async def for_role(self, cfg: DictConfig, role: str) -> Backend:
+                key_value = os.environ.get(s.api_key_env, "") if s.api_key_env else ""
+                provider = OpenAIBatches(urls[0], key_value or "sk-no-key-required", timeout=s.timeout)
+                del key_value
+                self._batches[key] = BatchModel(backend, provider, s.batch, self._store)
+                self._stack.push_async_callback(self._batches[key].aclose)
+        return self._batches.get(key) or self._backends[key]
+
+    async def for_role(self, cfg: DictConfig, role: str) -> Any:
         return await self.backend(role_backend_settings(cfg, role))
+
+    @property
+    def batch_models(self) -> list[Any]:
+        """The ``BatchModel`` of each batch-mode backend."""
+        return list(self._batches.values())
 
     @property
     def backends(self) -> list[Backend]:

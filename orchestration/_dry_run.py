@@ -81,11 +81,12 @@ class _Priced:
         return out
 
 
-def _role_plan(pricer: Any, role: str, model: str, kind: str, load: RoleLoad) -> RolePlan:
-    """One role's share priced at its mean call (tiered prices stay per call)."""
+def _role_plan(pricer: Any, role: str, model: str, kind: str, load: RoleLoad, *, batch: bool = False) -> RolePlan:
+    """One role's share priced at its mean call (tiered prices stay per call; ``batch``: batch rates)."""
     cost = 0.0
     if load.calls:
-        one = pricer.price(model, load.prompt_tokens / load.calls, load.completion_tokens / load.calls, kind=kind)
+        one = pricer.price(model, load.prompt_tokens / load.calls, load.completion_tokens / load.calls, kind=kind,
+                           batch=batch)
         cost = None if one is None else one * load.calls
     return RolePlan(role, model, kind, pricer.source(model, kind=kind), load.calls, load.prompt_tokens,
                     load.completion_tokens, cost)
@@ -154,7 +155,7 @@ def plan_generation(cfg: DictConfig, settings: GenerationSettings, roles_needed:
     roles = []
     for role, load in estimate.roles.items():
         backend = role_backend_settings(cfg, role, check_key=False)  # a dry run needs no key
-        roles.append(_role_plan(pricer, role, backend.model, backend.kind, load))
+        roles.append(_role_plan(pricer, role, backend.model, backend.kind, load, batch=backend.mode == "batch"))
     return GenerationPlan(estimate, tuple(roles), source, fraction)
 
 

@@ -196,6 +196,10 @@ class TreeEnvironment:
             self.progress.trees_done += 1
             self._release(tree_id)
 
+    def wave_size(self) -> int:
+        """How many trees are in flight (or about to be): a full turn wave of a batch backend."""
+        return max(1, min(self.settings.max_trees_in_flight, self._remaining))
+
     def _release(self, tree_id: int) -> None:
         self.plans.pop(tree_id, None)
         self.personas.pop(tree_id, None)
@@ -294,6 +298,11 @@ async def grow_trees(store: Store, run_id: int | None, jobs: list[TreeJob], role
         if roles.preference_judge is None:
             raise ConfigError("agents.preference_judge", None, "a preference judge role (generation.preference_check)")
         role_actors.append(PreferenceJudgeActor(roles.preference_judge, bus, run_id))
+    for actor in role_actors:  # batch mode: every tree in flight can be in a wave at once (agents.gateway.batch)
+        model = getattr(actor.role, "model", None)
+        if getattr(model, "collects_waves", False):
+            conc[actor.name] = max(conc[actor.name], settings.max_trees_in_flight)
+            model.expected = env.wave_size
     actors: list[Actor[Any]] = [env.actor(), *(actor.actor(conc[actor.name]) for actor in role_actors)]
 
     async with anyio.create_task_group() as tg:

@@ -132,26 +132,31 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
         log.info("generate.start", run_id=run.id, resumed=run.resumed, trees=chosen, to_grow=len(jobs))
         estimate = None
         if settings.estimate and jobs:  # what the run will ask of the models, before the first call
-            limits = {role: role_settings(cfg, role).max_tokens for role in roles_needed}
-            estimate = estimate_generation(settings, cfg.prompts, limits, [j.persona for j in jobs])
+            max_tokens = {role: role_settings(cfg, role).max_tokens for role in roles_needed}
+            estimate = estimate_generation(settings, cfg.prompts, max_tokens, [j.persona for j in jobs])
             print(f"aloe generate: {estimate.line()}", file=sys.stderr, flush=True)
         progress = Progress(trees_total=len(jobs))
         backends: list[Any] = []
         spend, limit = SpendStop(), None  # budget.usd
+        batches: list[Any] = []
         if jobs:
             async with model_pool(cfg, store, run_id=run.id) as pool:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
                 roles = TreeRoles.from_roles(make_roles(cfg, models))
-                backends, limit = pool.backends, pool.spend
+                backends, limit, batches = pool.backends, pool.spend, pool.batch_models
                 try:
                     async with _spending(store, run.id, limit) as spend:
                         await grow_trees(store, run.id, jobs, roles, settings, cfg, progress,
-                                         on_started=reporter(settings.progress, settings.progress_interval, backends))
+                                         on_started=reporter(settings.progress, settings.progress_interval, backends,
+                                                             batches))
                     if store.failure is not None:  # a queued write (a call record, an event) was lost
                         raise store.failure
                 except Exception as exc:  # noqa: BLE001 -- re-raised; not Ctrl-C or cancellation (resumable as is)
                     raise await _stop_trees(store, run.id, exc) from None
         stats = await _summary(store, run, progress, backends)
+        if batches:
+            stats["batch"] = {"waves": sum(m.waves for m in batches), "batches": len(
+                {b for m in batches for b in m.batch_states})}
         if estimate is not None:
             stats["estimate"] = estimate.as_dict()
         if spend.reached and limit is not None:  # budget.usd: stopped as Ctrl-C stops a run, resumable as is

@@ -13,10 +13,18 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
-def snapshot(progress: Any, backends: list[Any]) -> dict[str, Any]:
+def snapshot(progress: Any, backends: list[Any], batches: list[Any] = ()) -> dict[str, Any]:
     elapsed = max(1e-9, time.monotonic() - progress.started)
     calls = sum(b.stats["calls"] for b in backends)
+    waves: dict[str, Any] = {}
+    if batches:  # batch mode: turn waves so far and batches by state
+        states: dict[str, int] = {}
+        for model in batches:
+            for state, n in model.progress()["batches"].items():
+                states[state] = states.get(state, 0) + n
+        waves = {"waves": sum(m.waves for m in batches), "batches": states}
     return {
+        **waves,
         "trees_done": progress.trees_done,
         "trees_failed": progress.trees_failed,
         "trees_total": progress.trees_total,
@@ -38,7 +46,7 @@ def limits(backends: list[Any]) -> list[dict[str, Any]]:
     return [b.limits() for b in backends if hasattr(b, "limits")]
 
 
-def reporter(mode: str, interval: float, backends: list[Any]):
+def reporter(mode: str, interval: float, backends: list[Any], batches: list[Any] = ()):
     """An async callable ``(progress, actors)`` that reports until cancelled."""
     if mode == "auto":
         mode = "live" if sys.stderr.isatty() else "log"
@@ -46,7 +54,7 @@ def reporter(mode: str, interval: float, backends: list[Any]):
     async def log_lines(progress: Any, actors: Any) -> None:
         while True:
             await anyio.sleep(interval)
-            log.info("generate.progress", **snapshot(progress, backends))
+            log.info("generate.progress", **snapshot(progress, backends, batches))
 
     async def live(progress: Any, actors: Any) -> None:
         from rich.console import Console
@@ -54,7 +62,7 @@ def reporter(mode: str, interval: float, backends: list[Any]):
         from rich.table import Table
 
         def render() -> Table:
-            s = snapshot(progress, backends)
+            s = snapshot(progress, backends, batches)
             t = Table(title="aloe generate", show_header=False)
             t.add_row("trees", f"{s['trees_done']} done / {s['trees_failed']} failed / {s['trees_total']}")
             t.add_row("nodes", str(s["nodes"]))
@@ -62,6 +70,8 @@ def reporter(mode: str, interval: float, backends: list[Any]):
             t.add_row("in-flight limit", f"{s['limit']}" + (" (adaptive)" if s["adaptive"] else ""))
             t.add_row("tokens", str(s["tokens"]))
             t.add_row("retries / errors", f"{s['retries']} / {s['errors']}")
+            if "waves" in s:
+                t.add_row("batch waves", f"{s['waves']} ({', '.join(f'{n} {k}' for k, n in s['batches'].items())})")
             t.add_row("elapsed", f"{s['elapsed_s']} s")
             return t
 

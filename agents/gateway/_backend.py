@@ -363,8 +363,14 @@ class Backend:
             self.tpm.charge(reply.prompt_tokens + reply.completion_tokens - estimate)
         if ep.adaptive is not None:
             ep.adaptive.used_tokens(reply.prompt_tokens + reply.completion_tokens)
+        return self.accept(reply, params, schema, role, ep.base_url)
+
+    def accept(self, reply: Any, params: dict[str, Any], schema: type[BaseModel] | None, role: str,
+               where: str) -> ChatResult:
+        """The result of a parsed ``Reply`` (also a batch's), or ``Retryable`` when it is empty,
+        cut short or fails its schema."""
         if reply.cut_chars:
-            log.warning("llm.reply_capped", role=role, endpoint=ep.base_url, kept=len(reply.text),
+            log.warning("llm.reply_capped", role=role, endpoint=where, kept=len(reply.text),
                         dropped=reply.cut_chars)
         text = self._redact(reply.text)
         if not text.strip():

@@ -30,6 +30,7 @@ class CallRecord:
     cache_key: str | None
     finish_reason: str | None = None  # the server's ("stop", "length", ...); None = unknown or failed
     cost_usd: float | None = None  # US dollars (see Pricer); None = unknown, 0 = free or cached
+    batch_id: str | None = None  # the provider batch that answered it (batch mode); None = online or cached
 
 
 class Recorder(Protocol):
@@ -68,7 +69,7 @@ class StoreRecorder:
             safe_count(call.prompt_tokens), safe_count(call.completion_tokens), safe_seconds(call.latency_s),
             safe_count(call.attempts), call.cached, None if call.error is None else safe_text(call.error),
             call.cache_key, None if call.finish_reason is None else safe_text(call.finish_reason)[:40],
-            call.cost_usd if call.cost_usd is None or call.cost_usd >= 0 else None,
+            call.cost_usd if call.cost_usd is None or call.cost_usd >= 0 else None, call.batch_id,
         )
         cache = None
         if cache_value is not None and call.cache_key is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ...core import Settings, setting, to_settings
 from ...core.errors import ConfigError
+from ._batch_settings import MODES, BatchSettings
 
 KINDS = ("embedded", "openai", "vllm")
 DIALECTS = ("llamacpp", "openai")
@@ -69,6 +70,10 @@ class BackendSettings(Settings):
     backoff_max: float = setting(30.0, help="longest wait between retries, in seconds", gt=0, le=3600)
     max_reply_chars: int = setting(100_000, help="a longer reply is cut here (stored and forwarded cut, recorded "
                                                  "with finish_reason \"length\")", ge=1, le=100_000_000)
+    mode: str = setting("online", help="online | batch: through the provider's batch API in turn waves, at batch "
+                                       "prices (openai kind; docs/batch.md)", choices=MODES)
+    batch: BatchSettings = setting(help="batch mode: wave window, retries, file limits, polling",
+                                   factory=BatchSettings)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,6 +83,8 @@ class BackendSettings(Settings):
         if self.kind == "openai" and not self.urls:
             raise ConfigError("base_url", self.base_url,
                               "the URL of an OpenAI-compatible API (e.g. https://api.openai.com/v1)")
+        if self.mode == "batch" and self.kind != "openai":
+            raise ConfigError("mode", self.mode, "online (batch mode needs backend=openai: a batch API)")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | Any, prefix: str = "backend") -> BackendSettings:

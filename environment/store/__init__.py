@@ -1,7 +1,7 @@
 """The SQLite store: the schema and its migrations, the batching writer and
 the reader (``Store``, async) or a plain connection (``connect``, sync), and
 the typed repositories that are the only code reading or writing tables:
-``Runs`` (and ``Checkpoints``), ``Personas``, ``Trees``, ``Calls``,
+``Runs`` (and ``Checkpoints``), ``Personas``, ``Trees``, ``Calls`` (and ``Batches``, the batch mode's journal),
 ``Evaluations`` (and ``JudgeProbes``, the judge check of an evaluation).
 A repository wraps a ``sqlite3.Connection``; commands run it through the store (``await store.write(lambda c: Trees(c).fail(id, why))``,
 ``await store.read(lambda c: Runs(c).get(id))``), tools on a connection.
@@ -9,6 +9,7 @@ A repository wraps a ``sqlite3.Connection``; commands run it through the store (
 identity, the lease that lets one process at a time hold it, the end.
 ``merge_databases`` copies whole databases into one."""
 
+from ._batches import Batches
 from ._calls import (
     CallOutcomeRow,
     CallRow,
@@ -50,6 +51,7 @@ from ._trees import CheckedNode, EventRecord, NodeRecord, TreeListing, TreeRecor
 __all__ = [
     "SCHEMA_VERSION",
     "ActiveRun",
+    "Batches",
     "CallOutcomeRow",
     "CallRow",
     "CallTotals",

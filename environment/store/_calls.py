@@ -57,6 +57,7 @@ class NewCall:
     cache_key: str | None
     finish_reason: str | None = None  # "stop", "length" (cut at max_tokens or max_reply_chars), ...; None = unknown
     cost_usd: float | None = None  # US dollars; None = unknown (never guessed), 0 = free or cached
+    batch_id: str | None = None  # the provider batch that answered it; None = online or cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +207,11 @@ class Calls:
         self.conn.execute(
             "INSERT INTO llm_calls (run_id, role, endpoint, model, tree_id, turn, branch, case_id, request,"
             " response, prompt_tokens, completion_tokens, latency_s, attempts, cached, error, cache_key,"
-            " created_at, finish_reason, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " created_at, finish_reason, cost_usd, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (call.run_id, call.role, call.endpoint, call.model, call.tree_id, call.turn, call.branch, call.case_id,
              safe_text(json.dumps(call.request, ensure_ascii=False)), call.response, call.prompt_tokens,
              call.completion_tokens, call.latency_s, call.attempts, int(call.cached), call.error, call.cache_key,
-             time.time(), call.finish_reason, call.cost_usd))
+             time.time(), call.finish_reason, call.cost_usd, call.batch_id))
         if cache is not None:  # JSON text fit to store (a lone surrogate in a reply would fail the write)
             self.conn.execute("INSERT OR IGNORE INTO llm_cache (key, response, created_at) VALUES (?,?,?)",
                               (cache[0], safe_text(json.dumps(cache[1], ensure_ascii=False)), time.time()))

@@ -220,6 +220,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE llm_calls ADD COLUMN cost_usd REAL;
     """,
+    # 6 -> 7: batch mode (issue 17): the provider batch a call was answered in, and every submitted
+    # batch with its requests (by cache key), recorded before the process waits on it (resume).
+    """
+    ALTER TABLE llm_calls ADD COLUMN batch_id TEXT;   -- NULL = an online (or cached) call
+    CREATE TABLE llm_batches (
+        id          TEXT PRIMARY KEY,           -- the provider's batch id
+        provider    TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        requests    INTEGER NOT NULL,
+        state       TEXT NOT NULL,              -- the last state seen: validating ... completed | failed | expired
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    );
+    CREATE TABLE llm_batch_requests (
+        cache_key   TEXT NOT NULL,
+        batch_id    TEXT NOT NULL REFERENCES llm_batches(id),
+        PRIMARY KEY (cache_key, batch_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from test_estimate import _personas  # sibling test module
 
+from aloesim.inspection import limit_text, list_run_rows, runs_plain_table
 from aloesim.inspection.viewer import create_app
 from aloesim.inspection.viewer import serve_in_thread as serve_viewer
-from aloesim.inspection import limit_text, list_run_rows, runs_plain_table
 from aloesim.orchestration import compose_config
 from aloesim.orchestration.commands import generate
 
