@@ -23,6 +23,7 @@ from ._estimate import estimate_generation
 from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
 from ._progress import reporter, snapshot
 from ._runs import identity, lease_settings, plain_config
+from ._workers import grow_in_workers, worker_count
 
 __all__ = ["ensure_personas", "generate_trees", "select_trees"]
 
@@ -132,7 +133,14 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
             print(f"aloe generate: {estimate.line()}", file=sys.stderr, flush=True)
         progress = Progress(trees_total=len(jobs))
         backends: list[Any] = []
-        if jobs:
+        workers = worker_count(settings, len(jobs))
+        if workers > 1:
+            log.info("generate.workers", workers=workers, trees=len(jobs))
+            try:
+                await grow_in_workers(cfg, store, run.id, jobs, settings, roles_needed, progress, workers)
+            except Exception as exc:  # noqa: BLE001 -- re-raised, as below
+                raise await _stop_trees(store, run.id, exc) from None
+        elif jobs:
             async with model_pool(cfg, store, run_id=run.id) as pool:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
                 roles = TreeRoles.from_roles(make_roles(cfg, models))
