@@ -134,7 +134,14 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
         progress = Progress(trees_total=len(jobs))
         backends: list[Any] = []
         workers = worker_count(settings, len(jobs))
-        if workers > 1:
+        if settings.engine == "ray" and jobs:
+            from ._ray import grow_on_ray
+
+            try:
+                await grow_on_ray(cfg, store, run.id, jobs, settings, roles_needed, progress)
+            except Exception as exc:  # noqa: BLE001 -- re-raised, as below
+                raise await _stop_trees(store, run.id, exc) from None
+        elif workers > 1:
             log.info("generate.workers", workers=workers, trees=len(jobs))
             try:
                 await grow_in_workers(cfg, store, run.id, jobs, settings, roles_needed, progress, workers)

@@ -17,6 +17,7 @@ from ..environment.store import LeaseSettings, Runs, Store, claim_run
 VOLATILE = {
     "db", "log", "resume", "retry_failed", "cache", "lease",
     "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight", "generation.workers",
+    "generation.engine", "generation.ray_address",
     "generation.estimate", "dry_run", "budget", "pricing",
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",

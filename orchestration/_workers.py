@@ -39,7 +39,7 @@ from ..environment.store import Calls, Store, Trees
 from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
 from ._progress import reporter
 
-__all__ = ["MAX_RESTARTS", "TREES_PER_WORKER", "grow_in_workers", "worker_count"]
+__all__ = ["MAX_RESTARTS", "TREES_PER_WORKER", "WorkerSpec", "deal", "grow_in_workers", "work", "worker_count"]
 
 log = structlog.get_logger(__name__)
 
@@ -64,25 +64,25 @@ def worker_count(settings: GenerationSettings, trees: int) -> int:
 
 
 @dataclass(frozen=True)
-class _WorkerSpec:
+class WorkerSpec:
     index: int
     config: dict[str, Any]
     run_id: int
     roles: tuple[str, ...]
     jobs: tuple[tuple[int, Persona, int], ...]
     servers: dict[str, list[str]]
-    parent_pid: int
+    parent_pid: int | None  # None: no parent to watch (a Ray task)
 
 
 # -- the worker process ----------------------------------------------------------
 
-def _worker_entry(spec: _WorkerSpec, conn: Any) -> None:
+def _worker_entry(spec: WorkerSpec, conn: Any) -> None:
     """A worker process's main: grow the trees of ``spec``; tell the parent
     ``("done", counts)`` or ``("error", aloe, message)`` over ``conn``."""
     from ..core import Interrupted, run_interruptible
 
     try:
-        counts = run_interruptible(_work, spec)
+        counts = run_interruptible(work, spec)
         conn.send(("done", counts))
     except Interrupted:  # Ctrl-C / SIGTERM: the parent stops too, and the run is resumable as is
         os._exit(130)
@@ -94,7 +94,8 @@ def _worker_entry(spec: _WorkerSpec, conn: Any) -> None:
         conn.close()
 
 
-async def _work(spec: _WorkerSpec) -> dict[str, int]:
+async def work(spec: WorkerSpec) -> dict[str, int]:
+    """Grow the trees of ``spec`` into ``spec.config["db"]``; returns the judge counts."""
     from omegaconf import OmegaConf
 
     from ._logging import configure_logging
@@ -111,7 +112,8 @@ async def _work(spec: _WorkerSpec) -> dict[str, int]:
         models = {role: await pool.for_role(cfg, role) for role in spec.roles}
         roles = TreeRoles.from_roles(make_roles(cfg, models))
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_parent, spec.parent_pid, tg.cancel_scope)
+            if spec.parent_pid is not None:
+                tg.start_soon(_watch_parent, spec.parent_pid, tg.cancel_scope)
             await grow_trees(store, spec.run_id, jobs, roles, settings, cfg, progress)
             tg.cancel_scope.cancel()
         if store.failure is not None:  # a queued write (a call record, an event) was lost
@@ -174,7 +176,7 @@ def forkserver() -> Any:
     return ctx
 
 
-def _deal(jobs: list[TreeJob], n: int) -> list[list[TreeJob]]:
+def deal(jobs: list[TreeJob], n: int) -> list[list[TreeJob]]:
     """Round-robin: every worker gets trees from the whole of the seed's order."""
     return [jobs[i::n] for i in range(n)]
 
@@ -205,15 +207,15 @@ async def grow_in_workers(cfg: Any, store: Store, run_id: int, jobs: list[TreeJo
             tg.start_soon(_poll_progress, store, run_id, progress, calls, since)
             tg.start_soon(show, progress, [])
             async with anyio.create_task_group() as crew:
-                for i, share in enumerate(_deal(jobs, workers)):
-                    crew.start_soon(_run_worker, ctx, store, _WorkerSpec(
+                for i, share in enumerate(deal(jobs, workers)):
+                    crew.start_soon(_run_worker, ctx, store, WorkerSpec(
                         i, config, run_id, tuple(roles_needed), tuple((j.tree_id, j.persona, j.seed) for j in share),
                         servers, os.getpid()), progress)
             tg.cancel_scope.cancel()
     log.info("generate.workers_done", workers=workers, wall_s=round(time.monotonic() - started, 2))
 
 
-async def _run_worker(ctx: Any, store: Store, spec: _WorkerSpec, progress: Progress) -> None:
+async def _run_worker(ctx: Any, store: Store, spec: WorkerSpec, progress: Progress) -> None:
     """Run one worker to its end; start it again on its unfinished trees when it dies."""
     run_id = spec.run_id
     for attempt in range(MAX_RESTARTS + 1):
@@ -237,7 +239,7 @@ async def _run_worker(ctx: Any, store: Store, spec: _WorkerSpec, progress: Progr
     raise AloeError(f"worker {spec.index} died {MAX_RESTARTS + 1} times; its trees are left to resume")
 
 
-async def _one_process(ctx: Any, spec: _WorkerSpec) -> Any:
+async def _one_process(ctx: Any, spec: WorkerSpec) -> Any:
     """Start one worker process, wait for its reply; None if it died without one.
     Cancelled, it stops the process (SIGTERM, then SIGKILL after 10 s)."""
     receive, send = ctx.Pipe(duplex=False)

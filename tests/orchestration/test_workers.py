@@ -200,3 +200,37 @@ def test_embedded_workers_share_the_parents_one_server(tmp_path: Path) -> None:
     assert (servers, workers) == (1, 2)
     check_integrity(db, turns=1, trees=2)
     assert wait_gone(marker) == []
+
+
+# -- engine=ray, on a local Ray ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """One local Ray (2 CPUs) for the session; its workers see the test's key variable."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault(KEY_VAR, "not-a-real-key")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.integration
+def test_ray_shards_merge_into_exactly_the_trees_of_one_process(tmp_path: Path, slow_url: str, one_process: dict,
+                                                                local_ray: None) -> None:
+    import anyio
+
+    from aloesim.orchestration.commands.generate import generate
+
+    db = tmp_path / "ray.db"
+    add_personas(db, TREES)
+    cfg = compose_config("generate", [*args_for(db, slow_url, 2), "generation.engine=ray",
+                                      "generation.progress=off"])
+    stats = anyio.run(generate, cfg)
+    assert (stats["trees_complete"], stats["nodes"], stats["llm_calls"]) == (TREES, TREES * TURNS, TREES * TURNS * 4)
+    check_integrity(db, turns=TURNS, trees=TREES)
+    assert tree_content(db) == one_process
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # the shards' run is the parent's
+    assert conn.execute("SELECT COUNT(DISTINCT run_id) FROM llm_calls").fetchone()[0] == 1
