@@ -113,7 +113,9 @@ async def grow_on_ray(cfg: Any, store: Store, run_id: int, jobs: list[TreeJob], 
     """Grow ``jobs`` as Ray tasks and merge each finished shard into ``store``'s database."""
     from omegaconf import OmegaConf
 
-    ray = await anyio.to_thread.run_sync(_ray, settings.ray_address)
+    # in the loop's (main) thread: Ray sets its signal handlers there; a local Ray's
+    # few seconds of start-up are well within the run lease's stale_after
+    ray = _ray(settings.ray_address)
     shards = settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     config = OmegaConf.to_container(cfg, resolve=True)
     task = ray.remote(max_retries=MAX_RESTARTS, num_cpus=1)(_grow_shard)

@@ -234,3 +234,46 @@ def test_ray_shards_merge_into_exactly_the_trees_of_one_process(tmp_path: Path, 
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # the shards' run is the parent's
     assert conn.execute("SELECT COUNT(DISTINCT run_id) FROM llm_calls").fetchone()[0] == 1
+
+
+@pytest.mark.integration
+def test_ray_retries_a_killed_shard_and_merges_it_once(tmp_path: Path, slow_url: str, one_process: dict,
+                                                       local_ray: None) -> None:
+    """A Ray worker SIGKILLed while it grows a shard: Ray runs the shard again from
+    its clean shard database; the merged result is still exactly one process's."""
+    import threading
+
+    import anyio
+
+    from aloesim.orchestration.commands.generate import generate
+
+    db = tmp_path / "ray_killed.db"
+    add_personas(db, TREES)
+    cfg = compose_config("generate", [*args_for(db, slow_url, 2), "generation.engine=ray",
+                                      "generation.progress=off"])
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(stats=anyio.run(generate, cfg)))
+    thread.start()
+
+    def shard_tasks() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"ray::_grow_shard" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    wait_for(lambda: bool(shard_tasks()) or not thread.is_alive(), 60, "a shard task")
+    time.sleep(1.0)  # well into the shard's growing (3.6 s at 0.2 s per reply)
+    os.kill(shard_tasks()[0], signal.SIGKILL)
+    thread.join(180)
+    assert not thread.is_alive()
+    stats = out["stats"]
+    assert (stats["trees_complete"], stats["nodes"]) == (TREES, TREES * TURNS)
+    check_integrity(db, turns=TURNS, trees=TREES)
+    assert tree_content(db) == one_process
+    conn = sqlite3.connect(db)
+    # the killed attempt's calls were never merged: exactly one call per role and node
+    assert conn.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0] == TREES * TURNS * 4
