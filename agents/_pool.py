@@ -149,7 +149,8 @@ class ModelPool:
     """Backends and the managed servers behind them, for one command."""
 
     def __init__(self, stack: AsyncExitStack, store: Store | None, *, cache: bool, run_id: int | None, seed: int,
-                 pricer: Pricer | None = None, spend: SpendLimit | None = None) -> None:
+                 pricer: Pricer | None = None, spend: SpendLimit | None = None,
+                 servers: Mapping[str, list[str]] | None = None) -> None:
         self._stack = stack
         self._store = store
         self._cache = cache
@@ -157,7 +158,7 @@ class ModelPool:
         self._seed = seed
         self._backends: dict[str, Backend] = {}
         self._batches: dict[str, Any] = {}  # settings -> BatchModel (backend.mode=batch)
-        self._servers: dict[str, list[str]] = {}
+        self._servers: dict[str, list[str]] = {k: list(v) for k, v in (servers or {}).items()}
         self._guards: dict[str, Any] = {}  # URL -> the watch of the managed server behind it
         self.budget: RetryBudget | None = None
         self.pricer = pricer or Pricer()
@@ -210,12 +211,21 @@ class ModelPool:
     def backends(self) -> list[Backend]:
         return list(self._backends.values())
 
+    @property
+    def servers(self) -> dict[str, list[str]]:
+        """The managed servers this pool started or was given (``{settings key: URLs}``):
+        handed to worker processes (``model_pool(servers=...)``) so they share them."""
+        return {k: list(v) for k, v in self._servers.items()}
+
 
 @asynccontextmanager
-async def model_pool(cfg: DictConfig, store: Store | None, *, run_id: int | None = None) -> AsyncIterator[ModelPool]:
+async def model_pool(cfg: DictConfig, store: Store | None, *, run_id: int | None = None,
+                     servers: Mapping[str, list[str]] | None = None) -> AsyncIterator[ModelPool]:
+    """The pool of one command; ``servers`` (another pool's ``servers``) are managed
+    servers already running: used as they are, never started again nor stopped here."""
     async with AsyncExitStack() as stack:
         yield ModelPool(stack, store, cache=bool(cfg.get("cache", True)), run_id=run_id, seed=int(cfg.get("seed", 0)),
-                        pricer=pricer_of(cfg), spend=spend_limit_of(cfg))
+                        pricer=pricer_of(cfg), spend=spend_limit_of(cfg), servers=servers)
 
 
 @asynccontextmanager

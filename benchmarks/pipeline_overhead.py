@@ -81,17 +81,18 @@ def add_personas(db: Path, n: int, *, split: str = "train") -> None:
 def generate_config(db: Path, base_urls: list[str], trees: int, turns: int, concurrency: int, *,
                     in_flight: int | None = None, role_concurrency: int | None = None, cache: bool = True,
                     dialect: str = "openai", model: str = "latency-server", timeout: float = 120.0,
-                    backend: str = "openai", extra: tuple[str, ...] = ()) -> Any:
+                    backend: str = "openai", extra: tuple[str, ...] = (), workers: int = 1) -> Any:
     """The ``aloe generate`` config of a benchmark run: the ``backend`` preset
     (default openai) at the given URL(s), ``concurrency`` requests in flight per endpoint, every role
     actor allowed ``role_concurrency`` (default: ``concurrency`` x endpoints),
-    ``in_flight`` trees at once (default: all)."""
+    ``in_flight`` trees at once (default: all), ``workers`` processes (default 1:
+    these benchmarks measure what one process does)."""
     from aloesim.orchestration._config import compose_config
 
     role_conc = role_concurrency or concurrency * len(base_urls)
     urls = "[" + ",".join(base_urls) + "]"
     overrides = [
-        f"db={db}", f"cache={str(cache).lower()}", "log.level=WARNING", "generation.progress=off",
+        f"db={db}", f"cache={str(cache).lower()}", "log.level=WARNING", "generation.progress=off", f"generation.workers={workers}",
         f"generation.trees={trees}", f"generation.turns={turns}",
         f"generation.max_trees_in_flight={in_flight or trees}",
         f"backend={backend}", f"++backend.base_urls={urls}", "++backend.api_key_env=null", f"backend.dialect={dialect}",
@@ -105,7 +106,7 @@ async def run_pipeline(base_urls: str | list[str], trees: int, turns: int, concu
                        db: Path | None = None, in_flight: int | None = None, role_concurrency: int | None = None,
                        cache: bool = True, dialect: str = "openai", model: str = "latency-server",
                        timeout: float = 120.0, backend: str = "openai", extra: tuple[str, ...] = (),
-                       sample_rss: bool = False) -> dict[str, Any]:
+                       sample_rss: bool = False, workers: int = 1) -> dict[str, Any]:
     """Grow ``trees`` x ``turns`` with ``aloe generate``'s own ``generate(cfg)``
     against ``base_urls``; returns wall time, calls, calls/s, client CPU per
     call, nodes and (with ``sample_rss``) the peak RSS sampled while it ran."""
@@ -119,7 +120,7 @@ async def run_pipeline(base_urls: str | list[str], trees: int, turns: int, concu
         add_personas(path, trees)
         cfg = generate_config(path, urls, trees, turns, concurrency, in_flight=in_flight,
                               role_concurrency=role_concurrency, cache=cache, dialect=dialect, model=model,
-                              timeout=timeout, backend=backend, extra=extra)
+                              timeout=timeout, backend=backend, extra=extra, workers=workers)
         rss = {"peak_mb": current_rss_mb(), "start_mb": current_rss_mb()}
 
         async def sampler() -> None:

@@ -86,6 +86,13 @@ class GenerationSettings(Settings):
     progress: str = setting("auto", help="auto (live display on a TTY, log lines otherwise) | live | log | off",
                             choices=("auto", "live", "log", "off"))
     progress_interval: float = setting(5.0, help="seconds between progress log lines", gt=0, le=86_400)
+    workers: int | None = setting(None, help="worker processes growing the trees (each its own event loop, disjoint "
+                                             "trees, one database); null = auto: the cores, one per 64 trees to "
+                                             "grow; 1 = one process", ge=1, le=1024, allowed="null or 1..1024")
+    engine: str = setting("local", help="local = this machine (generation.workers processes) | ray = Ray tasks on "
+                                        "a cluster, one shard database each, merged into db", choices=("local", "ray"))
+    ray_address: str | None = setting(None, help="engine=ray: the cluster to join (e.g. ray://head:10001 or auto); "
+                                                 "null = start a local Ray")
     estimate: bool = setting(False, help="print the number of LLM calls and a token estimate (from the prompts' "
                                          "lengths and the max_tokens limits) before the first call "
                                          "(experiment=paper: true)")

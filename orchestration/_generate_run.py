@@ -17,7 +17,15 @@ import anyio
 import structlog
 from omegaconf import DictConfig
 
-from ..agents import TreeRoles, check_reachable, make_roles, model_pool, role_backend_settings, role_settings
+from ..agents import (
+    TreeRoles,
+    check_reachable,
+    make_roles,
+    model_pool,
+    role_backend_settings,
+    role_settings,
+    spend_limit_of,
+)
 from ..agents.gateway import SpendLimit, SpendStop
 from ..core import AloeError, the_lone_error
 from ..core.errors import BudgetReached
@@ -27,6 +35,7 @@ from ._estimate import estimate_generation
 from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
 from ._progress import limits, reporter, snapshot
 from ._runs import identity, lease_settings, plain_config
+from ._workers import grow_in_workers, worker_count
 
 __all__ = ["ensure_personas", "generate_trees", "select_trees"]
 
@@ -139,7 +148,21 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
         backends: list[Any] = []
         spend, limit = SpendStop(), None  # budget.usd
         batches: list[Any] = []
-        if jobs:
+        workers = worker_count(settings, len(jobs), one_process=spend_limit_of(cfg) is not None)
+        if settings.engine == "ray" and jobs:
+            from ._ray import grow_on_ray
+
+            try:
+                await grow_on_ray(cfg, store, run.id, jobs, settings, roles_needed, progress)
+            except Exception as exc:  # noqa: BLE001 -- re-raised, as below
+                raise await _stop_trees(store, run.id, exc) from None
+        elif workers > 1:
+            log.info("generate.workers", workers=workers, trees=len(jobs))
+            try:
+                await grow_in_workers(cfg, store, run.id, jobs, settings, roles_needed, progress, workers)
+            except Exception as exc:  # noqa: BLE001 -- re-raised, as below
+                raise await _stop_trees(store, run.id, exc) from None
+        elif jobs:
             async with model_pool(cfg, store, run_id=run.id) as pool:
                 models = {role: await pool.for_role(cfg, role) for role in roles_needed}
                 roles = TreeRoles.from_roles(make_roles(cfg, models))

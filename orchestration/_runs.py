@@ -16,7 +16,8 @@ from ..environment.store import LeaseSettings, Runs, Store, claim_run
 # Keys that do not change what a run produces (where it is stored, how it reports, how fast it goes).
 VOLATILE = {
     "db", "log", "resume", "retry_failed", "cache", "lease",
-    "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight",
+    "generation.progress", "generation.progress_interval", "generation.max_trees_in_flight", "generation.workers",
+    "generation.engine", "generation.ray_address",
     "generation.estimate", "dry_run", "budget", "pricing",
 }
 VOLATILE_SUFFIXES = (".concurrency", ".timeout", ".max_retries", ".retry_budget", ".rpm", ".tpm",

@@ -7,8 +7,8 @@ import sys
 
 from omegaconf import DictConfig
 
-from ...agents import check_budget_priced, pricer_of, role_backend_settings, role_settings
-from ...core import run_interruptible
+from ...agents import check_budget_priced, pricer_of, role_backend_settings, role_settings, spend_limit_of
+from ...core import ConfigError, run_interruptible
 from ...inspection import end_of_command, generate_lines
 from .._dry_run import plan_generation
 from .._generate import ROLES, GenerationSettings
@@ -29,6 +29,10 @@ def validate(cfg: DictConfig) -> tuple[GenerationSettings, list[str]]:
         backends[f"agents.{role}"] = role_backend_settings(cfg, role, check_key=not cfg.get("dry_run", False))
     if not cfg.get("dry_run", False):
         check_budget_priced(cfg, backends)  # budget.usd needs every price known
+    if (limit := spend_limit_of(cfg)) is not None and (settings.engine == "ray" or (settings.workers or 1) > 1):
+        # one spend counter: N processes would each spend up to the limit
+        raise ConfigError("budget.usd", limit.usd, "unset with generation.workers > 1 or generation.engine=ray "
+                          "(a budget is kept by one process: leave generation.workers unset or 1)")
     role_settings(cfg, "preference_judge")  # grow_trees reads it even when the check is off
     return settings, roles_needed
 

@@ -113,3 +113,20 @@ def test_budget_reached_is_one_line_with_exit_code_4() -> None:
     err = BudgetReached(7, "evaluate", 1.23456, 1.2)
     assert err.exit_code == 4 and "\n" not in str(err)
     assert "run 7 (evaluate) has spent $1.2346 of budget.usd=1.2" in str(err)
+
+
+def test_a_budget_is_kept_by_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """N worker processes (or Ray shards) would each spend up to the limit: with budget.usd the
+    default worker count is 1, and asking for more workers or Ray is one config error."""
+    from aloesim.orchestration._generate import GenerationSettings
+    from aloesim.orchestration._workers import TREES_PER_WORKER, worker_count
+
+    monkeypatch.setattr("aloesim.orchestration._workers.cores", lambda: 2)
+    assert worker_count(GenerationSettings(), TREES_PER_WORKER * 2) == 2
+    assert worker_count(GenerationSettings(), TREES_PER_WORKER * 2, one_process=True) == 1
+    db = tmp_path / "w.db"
+    for extra in ("generation.workers=2", "generation.engine=ray"):
+        with pytest.raises(ConfigError, match=r"budget.usd=1.0 is not allowed.*kept by one process") as e:
+            generate.validate(compose_config("generate", [f"db={db}", "budget.usd=1", extra]))
+        assert "\n" not in str(e.value) and not db.exists()
+    generate.validate(compose_config("generate", [f"db={db}", "budget.usd=1", "generation.workers=1"]))

@@ -1,0 +1,154 @@
+"""Beyond one machine: ``generation.engine=ray`` grows a run's trees as Ray
+tasks across a cluster (``generation.ray_address``; null = a local Ray).
+
+The parent holds the run in its database (``open_run``: identity, lease,
+heartbeat) and plans the trees as always. Each shard of trees (round-robin,
+``generation.workers`` shards; null = the cluster's CPUs) is cut into a
+shard database (the run row, its personas, its trees and their committed
+nodes, with the parent's ids), shipped to a Ray task as bytes (no shared
+file system needed), grown there by the same worker code as
+``generation.workers`` and shipped back; the existing merge
+(``merge_databases``: the run, personas and trees match by natural key)
+adds its nodes, calls and events to the parent's database, one transaction
+per shard.
+
+A task whose worker process dies is retried by Ray (``MAX_RESTARTS``) from
+the shard database it was given, so a retry starts clean and only a
+finished shard is merged: never a tree twice. A killed parent merges
+nothing more; running it again resumes the trees still open. Managed
+servers (embedded, vLLM) start inside each task on its own node; for a
+cluster, point ``backend`` at served endpoints instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from ..core.errors import AloeError, ConfigError
+from ..environment.store import Store, connect, merge_databases
+from ._generate import GenerationSettings, Progress, TreeJob
+from ._workers import MAX_RESTARTS, WorkerSpec, deal, work
+
+__all__ = ["grow_on_ray"]
+
+log = structlog.get_logger(__name__)
+
+
+def _ray(address: str | None) -> Any:
+    """The ``ray`` module, connected to ``address`` (a local Ray when None)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("generation.engine", "ray", "local, or install Ray first: pip install 'aloesim[ray]'") \
+            from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except ConnectionError as exc:
+            raise ConfigError("generation.ray_address", address, f"the address of a running Ray cluster ({exc})") \
+                from None
+    return ray
+
+
+_COPY = (  # (table, WHERE over the source rows, given the shard's tree ids and run id)
+    ("runs", "id = :run"),
+    ("persona_items", ("id IN (SELECT p.profile_id FROM src.personas p JOIN src.trees t ON t.persona_id = p.id"
+                       " WHERE t.id IN ({ids})) OR id IN (SELECT p.personality_id FROM src.personas p"
+                       " JOIN src.trees t ON t.persona_id = p.id WHERE t.id IN ({ids}))")),
+    ("personas", "id IN (SELECT persona_id FROM src.trees WHERE id IN ({ids}))"),
+    ("trees", "id IN ({ids})"),
+    ("nodes", "tree_id IN ({ids})"),
+)
+
+
+def shard_database(db: Path, run_id: int, tree_ids: list[int], out: Path) -> bytes:
+    """A database holding the run row, personas, trees and committed nodes of
+    ``tree_ids`` (with the ids of ``db``), as bytes."""
+    conn = connect(out, create=True)
+    try:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("ATTACH DATABASE ? AS src", (str(db),))
+        ids = ",".join(str(int(i)) for i in tree_ids)
+        conn.execute("BEGIN")
+        for table, where in _COPY:
+            cols = ",".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}"  # our table names
+                         f" WHERE {where.format(ids=ids)}", {"run": run_id})
+        conn.execute("UPDATE persona_items SET run_id = NULL WHERE run_id IS NOT NULL AND run_id != ?", (run_id,))
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE src")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return out.read_bytes()
+
+
+def _grow_shard(spec: WorkerSpec, shard: bytes) -> tuple[dict[str, int], bytes]:
+    """The Ray task: grow the shard in a database of its own; return the counts and that database."""
+    from dataclasses import replace
+
+    from ..core import run_interruptible
+
+    with tempfile.TemporaryDirectory(prefix="aloe-shard-") as tmp:
+        db = Path(tmp) / "shard.db"
+        db.write_bytes(shard)
+        spec = replace(spec, config={**spec.config, "db": str(db)})
+        counts = run_interruptible(work, spec)
+        conn = sqlite3.connect(db)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        return counts, db.read_bytes()
+
+
+async def grow_on_ray(cfg: Any, store: Store, run_id: int, jobs: list[TreeJob], settings: GenerationSettings,
+                      roles_needed: list[str], progress: Progress) -> None:
+    """Grow ``jobs`` as Ray tasks and merge each finished shard into ``store``'s database."""
+    from omegaconf import OmegaConf
+
+    # in the loop's (main) thread: Ray sets its signal handlers there; a local Ray's
+    # few seconds of start-up are well within the run lease's stale_after
+    ray = _ray(settings.ray_address)
+    shards = settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    config = OmegaConf.to_container(cfg, resolve=True)
+    task = ray.remote(max_retries=MAX_RESTARTS, num_cpus=1)(_grow_shard)
+    db = Path(store.path)
+    with tempfile.TemporaryDirectory(prefix="aloe-ray-") as tmp:
+        refs = {}
+        for i, share in enumerate(deal(jobs, min(shards, len(jobs)))):
+            ids = [j.tree_id for j in share]
+            data = await anyio.to_thread.run_sync(shard_database, db, run_id, ids, Path(tmp) / f"out-{i}.db")
+            spec = WorkerSpec(i, config, run_id, tuple(roles_needed), tuple((j.tree_id, j.persona, j.seed)
+                                                                             for j in share), {}, None)
+            refs[task.remote(spec, data)] = i
+        log.info("generate.ray", shards=len(refs), trees=len(jobs))
+        try:
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=0)
+                if not done:
+                    await anyio.sleep(0.2)
+                    continue
+                i = refs.pop(done[0])
+                try:
+                    counts, data = await anyio.to_thread.run_sync(ray.get, done[0])
+                except ray.exceptions.RayError as exc:  # the task failed for good (retries spent, or an error)
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, AloeError):
+                        raise AloeError(f"shard {i}: {cause}") from None
+                    raise
+                back = Path(tmp) / f"back-{i}.db"
+                back.write_bytes(data)
+                await anyio.to_thread.run_sync(merge_databases, db, [back])
+                for key, value in counts.items():
+                    setattr(progress, key, getattr(progress, key) + value)
+                log.info("generate.shard_merged", shard=i, left=len(refs))
+        finally:
+            for ref in refs:  # stopped or failed: the shards still growing are dropped, not merged
+                ray.cancel(ref, force=True)
