@@ -94,18 +94,8 @@ def test_every_package_says_what_it_is_and_exports_exactly_its_all(name: str) ->
 
 # Test files that may put a folder on sys.path themselves, each with its reason. None need to: pyproject's
 # pytest ``pythonpath`` puts the repository root (``tests.support``) and ``benchmarks/`` (the scripts tests
-# import: latency_server, _common) there once, for every test. The entries below were written on branches
-# that grew in parallel with that change (their insert is now redundant): delete the line, then the entry.
-_PARALLEL = "written on a parallel branch before benchmarks/ was on pytest's pythonpath; the insert can go"
-SYS_PATH_ALLOWED: dict[str, str] = {
-    "tests/agents/gateway/test_gateway_adaptive.py": _PARALLEL,
-    "tests/orchestration/test_adaptive_limits.py": _PARALLEL,
-    "tests/benchmarks/test_rate_budget.py": _PARALLEL,
-    "tests/support/batch_api.py": _PARALLEL,
-    "tests/orchestration/test_budget.py": _PARALLEL,
-    "tests/orchestration/test_evaluate_cost.py": _PARALLEL,
-    "tests/benchmarks/test_workers_bench_smoke.py": _PARALLEL,
-}
+# import: latency_server, _common) there once, for every test.
+SYS_PATH_ALLOWED: dict[str, str] = {}
 
 
 def _sys_path_edits(source: str) -> list[int]:

@@ -4,14 +4,10 @@ what it refuses with a 429, and the rate-limit headers it sends (or not)."""
 from __future__ import annotations
 
 import json
-import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from latency_server import Budget, ServerConfig, serve_in_thread
 
 

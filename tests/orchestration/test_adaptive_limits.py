@@ -7,11 +7,11 @@ shows as the number alone."""
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 from test_estimate import _personas  # sibling test module
 
 from aloesim.inspection import limit_text, list_run_rows, runs_plain_table
@@ -19,9 +19,6 @@ from aloesim.inspection.viewer import create_app
 from aloesim.inspection.viewer import serve_in_thread as serve_viewer
 from aloesim.orchestration import compose_config
 from aloesim.orchestration.commands import generate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from latency_server import ServerConfig, serve_in_thread
 
 
 def overrides(db: Path, root: str, *extra: str) -> list[str]:

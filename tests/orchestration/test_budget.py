@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 from test_estimate import _personas  # sibling test module
 
 from aloesim.core.errors import BudgetReached, ConfigError
 from aloesim.orchestration._config import compose_config
 from aloesim.orchestration.cli import main
 from aloesim.orchestration.commands import generate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from latency_server import ServerConfig, serve_in_thread
 
 PRICE = "pricing.models=[{model: house-model-7b, input: 100.0, output: 400.0}]"  # dear: a few calls cost cents
 

@@ -40,22 +40,18 @@ import email.policy
 import hashlib
 import json
 import socket
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Self
 
 import uvicorn
+from latency_server import FakeLLM, ServerConfig
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from latency_server import FakeLLM, ServerConfig
 
 __all__ = ["BatchAPI", "canonical"]
 

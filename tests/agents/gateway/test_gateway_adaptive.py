@@ -7,9 +7,7 @@ headers; a fixed limit compared)."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import anyio
 import pytest
@@ -25,8 +23,6 @@ from aloesim.agents.gateway import (
 )
 from aloesim.agents.gateway._adaptive import CATCH_UP_S, DECREASE, duration_s
 from aloesim.core.errors import ConfigError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
 pytestmark = pytest.mark.anyio
 
