@@ -22,9 +22,10 @@ class Batches:
         self.conn.executemany("INSERT OR IGNORE INTO llm_batch_requests (cache_key, batch_id) VALUES (?,?)",
                               [(k, batch_id) for k in keys])
 
-    def set_state(self, batch_id: str, state: str) -> None:
+    def set_state(self, batch_id: str, state: str, *, at: float | None = None) -> None:
+        """The batch's last seen state (``at``: when it was seen, default now)."""
         self.conn.execute("UPDATE llm_batches SET state = ?, updated_at = ? WHERE id = ?",
-                          (state, time.time(), batch_id))
+                          (state, time.time() if at is None else at, batch_id))
 
     def latest(self, keys: list[str], provider: str, model: str) -> dict[str, str]:
         """The most recent batch of ``provider`` and ``model`` holding each key (keys in none are left out)."""

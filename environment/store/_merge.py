@@ -24,9 +24,11 @@ Natural keys (the row already in the output that a row of the input is):
     llm_calls      run, role, created_at, tree, turn, branch, case, request
     events         run, tree, kind, created_at, payload
     llm_cache      key
+    llm_batches    the provider's batch id (kept as is)
+    llm_batch_requests  cache key, batch id
 
-A matched run or tree takes the input's state when the input is further
-along (a later finish, a complete tree), so merging a newer copy of the
+A matched run, tree or batch takes the input's state when the input is further
+along (a later finish, a complete tree, a batch state seen later), so merging a newer copy of the
 same database brings it up to date. Run leases (``run_leases``) are not
 copied: they belong to the processes of the input's machine.
 """
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import ConfigError, InputError, StoreError
+from ._batches import Batches
 from ._runs import Runs
 from ._schema import SCHEMA_VERSION
 from ._store import connect
@@ -75,6 +78,9 @@ TABLES: tuple[TableSpec, ...] = (
               {"run_id": "runs", "tree_id": "trees", "case_id": "eval_cases"}),
     TableSpec("events", ("run_id", "tree_id", "kind", "created_at", "payload"), {"run_id": "runs", "tree_id": "trees"}),
     TableSpec("llm_cache", ("key",), order="key", has_id=False),
+    # the batch mode's journal: a batch id is the provider's, the same in every database
+    TableSpec("llm_batches", ("id",), order="created_at, id", has_id=False),
+    TableSpec("llm_batch_requests", ("cache_key", "batch_id"), order="batch_id, cache_key", has_id=False),
 )
 
 # columns a matched row takes from the input when the input is further along
@@ -116,7 +122,8 @@ def check_input(path: str | Path, out: Path) -> None:
     except sqlite3.DatabaseError as exc:
         reason = "is not an SQLite database" if "not a database" in str(exc) else str(exc)
         raise InputError(str(p), reason) from None
-    missing = {t.name for t in TABLES} - tables - {"judge_probes"}   # added by a migration: may be absent yet
+    # tables added by a migration may be absent yet (an older database is migrated below)
+    missing = {t.name for t in TABLES} - tables - {"judge_probes", "llm_batches", "llm_batch_requests"}
     if version == 0 or missing:
         raise InputError(str(p), "is not an aloesim database (no aloesim tables)")
     if version > SCHEMA_VERSION:
@@ -181,7 +188,7 @@ class _Merger:
 
     def existing(self, spec: TableSpec) -> dict[bytes, Row]:
         cols = ", ".join(dict.fromkeys(("id", *spec.key) if spec.has_id else spec.key))
-        extra = {"runs": ", status, finished_at", "trees": ", status"}.get(spec.name, "")
+        extra = {"runs": ", status, finished_at", "trees": ", status", "llm_batches": ", updated_at"}.get(spec.name, "")
         out = {}
         for r in self.out.execute(f"SELECT {cols}{extra} FROM {spec.name}"):
             row = dict(r)
@@ -190,7 +197,7 @@ class _Merger:
 
     def copy(self, spec: TableSpec) -> None:
         cols = self.columns(spec.name)
-        insert_cols = [c for c in cols if c != "id"]
+        insert_cols = [c for c in cols if c != "id" or not spec.has_id]  # a provider's id is kept
         sql = (f"INSERT INTO {spec.name} ({', '.join(insert_cols)}) VALUES ({', '.join('?' * len(insert_cols))})")
         have = self.existing(spec)
         added = matched = updated = 0
@@ -210,14 +217,14 @@ class _Merger:
             matched += 1
             if spec.has_id:
                 self.ids[spec.name][r["id"]] = found["id"]
-                updated += self.refresh(spec, found, row)
+            updated += self.refresh(spec, found, row)
         self.result.added[spec.name] = added
         self.result.matched[spec.name] = matched
         if updated:
             self.result.updated[spec.name] = updated
 
     def refresh(self, spec: TableSpec, found: Row, row: Row) -> int:
-        """Bring a matched run or tree up to the input's state when the input is further along."""
+        """Bring a matched run, tree or batch up to the input's state when the input is further along."""
         if spec.name == "runs" and row["finished_at"] is not None and (
                 found.get("finished_at") is None or row["finished_at"] > found["finished_at"]):
             Runs(self.out).take_state(found["id"], row["status"], row["finished_at"], row["stats"], row["wall_s"],
@@ -225,6 +232,10 @@ class _Merger:
             return 1
         if spec.name == "trees" and _TREE_RANK.get(row["status"], 0) > _TREE_RANK.get(found.get("status"), 0):
             Trees(self.out).take_state(found["id"], row["status"], row["error"], row["finished_at"])
+            return 1
+        if spec.name == "llm_batches" and row["updated_at"] > found["updated_at"]:
+            Batches(self.out).set_state(row["id"], row["state"], at=row["updated_at"])
+            found["updated_at"] = row["updated_at"]
             return 1
         return 0
 

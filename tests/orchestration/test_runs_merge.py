@@ -19,7 +19,7 @@ from test_generate import (  # sibling test module (pytest puts its folder on sy
 
 from aloesim.agents.testing import ScriptedRequest
 from aloesim.core.errors import ConfigError, InputError, StoreError
-from aloesim.environment.store import Runs, connect, merge_databases
+from aloesim.environment.store import Batches, Runs, connect, merge_databases, transaction
 from aloesim.inspection import list_run_rows, runs_rich_table
 from aloesim.orchestration.commands import merge as merge_cmd
 from aloesim.orchestration.commands import runs as runs_cmd
@@ -139,6 +139,29 @@ async def test_merge_remaps_every_reference(tmp_path: Path) -> None:
         "SELECT a.text FROM trees t JOIN personas p ON p.id = t.persona_id JOIN persona_items a"
         " ON a.id = p.profile_id WHERE t.id = ?", (b_tree,)).fetchone()[0]
     assert len(calls) == 2 and all(c[0] == c[1] and c[2] == b_profile for c in calls)
+
+
+def test_the_batch_journal_is_merged_and_a_later_state_wins(tmp_path: Path) -> None:
+    """Shards grown in batch mode keep their journal (which batch holds which request)
+    through a merge: the provider's batch ids as they are, each request once, and the
+    state seen last; merging again adds nothing."""
+    a, b, out = (tmp_path / n for n in ("a.db", "b.db", "out.db"))
+    for db in (a, b):
+        connect(db, create=True).close()
+    transaction(a, lambda c: Batches(c).add("batch_1", "openai", "gpt-4o", "user", ["k1", "k2"], "in_progress"))
+    shutil.copy(a, b)
+    transaction(b, lambda c: Batches(c).set_state("batch_1", "completed", at=2e9))
+    transaction(b, lambda c: Batches(c).add("batch_2", "openai", "gpt-4o", "inducer", ["k3"], "validating"))
+    merge_databases(out, [a, b])
+    (result,) = merge_databases(out, [b])
+    assert result.added["llm_batches"] == 0 and result.added["llm_batch_requests"] == 0
+    conn = connect(out)
+    assert [tuple(r) for r in conn.execute("SELECT id, state, requests FROM llm_batches ORDER BY id")] == [
+        ("batch_1", "completed", 2), ("batch_2", "validating", 1)]
+    assert Batches(conn).latest(["k1", "k2", "k3", "k4"], "openai", "gpt-4o") == {
+        "k1": "batch_1", "k2": "batch_1", "k3": "batch_2"}
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
 
 
 async def test_merging_a_newer_copy_brings_trees_up_to_date(tmp_path: Path) -> None:
