@@ -130,3 +130,10 @@ def test_the_sys_path_check_sees_every_edit() -> None:
     source = ("import sys\nsys.path.insert(0, 'x')\nsys.path.append('y')\nsys.path += ['z']\n"
               "sys.path[:0] = ['w']\nsys.path = []\nprint(sys.path)\nitems = []\nitems.insert(0, 1)\n")
     assert _sys_path_edits(source) == [2, 3, 4, 5, 6]
+
+
+def test_no_package_module_is_over_400_lines() -> None:
+    """Small modules: a module that grows past 400 lines is split by concept (issue 15)."""
+    long = [f"{p.relative_to(ROOT)}: {n} lines" for room in ALLOWED for p in sorted((ROOT / room).rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400]
+    assert not long, "\n".join(long)

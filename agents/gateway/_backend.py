@@ -33,7 +33,6 @@ import random
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -44,7 +43,7 @@ from pydantic import BaseModel, ValidationError
 from ...core import plain_json
 from ...core.errors import ConfigError, LLMError, MissingKeyError, ServerError, StructuredOutputError
 from ._cache import request_key
-from ._endpoint import NO_KEY, POOL_PER_CLIENT, Endpoint, EndpointGuard
+from ._endpoint import NO_KEY, POOL_PER_CLIENT, Endpoint, EndpointGuard, redirect_origin
 from ._faults import RETRY_STATUS, Retryable, first_error, redactor, retry_after, short
 from ._limits import RetryBudget, TokenBucket
 from ._outputs import is_text_output, read_cached, request_schema, response_format, schema_json
@@ -60,17 +59,6 @@ __all__ = ["POOL_PER_CLIENT", "Backend", "response_format", "schema_json"]
 log = structlog.get_logger(__name__)
 
 _STRUCTURED = "invalid structured output"
-
-
-def _origin(url: str | None) -> str:
-    """scheme://host[:port] of a redirect target (never its path or query)."""
-    if not url:
-        return "nowhere"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "an unreadable location"
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "a relative location"
 
 
 class Backend:
@@ -325,7 +313,7 @@ class Backend:
         except openai.APIStatusError as exc:
             status = exc.status_code
             if 300 <= status < 400:  # never followed: the prompt stays with this endpoint
-                target = _origin(exc.response.headers.get("location"))
+                target = redirect_origin(exc.response.headers.get("location"))
                 raise LLMError(role, ep.base_url, f"HTTP {status} redirect to {target} not followed"
                                                   " (a model call never leaves its endpoint)") from None
             if status in RETRY_STATUS:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -23,11 +24,22 @@ import openai
 from ._adaptive import AdaptiveLimiter
 from ._limits import PeakLimiter
 
-__all__ = ["NO_KEY", "POOL_PER_CLIENT", "Endpoint", "EndpointGuard"]
+__all__ = ["NO_KEY", "POOL_PER_CLIENT", "Endpoint", "EndpointGuard", "redirect_origin"]
 
 _POST_OPTIONS: Any = {"security": {"bearer_auth": True}}  # what create() passes: send the API key
 POOL_PER_CLIENT = 8  # connections per AsyncOpenAI client of an endpoint (see Endpoint)
 NO_KEY = "sk-no-key-required"
+
+
+def redirect_origin(url: str | None) -> str:
+    """scheme://host[:port] of a redirect target (never its path or query)."""
+    if not url:
+        return "nowhere"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "an unreadable location"
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "a relative location"
 
 
 class EndpointGuard(Protocol):
