@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _common import latency_server  # benchmarks/ (pyproject's pytest pythonpath)
 from test_generate import add_personas  # sibling test module
 
 from aloesim.agents import strip_stage_directions
@@ -176,16 +177,8 @@ def check_information_flow(db: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def latency_url() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "latency_server.py"), "--port", "0",
-                             "--latency", "1.0", "--seed", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        line = proc.stdout.readline().decode()  # type: ignore[union-attr]
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with latency_server(latency=1.0, seed=3) as server:
+        yield server.base_url
 
 
 def latency_args(db: Path, url: str, trees: int, turns: int) -> list[str]:

@@ -13,18 +13,16 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _common import latency_server  # benchmarks/ (pyproject's pytest pythonpath)
 from test_generate import add_personas  # sibling test module
 from test_generate_integration import (  # sibling test module
     KEY_VAR,
-    ROOT,
     check_integrity,
     marked,
     run_to_end,
@@ -68,16 +66,8 @@ def test_workers_do_not_change_a_runs_identity() -> None:
 @pytest.fixture(scope="module")
 def slow_url() -> Iterator[str]:
     """0.2 s per reply: a run of TREES x TURNS grows for about TURNS x 3 x 0.2 s."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "latency_server.py"), "--port", "0",
-                             "--latency", "0.2", "--seed", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        line = proc.stdout.readline().decode()  # type: ignore[union-attr]
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}/v1"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with latency_server(latency=0.2, seed=5) as server:
+        yield server.base_url
 
 
 def args_for(db: Path, url: str, workers: int) -> list[str]:
