@@ -130,6 +130,10 @@ async def generate_trees(cfg: DictConfig, settings: GenerationSettings, roles_ne
     lease = lease_settings(cfg)
     endpoints = [role_backend_settings(cfg, role) for role in roles_needed]
     await anyio.to_thread.run_sync(check_reachable, endpoints)  # a server down now: one line, nothing written
+    if settings.engine == "ray":
+        from ._ray import check_ray_address  # (Ray itself is imported only when the run uses it)
+
+        await anyio.to_thread.run_sync(check_ray_address, settings.ray_address)
     seed = int(cfg.seed)
     config = plain_config(cfg)
     resume = bool(cfg.get("resume", True))

@@ -22,6 +22,7 @@ cluster, point ``backend`` at served endpoints instead.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -35,9 +36,28 @@ from ..environment.store import Store, connect, merge_databases
 from ._generate import GenerationSettings, Progress, TreeJob
 from ._workers import MAX_RESTARTS, WorkerSpec, deal, work
 
-__all__ = ["grow_on_ray"]
+__all__ = ["check_ray_address", "grow_on_ray"]
 
 log = structlog.get_logger(__name__)
+
+
+def check_ray_address(address: str | None, *, timeout: float = 5.0) -> None:
+    """A cluster address that is malformed or where nothing answers is one line
+    (``ConfigError``) before the database is opened: ``ray.init`` itself would wait
+    minutes for it, blocking the run's heartbeat. ``None`` and ``auto`` are Ray's own
+    (a local Ray; the cluster this machine joined)."""
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("generation.ray_address", address, "host:port, ray://host:port, auto, or null (a local Ray)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = "no answer within 5 s" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError("generation.ray_address", address,
+                          f"the address of a running Ray cluster (nothing answers there: {why})") from None
 
 
 def _ray(address: str | None) -> Any:

@@ -267,3 +267,26 @@ def test_ray_retries_a_killed_shard_and_merges_it_once(tmp_path: Path, slow_url:
     conn = sqlite3.connect(db)
     # the killed attempt's calls were never merged: exactly one call per role and node
     assert conn.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0] == TREES * TURNS * 4
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_before_anything_is_written(tmp_path: Path,
+                                                                                   slow_url: str) -> None:
+    """ray.init would wait minutes on it (and print Ray's own retry lines): the address is
+    checked first, like a model server that is down."""
+    import socket
+
+    from tests.support.reliability import aloe
+
+    with socket.socket() as s:  # a port of 127.0.0.1 nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "never.db"
+    for address, says in ((f"127.0.0.1:{port}", "nothing answers there"), ("ray://nowhere", "host:port")):
+        started = time.monotonic()
+        done = aloe("generate", *args_for(db, slow_url, 2), "generation.engine=ray",
+                    f"generation.ray_address={address}", **{KEY_VAR: "sk-test-not-a-real-key"})
+        lines = [line for line in done.err.splitlines() if line.strip()]
+        assert done.code == 2 and len(lines) == 1 and "Traceback" not in done.err, done.err[-2000:]
+        assert lines[0].startswith(f"aloe generate: config error: generation.ray_address='{address}'"), lines[0]
+        assert says in lines[0] and time.monotonic() - started < 60
+        assert not db.exists()
