@@ -15,6 +15,12 @@ id, so resume works as it always has. The judge check runs in the parent
 beside the workers; the second judge and the report run there once every
 case is done. ``model=hf`` (a checkpoint loaded in process) and
 ``budget.usd`` (one spend counter) keep to one process.
+
+``evaluation.engine=ray`` runs the shares as Ray tasks instead (``_ray``'s
+route, as for generate): each share of cases is cut into a shard database
+(the run, its evaluation, the share's cases and their stored turns), run
+there by the same ``run_case_share`` and merged back into ``db`` when done
+(a case takes the shard's state: complete or failed).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -35,7 +42,7 @@ from ..evaluation import BenchmarkSpec, CasesRunner, EvaluationSettings, RunOutc
 from ._judging import make_judges
 from ._workers import deal, forkserver, run_worker, watch_parent
 
-__all__ = ["CASES_PER_WORKER", "CaseWorkerSpec", "cases_in_workers", "run_case_share"]
+__all__ = ["CASES_PER_WORKER", "CaseWorkerSpec", "cases_in_workers", "cases_on_ray", "run_case_share"]
 
 log = structlog.get_logger(__name__)
 
@@ -110,5 +117,27 @@ def cases_in_workers(cfg: Any, store: Store, pool: ModelPool, evaluated: Backend
                 crew.start_soon(run_worker, ctx, CaseWorkerSpec(
                     i, config, run_id, spec, evaluated, evaluated_name, tuple(share), pool.servers, os.getpid()),
                     out, partial(_unfinished, store), run_case_share)
+
+    return run
+
+
+def cases_on_ray(cfg: Any, store: Store, evaluated: BackendSettings, evaluated_name: str, spec: BenchmarkSpec,
+                 address: str | None, shards: int | None) -> CasesRunner:
+    """The ``CasesRunner`` of ``evaluation.engine=ray``: each shard of cases (``shards``; None = the
+    cluster's CPUs) runs as a Ray task on a shard database, merged into ``store``'s database when done."""
+    from omegaconf import OmegaConf
+
+    from ._ray import EVAL_TABLES, connect_ray, run_shards
+
+    async def run(rows: list[CaseRecord], evaluation_id: int, run_id: int, out: RunOutcome) -> None:
+        if not rows:
+            return
+        ray = connect_ray(address, "evaluation")
+        n = min(shards or max(1, int(ray.cluster_resources().get("CPU", 1))), len(rows))
+        config = OmegaConf.to_container(cfg, resolve=True)
+        specs = [(CaseWorkerSpec(i, config, run_id, spec, evaluated, evaluated_name, tuple(share), {}, None),
+                  [r.id for r in share]) for i, share in enumerate(deal(rows, n))]
+        log.info("evaluate.ray", shards=len(specs), cases=len(rows), evaluation_id=evaluation_id)
+        await run_shards(ray, Path(store.path), run_id, specs, out, run_case_share, EVAL_TABLES)
 
     return run

@@ -25,7 +25,7 @@ Natural keys (the row already in the output that a row of the input is):
     events         run, tree, kind, created_at, payload
     llm_cache      key
 
-A matched run or tree takes the input's state when the input is further
+A matched run, tree or evaluation case takes the input's state when the input is further
 along (a later finish, a complete tree), so merging a newer copy of the
 same database brings it up to date. Run leases (``run_leases``) are not
 copied: they belong to the processes of the input's machine.
@@ -79,6 +79,7 @@ TABLES: tuple[TableSpec, ...] = (
 
 # columns a matched row takes from the input when the input is further along
 _TREE_RANK = {"pending": 0, "running": 1, "failed": 2, "complete": 3}
+_CASE_RANK = {"pending": 0, "failed": 1, "complete": 2}
 
 
 @dataclass
@@ -181,7 +182,7 @@ class _Merger:
 
     def existing(self, spec: TableSpec) -> dict[bytes, Row]:
         cols = ", ".join(dict.fromkeys(("id", *spec.key) if spec.has_id else spec.key))
-        extra = {"runs": ", status, finished_at", "trees": ", status"}.get(spec.name, "")
+        extra = {"runs": ", status, finished_at", "trees": ", status", "eval_cases": ", status"}.get(spec.name, "")
         out = {}
         for r in self.out.execute(f"SELECT {cols}{extra} FROM {spec.name}"):
             row = dict(r)
@@ -225,6 +226,10 @@ class _Merger:
             return 1
         if spec.name == "trees" and _TREE_RANK.get(row["status"], 0) > _TREE_RANK.get(found.get("status"), 0):
             Trees(self.out).take_state(found["id"], row["status"], row["error"], row["finished_at"])
+            return 1
+        if spec.name == "eval_cases" and _CASE_RANK.get(row["status"], 0) > _CASE_RANK.get(found.get("status"), 0):
+            self.out.execute("UPDATE eval_cases SET status = ?, error = ? WHERE id = ?",
+                             (row["status"], row["error"], found["id"]))
             return 1
         return 0
 

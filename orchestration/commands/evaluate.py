@@ -262,7 +262,12 @@ def models_of(cfg: DictConfig, p: EvaluationPlan | None = None, workers: int = 1
             roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user")})
             judge, preference = await make_judges(cfg, pool, e)
             runner = None
-            if workers > 1 and p is not None and p.model.backend is not None:
+            if p is not None and p.model.backend is not None and e.engine == "ray":
+                from .._eval_workers import cases_on_ray
+
+                runner = cases_on_ray(cfg, store, p.model.backend, str(p.model.identity["name"]), p.spec,
+                                      e.ray_address, e.workers)
+            elif workers > 1 and p is not None and p.model.backend is not None:
                 from .._eval_workers import cases_in_workers
 
                 runner = cases_in_workers(cfg, store, pool, p.model.backend, str(p.model.identity["name"]), p.spec,
@@ -322,13 +327,14 @@ def worker_processes(cfg: DictConfig, p: EvaluationPlan, e: EvaluationSettings) 
     from .._workers import worker_count
 
     limit = spend_limit_of(cfg)
-    if (e.workers or 1) > 1:
+    if (e.workers or 1) > 1 or e.engine == "ray":
         if limit is not None:  # one spend counter: N processes would each spend up to the limit
-            raise ConfigError("budget.usd", limit.usd, "unset with evaluation.workers > 1 (a budget is kept by one "
-                              "process: leave evaluation.workers unset or 1)")
+            raise ConfigError("budget.usd", limit.usd, "unset with evaluation.workers > 1 or evaluation.engine=ray "
+                              "(a budget is kept by one process: leave evaluation.workers unset or 1)")
         if p.model.kind == "hf":
-            raise ConfigError("evaluation.workers", e.workers, "unset or 1 with model=hf (a checkpoint loaded in "
-                              "process; serve it with model=vllm or embedded to use worker processes)")
+            key, value = ("evaluation.engine", "ray") if e.engine == "ray" else ("evaluation.workers", e.workers)
+            raise ConfigError(key, value, "local and evaluation.workers unset or 1 with model=hf (a checkpoint "
+                              "loaded in process; serve it with model=vllm or embedded to use worker processes)")
     return worker_count(e, len(p.cases), one_process=limit is not None or p.model.kind == "hf",
                         per_worker=CASES_PER_WORKER)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,38 @@ def test_a_budget_with_workers_is_one_config_error(tmp_path, files, server) -> N
     with pytest.raises(ConfigError, match="budget.usd"):
         evaluate.run(cfg)
     assert not (tmp_path / "e.db").exists()  # nothing written
+
+
+@pytest.fixture(scope="module")
+def ray_here() -> Iterator[None]:
+    """A local Ray (2 CPUs), or the one this session already started (test_workers' ``local_ray``)."""
+    ray = pytest.importorskip("ray")
+    ours = not ray.is_initialized()
+    if ours:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        if ours:
+            ray.shutdown()
+
+
+@pytest.mark.integration
+def test_ray_shards_of_cases_merge_into_the_evaluation_of_one_process(tmp_path, files, server, capsys,  # noqa: F811
+                                                                      ray_here) -> None:
+    results = []
+    for name, more in (("one", ["evaluation.workers=1"]), ("ray", ["evaluation.engine=ray", "evaluation.workers=2"])):
+        out = tmp_path / name
+        out.mkdir()
+        assert evaluate.run(compose_config("evaluate", args(out, files, server, *more))) == 0
+        printed = capsys.readouterr()
+        assert ("evaluate.ray" in printed.out + printed.err) == (name == "ray")
+        results.append((json.loads(printed.out.strip().splitlines()[-1]), _stored(out / "e.db"),
+                        _calls(out / "e.db")))
+    (one, stored1, calls1), (two, stored2, calls2) = results
+    assert len(stored1) == 18 and stored2 == stored1 and calls2 == calls1  # every turn once, nothing called twice
+    for key in ("status", "cases", "turns", "summary", "al", "judge_failures", "failed_cases"):
+        assert two[key] == one[key], key
+    with sqlite3.connect(tmp_path / "ray" / "e.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # the shards' run is the parent's
+        assert conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 1
