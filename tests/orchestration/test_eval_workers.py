@@ -1,19 +1,27 @@
-"""``evaluation.workers=N``: an evaluation's cases run in N worker processes into one database.
+"""``evaluation.workers=N`` and ``evaluation.engine=ray``: an evaluation's cases run in N worker
+processes (or Ray tasks on shard databases) into one database.
 
 Against the loopback latency server (replies a hash of the request: the same
 conversation gets the same replies in any process): two workers store
-exactly the conversations, scores and report numbers of one process. The
-choices that keep one process are one-line config errors.
+exactly the conversations, scores, calls and report numbers of one process
+(fast); integration: a SIGKILLed worker is replaced and no turn is stored
+twice; two Ray shards on a local Ray merge into the evaluation of one
+process. The choices that keep one process are one-line config errors.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from latency_server import ServerConfig, serve_in_thread
 from test_evaluate_cost import PRICE, args, files, server  # noqa: F401 -- sibling test module and its fixtures
 
 from aloesim.core.errors import ConfigError
@@ -65,8 +73,9 @@ def test_worker_count_of_an_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
     assert worker_count(auto, 100, one_process=True, per_worker=CASES_PER_WORKER) == 1
 
 
-def test_a_budget_with_workers_is_one_config_error(tmp_path, files, server) -> None:  # noqa: F811
-    cfg = compose_config("evaluate", args(tmp_path, files, server, "evaluation.workers=2", "budget.usd=1"))
+@pytest.mark.parametrize("more", [["evaluation.workers=2"], ["evaluation.engine=ray"]])
+def test_a_budget_with_workers_is_one_config_error(tmp_path, files, server, more) -> None:  # noqa: F811
+    cfg = compose_config("evaluate", args(tmp_path, files, server, *more, "budget.usd=1"))
     with pytest.raises(ConfigError, match="budget.usd"):
         evaluate.run(cfg)
     assert not (tmp_path / "e.db").exists()  # nothing written
@@ -105,3 +114,60 @@ def test_ray_shards_of_cases_merge_into_the_evaluation_of_one_process(tmp_path, 
     with sqlite3.connect(tmp_path / "ray" / "e.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1  # the shards' run is the parent's
         assert conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 1
+
+
+def _forked_workers() -> list[int]:
+    """This process's worker processes: the children of its multiprocessing forkserver."""
+    def children(pid: int) -> list[int]:
+        try:
+            return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            return []
+
+    def cmdline(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    servers = [c for c in children(os.getpid()) if b"forkserver" in cmdline(c)]
+    return [w for s in servers for w in children(s)]
+
+
+@pytest.mark.integration
+def test_a_killed_worker_is_replaced_and_no_turn_is_run_twice(tmp_path, files, server, capsys) -> None:  # noqa: F811
+    ref = tmp_path / "one"
+    ref.mkdir()
+    assert evaluate.run(compose_config("evaluate", args(ref, files, server, "evaluation.workers=1"))) == 0
+    capsys.readouterr()
+    out = tmp_path / "killed"
+    out.mkdir()
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:  # once turns are stored, SIGKILL one of the two workers
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            workers = _forked_workers()
+            if len(workers) == 2 and (out / "e.db").exists() and _turns(out / "e.db") >= 1:
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            time.sleep(0.05)
+
+    with serve_in_thread(ServerConfig(latency=0.3, seed=4)) as slow:
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        try:
+            assert evaluate.run(compose_config("evaluate", args(out, files, slow, "evaluation.workers=2"))) == 0
+        finally:
+            killer.join()
+    printed = capsys.readouterr()
+    assert killed and "worker.restarted" in printed.out + printed.err
+    assert _stored(out / "e.db") == _stored(ref / "e.db")  # every turn once, as one process stores them
+
+
+def _turns(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT COUNT(*) FROM eval_turns").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
