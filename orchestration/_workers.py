@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -45,6 +45,8 @@ __all__ = ["MAX_RESTARTS", "TREES_PER_WORKER", "WorkerSpec", "deal", "forkserver
            "work", "worker_count"]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 TREES_PER_WORKER = 64  # auto: one more worker per this many trees to grow (a worker costs ~2 s to start)
 MAX_RESTARTS = 3       # times a dead worker's trees are handed to a new worker
@@ -182,8 +184,8 @@ def forkserver(*preload: str) -> Any:
     return ctx
 
 
-def deal(jobs: list[TreeJob], n: int) -> list[list[TreeJob]]:
-    """Round-robin: every worker gets trees from the whole of the seed's order."""
+def deal(jobs: list[T], n: int) -> list[list[T]]:
+    """Round-robin: every worker gets trees (or cases) from the whole of the seed's order."""
     return [jobs[i::n] for i in range(n)]
 
 

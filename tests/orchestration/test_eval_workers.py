@@ -171,3 +171,41 @@ def _turns(db: Path) -> int:
             return conn.execute("SELECT COUNT(*) FROM eval_turns").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # SmolLM2 calls take seconds each on a loaded 2-core machine
+def test_two_workers_evaluate_with_the_real_embedded_model(tmp_path, files, embedded_url, capsys) -> None:  # noqa: F811
+    """SmolLM2 (llama.cpp) as user, judge and evaluated model, two cases in two workers: every case's
+    turns stored once under the parent's one run, the report written."""
+    p, q = files
+    common = [f"db={tmp_path / 'e.db'}", f"benchmark.profiles={p}", f"benchmark.personalities={q}",
+              f"evaluation.out_dir={tmp_path / 'out'}", f"+backend.base_url={embedded_url}", "benchmark.cases=2",
+              "benchmark.turns=2", "agents.user.max_tokens=24", "model.max_tokens=16", "agents.judge.max_tokens=12",
+              "evaluation.judge_check.pairs=2", "evaluation.bootstrap=100", "evaluation.workers=2"]
+    code = evaluate.run(compose_config("evaluate", common))
+    assert code in (0, 3)  # 3: a case the tiny model could not finish
+    printed = capsys.readouterr()
+    assert "evaluate.workers" in printed.out + printed.err
+    summary = json.loads(printed.out.strip().splitlines()[-1])
+    assert summary["cases"] == 2 and Path(summary["report"]["json"]).is_file()
+    rows = _stored(tmp_path / "e.db")
+    assert len(rows) == len({(r[0], r[2]) for r in rows}) and len({r[0] for r in rows}) <= 2  # every turn once
+    if code == 0:
+        assert len(rows) == 2 * 2 and summary["failed_cases"] == 0
+    with sqlite3.connect(tmp_path / "e.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(DISTINCT run_id) FROM llm_calls").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM llm_calls WHERE role = 'evaluated'").fetchone()[0] >= 2
+
+
+def test_an_hf_checkpoint_with_workers_is_one_config_error(tmp_path, files, server) -> None:  # noqa: F811
+    pytest.importorskip("transformers")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    more = [a for a in args(tmp_path, files, server) if not a.startswith("model")]
+    cfg = compose_config("evaluate", [*more, "model=hf", f"model.path={ckpt}", "evaluation.workers=2"])
+    with pytest.raises(ConfigError, match="evaluation.workers"):
+        evaluate.run(cfg)
+    assert not (tmp_path / "e.db").exists()
