@@ -29,7 +29,7 @@ from ._report import (
     summarize_evaluation,
     write_report,
 )
-from ._runner import EVALUATED_ROLE, BenchmarkSpec, RunOutcome, run_benchmark
+from ._runner import EVALUATED_ROLE, BenchmarkSpec, CasesRunner, RunOutcome, run_benchmark, run_cases
 from ._settings import (
     MODEL_SCHEMAS,
     BenchmarkSettings,
@@ -51,6 +51,7 @@ __all__ = [
     "BenchmarkSpec",
     "Case",
     "CaseSet",
+    "CasesRunner",
     "EmbeddedModel",
     "EvaluatedModel",
     "EvaluationPlan",
@@ -76,6 +77,7 @@ __all__ = [
     "render_markdown",
     "render_plot",
     "run_benchmark",
+    "run_cases",
     "run_judge_check",
     "summarize_evaluation",
     "summarize_probes",

@@ -74,7 +74,8 @@ class BenchmarkModels(Protocol):
     """The models of one evaluation: the role-play user, the judge (and the
     pairwise preference judge when the judge check covers it: else None), and
     endpoints for the evaluated model and a second judge. An implementation
-    may also have ``spend`` (a ``SpendLimit``: ``budget.usd``)."""
+    may also have ``spend`` (a ``SpendLimit``: ``budget.usd``) and
+    ``cases_runner`` (a ``CasesRunner``: the cases run in worker processes)."""
 
     user: UserRole
     judge: AlignmentJudgeRole
@@ -133,7 +134,8 @@ async def evaluate(plan: EvaluationPlan, db: str | Path,
             async with _spending(store, identity, getattr(models, "spend", None)) as spend:
                 try:
                     outcome = await run_benchmark(store, plan.cases, user=models.user, judge=models.judge,
-                                                  model=evaluated, spec=plan.spec, lease=lease, alongside=check)
+                                                  model=evaluated, spec=plan.spec, lease=lease, alongside=check,
+                                                  cases_runner=getattr(models, "cases_runner", None))
                 except Exception as exc:  # a lost database write, a managed server that died for good
                     lone = the_lone_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
                     if not isinstance(lone, AloeError):

@@ -37,7 +37,7 @@ from ..environment import Persona
 from ..environment.store import CaseRecord, Evaluations, LeaseSettings, Store, open_run
 from ._cases import Case, fingerprint
 
-__all__ = ["EVALUATED_ROLE", "BenchmarkSpec", "RunOutcome", "run_benchmark"]
+__all__ = ["EVALUATED_ROLE", "BenchmarkSpec", "CasesRunner", "RunOutcome", "run_benchmark", "run_cases"]
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +94,11 @@ class RunOutcome:
     wall_s: float = 0.0        # the run's wall time, over every invocation
 
 
+# runs an evaluation's unfinished cases elsewhere (worker processes): (rows, evaluation id, run id, outcome:
+# its turns_run and judge_failures are added to)
+CasesRunner = Callable[[list[CaseRecord], int, int, RunOutcome], Awaitable[None]]
+
+
 def _seed(base: int, case: int, turn: int, which: int) -> int:
     """A distinct, reproducible sampling seed per (case, turn, role)."""
     return (base * 1_000_003 + case * 1009 + turn * 17 + which) % (2**31 - 1)
@@ -120,6 +125,7 @@ async def run_benchmark(
     on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None,
     lease: LeaseSettings | None = None,
     alongside: Callable[[int, int], Awaitable[None]] | None = None,
+    cases_runner: CasesRunner | None = None,
 ) -> RunOutcome:
     """Run (or continue) the benchmark over ``cases``; return the outcome.
 
@@ -128,7 +134,8 @@ async def run_benchmark(
     and a cancelled run is marked interrupted. ``on_turn(case_index, turn,
     score)`` is called after each stored turn (progress display).
     ``alongside(evaluation_id, run_id)`` runs beside the cases, in the same
-    task group, once the evaluation is open (the judge check)."""
+    task group, once the evaluation is open (the judge check). ``cases_runner``
+    runs the unfinished cases instead of this process (``evaluation.workers``)."""
     spec.validate()
     if not cases:
         raise ConfigError("benchmark.cases", 0, "at least one case")
@@ -142,19 +149,14 @@ async def run_benchmark(
         out = RunOutcome(evaluation_id=eval_id, run_id=run_id, resumed=run.resumed, cases=len(rows))
         log.info("evaluate.start", evaluation_id=eval_id, run_id=run_id, resumed=run.resumed, cases=len(rows),
                  unfinished=len(todo), turns=spec.turns, model=spec.label)
-        limiter = anyio.CapacityLimiter(spec.concurrency)
-
-        async def one(row: CaseRecord) -> None:
-            async with limiter:
-                with structlog.contextvars.bound_contextvars(evaluation_id=eval_id, case=row.case_index):
-                    await _run_case(store, row, user=user, judge=judge, model=model, spec=spec, run_id=run_id,
-                                    out=out, on_turn=on_turn)
-
         async with anyio.create_task_group() as tg:
             if alongside is not None:
                 tg.start_soon(alongside, eval_id, run_id)
-            for row in todo:
-                tg.start_soon(one, row)
+            if cases_runner is not None:
+                await cases_runner(todo, eval_id, run_id, out)
+            else:
+                await run_cases(store, todo, user=user, judge=judge, model=model, spec=spec, run_id=run_id,
+                                out=out, on_turn=on_turn)
 
         counts = await store.read(lambda c: Evaluations(c).case_status_counts(eval_id))
         out.complete, out.failed = counts.get("complete", 0), counts.get("failed", 0)
@@ -167,6 +169,24 @@ async def run_benchmark(
     log.info("evaluate.done", evaluation_id=eval_id, status=status, complete=out.complete, failed=out.failed,
              turns_run=out.turns_run, judge_failures=out.judge_failures, seconds=round(out.seconds, 1))
     return out
+
+
+async def run_cases(store: Store, rows: Sequence[CaseRecord], *, user: UserRole, judge: AlignmentJudgeRole,
+                    model: ChatModel, spec: BenchmarkSpec, run_id: int, out: RunOutcome,
+                    on_turn: Callable[[int, int, int | None], Awaitable[None] | None] | None = None) -> None:
+    """Run (or continue) the cases ``rows`` of run ``run_id``'s evaluation, ``spec.concurrency`` at once;
+    counts go to ``out``."""
+    limiter = anyio.CapacityLimiter(spec.concurrency)
+
+    async def one(row: CaseRecord) -> None:
+        async with limiter:
+            with structlog.contextvars.bound_contextvars(evaluation_id=row.evaluation_id, case=row.case_index):
+                await _run_case(store, row, user=user, judge=judge, model=model, spec=spec, run_id=run_id,
+                                out=out, on_turn=on_turn)
+
+    async with anyio.create_task_group() as tg:
+        for row in rows:
+            tg.start_soon(one, row)
 
 
 async def _run_case(store: Store, row: CaseRecord, *, user: UserRole, judge: AlignmentJudgeRole, model: ChatModel,

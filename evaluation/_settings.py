@@ -96,6 +96,16 @@ class EvaluationSettings(Settings):
                                   allowed="auto | true | false")
     judge_check: JudgeCheckSettings = setting(help="the judge validity check of every evaluation",
                                               factory=JudgeCheckSettings)
+    workers: int | None = setting(None, help="worker processes running the cases' conversations (each its own "
+                                             "event loop, disjoint cases, one database; the judge check, second "
+                                             "judge and report stay in the command's process); null = auto: the "
+                                             "cores, one per 16 cases; 1 = one process", ge=1, le=1024,
+                                  allowed="null or 1..1024")
+    engine: str = setting("local", help="local = this machine (evaluation.workers processes) | ray = Ray tasks on "
+                                        "a cluster, one shard database of cases each, merged into db",
+                          choices=("local", "ray"))
+    ray_address: str | None = setting(None, help="engine=ray: the cluster to join (e.g. ray://head:10001 or auto); "
+                                                 "null = start a local Ray")
 
     def __post_init__(self) -> None:
         if isinstance(self.judge_logprobs, bool):   # a mapping given in code (YAML's true/false reach here as text)

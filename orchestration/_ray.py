@@ -36,12 +36,12 @@ from ..environment.store import Store, connect, merge_databases
 from ._generate import GenerationSettings, Progress, TreeJob
 from ._workers import MAX_RESTARTS, WorkerSpec, deal, work
 
-__all__ = ["check_ray_address", "grow_on_ray"]
+__all__ = ["EVAL_TABLES", "check_ray_address", "grow_on_ray", "run_shards", "shard_database"]
 
 log = structlog.get_logger(__name__)
 
 
-def check_ray_address(address: str | None, *, timeout: float = 5.0) -> None:
+def check_ray_address(address: str | None, group: str = "generation", *, timeout: float = 5.0) -> None:
     """A cluster address that is malformed or where nothing answers is one line
     (``ConfigError``) before the database is opened: ``ray.init`` itself would wait
     minutes for it, blocking the run's heartbeat. ``None`` and ``auto`` are Ray's own
@@ -51,27 +51,28 @@ def check_ray_address(address: str | None, *, timeout: float = 5.0) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("generation.ray_address", address, "host:port, ray://host:port, auto, or null (a local Ray)")
+        raise ConfigError(f"{group}.ray_address", address, "host:port, ray://host:port, auto, or null (a local Ray)")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         why = "no answer within 5 s" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
-        raise ConfigError("generation.ray_address", address,
+        raise ConfigError(f"{group}.ray_address", address,
                           f"the address of a running Ray cluster (nothing answers there: {why})") from None
 
 
-def _ray(address: str | None) -> Any:
-    """The ``ray`` module, connected to ``address`` (a local Ray when None)."""
+def connect_ray(address: str | None, group: str = "generation") -> Any:
+    """The ``ray`` module, connected to ``address`` (a local Ray when None); ``group``: the config group
+    named in errors."""
     try:
         import ray
     except ImportError:
-        raise ConfigError("generation.engine", "ray", "local, or install Ray first: pip install 'aloesim[ray]'") \
+        raise ConfigError(f"{group}.engine", "ray", "local, or install Ray first: pip install 'aloesim[ray]'") \
             from None
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except ConnectionError as exc:
-            raise ConfigError("generation.ray_address", address, f"the address of a running Ray cluster ({exc})") \
+            raise ConfigError(f"{group}.ray_address", address, f"the address of a running Ray cluster ({exc})") \
                 from None
     return ray
 
@@ -85,18 +86,25 @@ _COPY = (  # (table, WHERE over the source rows, given the shard's tree ids and 
     ("trees", "id IN ({ids})"),
     ("nodes", "tree_id IN ({ids})"),
 )
+EVAL_TABLES = (  # an evaluation's shard: the run, its evaluation, the shard's cases and their stored turns
+    ("runs", "id = :run"),
+    ("evaluations", "run_id = :run"),
+    ("eval_cases", "id IN ({ids})"),
+    ("eval_turns", "case_id IN ({ids})"),
+)
 
 
-def shard_database(db: Path, run_id: int, tree_ids: list[int], out: Path) -> bytes:
+def shard_database(db: Path, run_id: int, tree_ids: list[int], out: Path, tables: tuple = _COPY) -> bytes:
     """A database holding the run row, personas, trees and committed nodes of
-    ``tree_ids`` (with the ids of ``db``), as bytes."""
+    ``tree_ids`` (with the ids of ``db``), as bytes (``tables=EVAL_TABLES``: ``tree_ids``
+    are an evaluation's case ids)."""
     conn = connect(out, create=True)
     try:
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("ATTACH DATABASE ? AS src", (str(db),))
         ids = ",".join(str(int(i)) for i in tree_ids)
         conn.execute("BEGIN")
-        for table, where in _COPY:
+        for table, where in tables:
             cols = ",".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
             conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}"  # our table names
                          f" WHERE {where.format(ids=ids)}", {"run": run_id})
@@ -109,8 +117,9 @@ def shard_database(db: Path, run_id: int, tree_ids: list[int], out: Path) -> byt
     return out.read_bytes()
 
 
-def _grow_shard(spec: WorkerSpec, shard: bytes) -> tuple[dict[str, int], bytes]:
-    """The Ray task: grow the shard in a database of its own; return the counts and that database."""
+def _grow_shard(spec: Any, shard: bytes, target: Any = None) -> tuple[dict[str, int], bytes]:
+    """The Ray task: grow the shard (``target(spec)``; default ``work``) in a database of its own;
+    return the counts and that database."""
     from dataclasses import replace
 
     from ..core import run_interruptible
@@ -119,7 +128,7 @@ def _grow_shard(spec: WorkerSpec, shard: bytes) -> tuple[dict[str, int], bytes]:
         db = Path(tmp) / "shard.db"
         db.write_bytes(shard)
         spec = replace(spec, config={**spec.config, "db": str(db)})
-        counts = run_interruptible(work, spec)
+        counts = run_interruptible(target or work, spec)
         conn = sqlite3.connect(db)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -135,20 +144,28 @@ async def grow_on_ray(cfg: Any, store: Store, run_id: int, jobs: list[TreeJob], 
 
     # in the loop's (main) thread: Ray sets its signal handlers there; a local Ray's
     # few seconds of start-up are well within the run lease's stale_after
-    ray = _ray(settings.ray_address)
+    ray = connect_ray(settings.ray_address)
     shards = settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     config = OmegaConf.to_container(cfg, resolve=True)
+    specs = [(WorkerSpec(i, config, run_id, tuple(roles_needed), tuple((j.tree_id, j.persona, j.seed) for j in share),
+                         {}, None), [j.tree_id for j in share])
+             for i, share in enumerate(deal(jobs, min(shards, len(jobs))))]
+    log.info("generate.ray", shards=len(specs), trees=len(jobs))
+    await run_shards(ray, Path(store.path), run_id, specs, progress)
+
+
+async def run_shards(ray: Any, db: Path, run_id: int, specs: list[tuple[Any, list[int]]], counts: Any,
+                     target: Any = None, tables: tuple = _COPY) -> None:
+    """Run each ``(spec, ids)`` as a Ray task (``target(spec)``, default ``work``) on a shard database of
+    ``ids`` (``tables``) and merge each finished shard into ``db``; the counts each replies are added to
+    the attributes of ``counts``."""
     task = ray.remote(max_retries=MAX_RESTARTS, num_cpus=1)(_grow_shard)
-    db = Path(store.path)
     with tempfile.TemporaryDirectory(prefix="aloe-ray-") as tmp:
         refs = {}
-        for i, share in enumerate(deal(jobs, min(shards, len(jobs)))):
-            ids = [j.tree_id for j in share]
-            data = await anyio.to_thread.run_sync(shard_database, db, run_id, ids, Path(tmp) / f"out-{i}.db")
-            spec = WorkerSpec(i, config, run_id, tuple(roles_needed), tuple((j.tree_id, j.persona, j.seed)
-                                                                             for j in share), {}, None)
-            refs[task.remote(spec, data)] = i
-        log.info("generate.ray", shards=len(refs), trees=len(jobs))
+        for spec, ids in specs:
+            i = spec.index
+            data = await anyio.to_thread.run_sync(shard_database, db, run_id, ids, Path(tmp) / f"out-{i}.db", tables)
+            refs[task.remote(spec, data, target)] = i
         try:
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1, timeout=0)
@@ -157,7 +174,7 @@ async def grow_on_ray(cfg: Any, store: Store, run_id: int, jobs: list[TreeJob], 
                     continue
                 i = refs.pop(done[0])
                 try:
-                    counts, data = await anyio.to_thread.run_sync(ray.get, done[0])
+                    replied, data = await anyio.to_thread.run_sync(ray.get, done[0])
                 except ray.exceptions.RayError as exc:  # the task failed for good (retries spent, or an error)
                     cause = getattr(exc, "cause", None)
                     if isinstance(cause, AloeError):
@@ -166,9 +183,9 @@ async def grow_on_ray(cfg: Any, store: Store, run_id: int, jobs: list[TreeJob], 
                 back = Path(tmp) / f"back-{i}.db"
                 back.write_bytes(data)
                 await anyio.to_thread.run_sync(merge_databases, db, [back])
-                for key, value in counts.items():
-                    setattr(progress, key, getattr(progress, key) + value)
-                log.info("generate.shard_merged", shard=i, left=len(refs))
+                for key, value in replied.items():
+                    setattr(counts, key, getattr(counts, key) + value)
+                log.info("ray.shard_merged", shard=i, left=len(refs))
         finally:
             for ref in refs:  # stopped or failed: the shards still growing are dropped, not merged
                 ray.cancel(ref, force=True)

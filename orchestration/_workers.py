@@ -26,8 +26,10 @@ import multiprocessing
 import os
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -39,9 +41,12 @@ from ..environment.store import Calls, Store, Trees
 from ._generate import GenerationSettings, Progress, TreeJob, grow_trees
 from ._progress import reporter
 
-__all__ = ["MAX_RESTARTS", "TREES_PER_WORKER", "WorkerSpec", "deal", "grow_in_workers", "work", "worker_count"]
+__all__ = ["MAX_RESTARTS", "TREES_PER_WORKER", "WorkerSpec", "deal", "forkserver", "grow_in_workers", "run_worker",
+           "work", "worker_count"]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 TREES_PER_WORKER = 64  # auto: one more worker per this many trees to grow (a worker costs ~2 s to start)
 MAX_RESTARTS = 3       # times a dead worker's trees are handed to a new worker
@@ -55,14 +60,14 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_count(settings: GenerationSettings, trees: int, *, one_process: bool = False) -> int:
-    """How many worker processes grow ``trees`` trees: ``generation.workers``
-    when set, else the cores, one per ``TREES_PER_WORKER`` trees; never more
-    than the trees. 1 = the single-process path; ``one_process`` (a run with
-    ``budget.usd``: one spend counter) makes the default 1."""
+def worker_count(settings: Any, trees: int, *, one_process: bool = False, per_worker: int = TREES_PER_WORKER) -> int:
+    """How many worker processes grow ``trees`` trees (or run that many cases):
+    ``settings.workers`` when set, else the cores, one per ``per_worker`` items;
+    never more than the items. 1 = the single-process path; ``one_process``
+    (a run with ``budget.usd``: one spend counter) makes the default 1."""
     if one_process and settings.workers is None:
         return 1
-    wanted = settings.workers if settings.workers is not None else min(cores(), trees // TREES_PER_WORKER)
+    wanted = settings.workers if settings.workers is not None else min(cores(), trees // per_worker)
     return max(1, min(wanted, trees))
 
 
@@ -79,13 +84,13 @@ class WorkerSpec:
 
 # -- the worker process ----------------------------------------------------------
 
-def _worker_entry(spec: WorkerSpec, conn: Any) -> None:
-    """A worker process's main: grow the trees of ``spec``; tell the parent
-    ``("done", counts)`` or ``("error", aloe, message)`` over ``conn``."""
+def _worker_entry(spec: Any, conn: Any, target: Any = None) -> None:
+    """A worker process's main: ``target(spec)`` (default ``work``: grow the trees
+    of ``spec``); tell the parent ``("done", counts)`` or ``("error", aloe, message)`` over ``conn``."""
     from ..core import Interrupted, run_interruptible
 
     try:
-        counts = run_interruptible(work, spec)
+        counts = run_interruptible(target or work, spec)
         conn.send(("done", counts))
     except Interrupted:  # Ctrl-C / SIGTERM: the parent stops too, and the run is resumable as is
         os._exit(130)
@@ -116,7 +121,7 @@ async def work(spec: WorkerSpec) -> dict[str, int]:
         roles = TreeRoles.from_roles(make_roles(cfg, models))
         async with anyio.create_task_group() as tg:
             if spec.parent_pid is not None:
-                tg.start_soon(_watch_parent, spec.parent_pid, tg.cancel_scope)
+                tg.start_soon(watch_parent, spec.parent_pid, tg.cancel_scope)
             await grow_trees(store, spec.run_id, jobs, roles, settings, cfg, progress)
             tg.cancel_scope.cancel()
         if store.failure is not None:  # a queued write (a call record, an event) was lost
@@ -125,7 +130,7 @@ async def work(spec: WorkerSpec) -> dict[str, int]:
             "judge_total": progress.judge_total}
 
 
-async def _watch_parent(parent_pid: int, scope: anyio.CancelScope) -> None:
+async def watch_parent(parent_pid: int, scope: anyio.CancelScope) -> None:
     """Stop the worker when the process that started it is gone (multiprocessing's
     parent sentinel: also through the forkserver, whose pipe from the parent closes)."""
     parent = multiprocessing.parent_process()
@@ -165,22 +170,22 @@ async def _poll_progress(store: Store, run_id: int, progress: Progress, calls: _
         await anyio.sleep(0.5)
 
 
-def forkserver() -> Any:
+def forkserver(*preload: str) -> Any:
     """The forkserver context with this module preloaded: a fresh interpreter
     (no fork of a process with threads, such as the store's writer) that
     imports aloesim once; every worker is forked from it in milliseconds
     (a spawned worker would import it again: seconds each). Started here,
-    beside the parent's own start-up work."""
+    beside the parent's own start-up work. ``preload``: more modules to import there."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    ctx.set_forkserver_preload([__name__, *preload])
     from multiprocessing import forkserver as server
 
     server.ensure_running()
     return ctx
 
 
-def deal(jobs: list[TreeJob], n: int) -> list[list[TreeJob]]:
-    """Round-robin: every worker gets trees from the whole of the seed's order."""
+def deal(jobs: list[T], n: int) -> list[list[T]]:
+    """Round-robin: every worker gets trees (or cases) from the whole of the seed's order."""
     return [jobs[i::n] for i in range(n)]
 
 
@@ -211,42 +216,49 @@ async def grow_in_workers(cfg: Any, store: Store, run_id: int, jobs: list[TreeJo
             tg.start_soon(show, progress, [])
             async with anyio.create_task_group() as crew:
                 for i, share in enumerate(deal(jobs, workers)):
-                    crew.start_soon(_run_worker, ctx, store, WorkerSpec(
+                    crew.start_soon(run_worker, ctx, WorkerSpec(
                         i, config, run_id, tuple(roles_needed), tuple((j.tree_id, j.persona, j.seed) for j in share),
-                        servers, os.getpid()), progress)
+                        servers, os.getpid()), progress, partial(_open_trees, store))
             tg.cancel_scope.cancel()
     log.info("generate.workers_done", workers=workers, wall_s=round(time.monotonic() - started, 2))
 
 
-async def _run_worker(ctx: Any, store: Store, spec: WorkerSpec, progress: Progress) -> None:
-    """Run one worker to its end; start it again on its unfinished trees when it dies."""
-    run_id = spec.run_id
+async def _open_trees(store: Store, spec: WorkerSpec) -> WorkerSpec:
+    """``spec`` on its trees not finished yet (a dead worker's restart)."""
+    open_ids = {t.id for t in await store.read(lambda c: Trees(c).of_run(spec.run_id, ("pending", "running")))}
+    return replace(spec, jobs=tuple(j for j in spec.jobs if j[0] in open_ids))
+
+
+async def run_worker(ctx: Any, spec: Any, counts: Any, unfinished: Callable[[Any], Awaitable[Any]],
+                     target: Any = None) -> None:
+    """Run one worker (``target(spec)`` in a process of ``ctx``; default ``work``) to its end; add the
+    counts it replies to the attributes of ``counts``. When it dies, start it again on
+    ``await unfinished(spec)`` (its ``jobs`` left to do; none: done)."""
     for attempt in range(MAX_RESTARTS + 1):
         if attempt:
-            open_ids = {t.id for t in await store.read(lambda c: Trees(c).of_run(run_id, ("pending", "running")))}
-            spec = replace(spec, jobs=tuple(j for j in spec.jobs if j[0] in open_ids))
+            spec = await unfinished(spec)
             if not spec.jobs:
                 return
-            log.warning("worker.restarted", worker=spec.index, attempt=attempt, trees=len(spec.jobs))
-        reply = await _one_process(ctx, spec)
+            log.warning("worker.restarted", worker=spec.index, attempt=attempt, jobs=len(spec.jobs))
+        reply = await _one_process(ctx, spec, target)
         if reply is None:
-            continue  # died without a word (killed): its unfinished trees go to a new worker
+            continue  # died without a word (killed): its unfinished jobs go to a new worker
         if reply[0] == "done":
             for key, value in reply[1].items():
-                setattr(progress, key, getattr(progress, key) + value)
+                setattr(counts, key, getattr(counts, key) + value)
             return
         _, aloe, message = reply
         if aloe:
             raise AloeError(f"worker {spec.index}: {message}")
         raise RuntimeError(f"worker {spec.index} failed:\n{message}")
-    raise AloeError(f"worker {spec.index} died {MAX_RESTARTS + 1} times; its trees are left to resume")
+    raise AloeError(f"worker {spec.index} died {MAX_RESTARTS + 1} times; its work is left to resume")
 
 
-async def _one_process(ctx: Any, spec: WorkerSpec) -> Any:
+async def _one_process(ctx: Any, spec: Any, target: Any) -> Any:
     """Start one worker process, wait for its reply; None if it died without one.
     Cancelled, it stops the process (SIGTERM, then SIGKILL after 10 s)."""
     receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_worker_entry, args=(spec, send), name=f"aloe-worker-{spec.index}", daemon=True)
+    process = ctx.Process(target=_worker_entry, args=(spec, send, target), name=f"aloe-worker-{spec.index}", daemon=True)
     process.start()
     send.close()
     reply: Any = None

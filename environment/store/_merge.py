@@ -27,8 +27,8 @@ Natural keys (the row already in the output that a row of the input is):
     llm_batches    the provider's batch id (kept as is)
     llm_batch_requests  cache key, batch id
 
-A matched run, tree or batch takes the input's state when the input is further
-along (a later finish, a complete tree, a batch state seen later), so merging a newer copy of the
+A matched run, tree, evaluation case or batch takes the input's state when the input is further
+along (a later finish, a complete tree or case, a batch state seen later), so merging a newer copy of the
 same database brings it up to date. Run leases (``run_leases``) are not
 copied: they belong to the processes of the input's machine.
 """
@@ -85,6 +85,7 @@ TABLES: tuple[TableSpec, ...] = (
 
 # columns a matched row takes from the input when the input is further along
 _TREE_RANK = {"pending": 0, "running": 1, "failed": 2, "complete": 3}
+_CASE_RANK = {"pending": 0, "failed": 1, "complete": 2}
 
 
 @dataclass
@@ -188,7 +189,8 @@ class _Merger:
 
     def existing(self, spec: TableSpec) -> dict[bytes, Row]:
         cols = ", ".join(dict.fromkeys(("id", *spec.key) if spec.has_id else spec.key))
-        extra = {"runs": ", status, finished_at", "trees": ", status", "llm_batches": ", updated_at"}.get(spec.name, "")
+        extra = {"runs": ", status, finished_at", "trees": ", status", "eval_cases": ", status",
+                 "llm_batches": ", updated_at"}.get(spec.name, "")
         out = {}
         for r in self.out.execute(f"SELECT {cols}{extra} FROM {spec.name}"):
             row = dict(r)
@@ -232,6 +234,10 @@ class _Merger:
             return 1
         if spec.name == "trees" and _TREE_RANK.get(row["status"], 0) > _TREE_RANK.get(found.get("status"), 0):
             Trees(self.out).take_state(found["id"], row["status"], row["error"], row["finished_at"])
+            return 1
+        if spec.name == "eval_cases" and _CASE_RANK.get(row["status"], 0) > _CASE_RANK.get(found.get("status"), 0):
+            self.out.execute("UPDATE eval_cases SET status = ?, error = ? WHERE id = ?",
+                             (row["status"], row["error"], found["id"]))
             return 1
         if spec.name == "llm_batches" and row["updated_at"] > found["updated_at"]:
             Batches(self.out).set_state(row["id"], row["state"], at=row["updated_at"])

@@ -40,6 +40,7 @@ from ...agents import (
     role_backend_settings,
     role_sampling,
     role_settings,
+    spend_limit_of,
 )
 from ...agents.gateway import BackendSettings, ChatModel, Sampling, SpendLimit
 from ...core import json_safe, run_interruptible, to_settings
@@ -50,6 +51,7 @@ from ...evaluation import (
     BenchmarkSettings,
     BenchmarkSpec,
     CaseSet,
+    CasesRunner,
     EvaluatedModel,
     EvaluationPlan,
     EvaluationSettings,
@@ -236,6 +238,7 @@ class _Models:
     judge_prompt: str
     judge_sampling: Sampling
     judge_output: str  # prompts.format: json | text
+    cases_runner: CasesRunner | None = None  # evaluation.workers > 1
 
     async def endpoint(self, settings: BackendSettings, *, name: str | None = None) -> ChatModel:
         return await self.pool.backend(settings, name=name)
@@ -248,8 +251,9 @@ class _Models:
         return self.pool.spend
 
 
-def models_of(cfg: DictConfig):
-    """Opens the user and judge roles (and endpoints) of ``cfg`` on a store."""
+def models_of(cfg: DictConfig, p: EvaluationPlan | None = None, workers: int = 1):
+    """Opens the user and judge roles (and endpoints) of ``cfg`` on a store; ``workers`` > 1
+    (``p`` given): the cases run in that many worker processes."""
     e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
 
     @asynccontextmanager
@@ -257,8 +261,19 @@ def models_of(cfg: DictConfig):
         async with model_pool(cfg, store) as pool:
             roles = make_roles(cfg, {"user": await pool.for_role(cfg, "user")})
             judge, preference = await make_judges(cfg, pool, e)
+            runner = None
+            if p is not None and p.model.backend is not None and e.engine == "ray":
+                from .._eval_workers import cases_on_ray
+
+                runner = cases_on_ray(cfg, store, p.model.backend, str(p.model.identity["name"]), p.spec,
+                                      e.ray_address, e.workers)
+            elif workers > 1 and p is not None and p.model.backend is not None:
+                from .._eval_workers import cases_in_workers
+
+                runner = cases_in_workers(cfg, store, pool, p.model.backend, str(p.model.identity["name"]), p.spec,
+                                          workers)
             yield _Models(pool, roles["user"], judge, preference, str(cfg.prompts.judge), role_sampling(cfg, "judge"),
-                          prompt_format(cfg))
+                          prompt_format(cfg), runner)
 
     return open_models
 
@@ -306,17 +321,40 @@ def dry_run(cfg: DictConfig) -> int:
     return 0
 
 
+def worker_processes(cfg: DictConfig, p: EvaluationPlan, e: EvaluationSettings) -> int:
+    """How many processes run the cases (``evaluation.workers``; see ``_eval_workers``)."""
+    from .._eval_workers import CASES_PER_WORKER
+    from .._workers import worker_count
+
+    limit = spend_limit_of(cfg)
+    if (e.workers or 1) > 1 or e.engine == "ray":
+        if limit is not None:  # one spend counter: N processes would each spend up to the limit
+            raise ConfigError("budget.usd", limit.usd, "unset with evaluation.workers > 1 or evaluation.engine=ray "
+                              "(a budget is kept by one process: leave evaluation.workers unset or 1)")
+        if p.model.kind == "hf":
+            key, value = ("evaluation.engine", "ray") if e.engine == "ray" else ("evaluation.workers", e.workers)
+            raise ConfigError(key, value, "local and evaluation.workers unset or 1 with model=hf (a checkpoint "
+                              "loaded in process; serve it with model=vllm or embedded to use worker processes)")
+    if e.engine == "ray":
+        from .._ray import check_ray_address
+
+        check_ray_address(e.ray_address, "evaluation")  # nothing answers there: one line, nothing written
+    return worker_count(e, len(p.cases), one_process=limit is not None or p.model.kind == "hf",
+                        per_worker=CASES_PER_WORKER)
+
+
 def run(cfg: DictConfig) -> int:
     if cfg.get("dry_run", False):
         return dry_run(cfg)
     p = plan(cfg)
     lease = lease_settings(cfg)
     e: EvaluationSettings = to_settings(cfg.get("evaluation"), EvaluationSettings, "evaluation")
+    workers = worker_processes(cfg, p, e)
     check_budget_priced(cfg, {_ROLE_KEYS[r]: s for r, (_, _, s) in role_models(cfg, p).items() if s is not None})
     endpoints = [role_backend_settings(cfg, "user"), judge_backend(cfg, e)[0]]
     endpoints += [s for s in (p.model.backend, p.second_judge) if s is not None]
     check_reachable(endpoints)  # a server down now: one line, nothing written
-    summary = run_interruptible(partial(evaluate, lease=lease), p, cfg.db, models_of(cfg))
+    summary = run_interruptible(partial(evaluate, lease=lease), p, cfg.db, models_of(cfg, p, workers))
     end_of_command(json_safe(json.dumps(summary, ensure_ascii=False)), lambda: evaluate_lines(str(cfg.db), summary))
     warn_if_unreliable(summary["judge_check"])
     # like `aloe generate`: 3 = finished, but some cases failed (re-run to continue them)
