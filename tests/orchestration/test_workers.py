@@ -290,3 +290,14 @@ def test_a_ray_address_where_nothing_answers_is_one_line_before_anything_is_writ
         assert lines[0].startswith(f"aloe generate: config error: generation.ray_address='{address}'"), lines[0]
         assert says in lines[0] and time.monotonic() - started < 60
         assert not db.exists()
+
+
+def test_the_ray_address_check_names_the_commands_key() -> None:
+    from aloesim.core.errors import ConfigError
+    from aloesim.orchestration._ray import check_ray_address
+
+    check_ray_address(None, "evaluation")
+    check_ray_address("auto", "evaluation")  # Ray's own: the cluster this machine joined
+    for bad in ("nowhere", "ray://:80", "host:0", "host:http"):
+        with pytest.raises(ConfigError, match=r"^config error: evaluation.ray_address=.*host:port"):
+            check_ray_address(bad, "evaluation")
