@@ -23,7 +23,6 @@ cluster, point ``backend`` at served endpoints instead.
 from __future__ import annotations
 
 import socket
-import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,14 @@ import anyio
 import structlog
 
 from ..core.errors import AloeError, ConfigError
-from ..environment.store import Store, connect, merge_databases
+from ..environment.store import (
+    EVAL_TABLES,
+    TREE_TABLES,
+    Store,
+    database_bytes,
+    merge_databases,
+    shard_database,
+)
 from ._generate import GenerationSettings, Progress, TreeJob
 from ._workers import MAX_RESTARTS, WorkerSpec, deal, work
 
@@ -77,46 +83,6 @@ def connect_ray(address: str | None, group: str = "generation") -> Any:
     return ray
 
 
-_COPY = (  # (table, WHERE over the source rows, given the shard's tree ids and run id)
-    ("runs", "id = :run"),
-    ("persona_items", ("id IN (SELECT p.profile_id FROM src.personas p JOIN src.trees t ON t.persona_id = p.id"
-                       " WHERE t.id IN ({ids})) OR id IN (SELECT p.personality_id FROM src.personas p"
-                       " JOIN src.trees t ON t.persona_id = p.id WHERE t.id IN ({ids}))")),
-    ("personas", "id IN (SELECT persona_id FROM src.trees WHERE id IN ({ids}))"),
-    ("trees", "id IN ({ids})"),
-    ("nodes", "tree_id IN ({ids})"),
-)
-EVAL_TABLES = (  # an evaluation's shard: the run, its evaluation, the shard's cases and their stored turns
-    ("runs", "id = :run"),
-    ("evaluations", "run_id = :run"),
-    ("eval_cases", "id IN ({ids})"),
-    ("eval_turns", "case_id IN ({ids})"),
-)
-
-
-def shard_database(db: Path, run_id: int, tree_ids: list[int], out: Path, tables: tuple = _COPY) -> bytes:
-    """A database holding the run row, personas, trees and committed nodes of
-    ``tree_ids`` (with the ids of ``db``), as bytes (``tables=EVAL_TABLES``: ``tree_ids``
-    are an evaluation's case ids)."""
-    conn = connect(out, create=True)
-    try:
-        conn.execute("PRAGMA foreign_keys = OFF")
-        conn.execute("ATTACH DATABASE ? AS src", (str(db),))
-        ids = ",".join(str(int(i)) for i in tree_ids)
-        conn.execute("BEGIN")
-        for table, where in tables:
-            cols = ",".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
-            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}"  # our table names
-                         f" WHERE {where.format(ids=ids)}", {"run": run_id})
-        conn.execute("UPDATE persona_items SET run_id = NULL WHERE run_id IS NOT NULL AND run_id != ?", (run_id,))
-        conn.execute("COMMIT")
-        conn.execute("DETACH DATABASE src")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    return out.read_bytes()
-
-
 def _grow_shard(spec: Any, shard: bytes, target: Any = None) -> tuple[dict[str, int], bytes]:
     """The Ray task: grow the shard (``target(spec)``; default ``work``) in a database of its own;
     return the counts and that database."""
@@ -129,12 +95,7 @@ def _grow_shard(spec: Any, shard: bytes, target: Any = None) -> tuple[dict[str, 
         db.write_bytes(shard)
         spec = replace(spec, config={**spec.config, "db": str(db)})
         counts = run_interruptible(target or work, spec)
-        conn = sqlite3.connect(db)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()
-        return counts, db.read_bytes()
+        return counts, database_bytes(db)
 
 
 async def grow_on_ray(cfg: Any, store: Store, run_id: int, jobs: list[TreeJob], settings: GenerationSettings,
@@ -155,7 +116,7 @@ async def grow_on_ray(cfg: Any, store: Store, run_id: int, jobs: list[TreeJob], 
 
 
 async def run_shards(ray: Any, db: Path, run_id: int, specs: list[tuple[Any, list[int]]], counts: Any,
-                     target: Any = None, tables: tuple = _COPY) -> None:
+                     target: Any = None, tables: tuple = TREE_TABLES) -> None:
     """Run each ``(spec, ids)`` as a Ray task (``target(spec)``, default ``work``) on a shard database of
     ``ids`` (``tables``) and merge each finished shard into ``db``; the counts each replies are added to
     the attributes of ``counts``."""

@@ -40,7 +40,7 @@ from ._lifecycle import (
     open_run_sync,
     shown_status,
 )
-from ._merge import MergeResult, merge_databases
+from ._merge import EVAL_TABLES, TREE_TABLES, MergeResult, database_bytes, merge_databases, shard_database
 from ._personas import Personas, PoolItem
 from ._rows import dumps, loads
 from ._runs import Checkpoints, Lease, RunRecord, Runs
@@ -49,7 +49,9 @@ from ._store import Store, connect, open_readonly, transaction
 from ._trees import CheckedNode, EventRecord, NodeRecord, TreeListing, TreeRecord, Trees
 
 __all__ = [
+    "EVAL_TABLES",
     "SCHEMA_VERSION",
+    "TREE_TABLES",
     "ActiveRun",
     "Batches",
     "CallOutcomeRow",
@@ -86,6 +88,7 @@ __all__ = [
     "TurnRecord",
     "claim_run",
     "connect",
+    "database_bytes",
     "dollars_text",
     "dumps",
     "holder_alive",
@@ -94,6 +97,7 @@ __all__ = [
     "open_readonly",
     "open_run",
     "open_run_sync",
+    "shard_database",
     "shown_status",
     "transaction",
 ]

@@ -281,3 +281,55 @@ def merge_databases(out_path: str | Path, inputs: Sequence[str | Path],
     finally:
         conn.close()
     return results
+
+
+# -- shards (the Ray engine): cut a run's share out of a database, to merge back later --
+
+TREE_TABLES = (  # (table, WHERE over the source rows, given the shard's tree ids and run id)
+    ("runs", "id = :run"),
+    ("persona_items", ("id IN (SELECT p.profile_id FROM src.personas p JOIN src.trees t ON t.persona_id = p.id"
+                       " WHERE t.id IN (SELECT value FROM json_each(:ids))) OR id IN (SELECT p.personality_id FROM src.personas p"
+                       " JOIN src.trees t ON t.persona_id = p.id WHERE t.id IN (SELECT value FROM json_each(:ids)))")),
+    ("personas", "id IN (SELECT persona_id FROM src.trees WHERE id IN (SELECT value FROM json_each(:ids)))"),
+    ("trees", "id IN (SELECT value FROM json_each(:ids))"),
+    ("nodes", "tree_id IN (SELECT value FROM json_each(:ids))"),
+)
+EVAL_TABLES = (  # an evaluation's shard: the run, its evaluation, the shard's cases and their stored turns
+    ("runs", "id = :run"),
+    ("evaluations", "run_id = :run"),
+    ("eval_cases", "id IN (SELECT value FROM json_each(:ids))"),
+    ("eval_turns", "case_id IN (SELECT value FROM json_each(:ids))"),
+)
+
+
+def shard_database(db: Path, run_id: int, tree_ids: list[int], out: Path, tables: tuple = TREE_TABLES) -> bytes:
+    """A database holding the run row, personas, trees and committed nodes of
+    ``tree_ids`` (with the ids of ``db``), as bytes (``tables=EVAL_TABLES``: ``tree_ids``
+    are an evaluation's case ids)."""
+    conn = connect(out, create=True)
+    try:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("ATTACH DATABASE ? AS src", (str(db),))
+        ids = json.dumps([int(i) for i in tree_ids])
+        conn.execute("BEGIN")
+        for table, where in tables:
+            cols = ",".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}"  # our table names
+                         f" WHERE {where}", {"run": run_id, "ids": ids})
+        conn.execute("UPDATE persona_items SET run_id = NULL WHERE run_id IS NOT NULL AND run_id != ?", (run_id,))
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE src")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return out.read_bytes()
+
+
+def database_bytes(db: Path) -> bytes:
+    """A database file's bytes, its WAL folded in first (a shard shipped back)."""
+    conn = connect(db)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return db.read_bytes()

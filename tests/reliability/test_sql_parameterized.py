@@ -41,6 +41,7 @@ REVIEWED = {
     ("environment/store/_merge.py", "cols"): "column names from the TableSpec / PRAGMA table_info",
     ("environment/store/_merge.py", "extra"): "fixed column suffix chosen from a literal dict",
     ("environment/store/_merge.py", "table"): "table name from the fixed TableSpec list (PRAGMA table_info)",
+    ("environment/store/_merge.py", "where"): "a shard's WHERE clause from the fixed TREE_TABLES / EVAL_TABLES lists (ids travel as :ids)",
     ("environment/store/_merge.py", "', '.join(cols)"): "column names from PRAGMA table_info",
     ("environment/store/_merge.py", "', '.join(insert_cols)"): "column names from PRAGMA table_info",
     ("tests/support/sample_db.py", "table"): "sample-data builder: fixed table names in code",
