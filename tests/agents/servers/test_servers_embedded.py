@@ -132,13 +132,15 @@ _HOLDER = textwrap.dedent("""
 """)
 
 
-def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 120) -> re.Match[str]:
-    """Read proc's stdout line by line until ``pattern`` matches."""
+def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 120,
+                stream: str = "stdout") -> re.Match[str]:
+    """Read proc's stdout (or stderr) line by line until ``pattern`` matches."""
     deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), True)
+    out = getattr(proc, stream)
+    assert out is not None
+    os.set_blocking(out.fileno(), True)
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = out.readline()
         if not line:
             raise AssertionError(f"process ended (code {proc.wait()}) before printing {pattern!r}")
         m = re.search(pattern, line)
@@ -300,6 +302,7 @@ def test_aloe_serve_restarts_a_server_that_dies_then_fails_when_none_is_left(
         assert proc.poll() is None, f"aloe serve ended (code {proc.returncode}): {proc.stderr.read()}"  # type: ignore[union-attr]
         assert time.monotonic() < deadline, f"no single restarted server on port {port}: {llama_pids(port)}"
         time.sleep(0.5)
+    _read_until(proc, r'"server\.restarted"', stream="stderr")  # aloe has taken the restarted server back
     [again] = llama_pids(port)
     os.kill(again, signal.SIGKILL)  # no restart left: aloe serve stops, naming the server
     assert proc.wait(timeout=90) == 1
