@@ -10,18 +10,22 @@ stopped, shielded, when the block exits, whatever happened inside.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
+from anyio.abc import TaskGroup
 from omegaconf import DictConfig, OmegaConf
 
-from ..core import compose_option, to_settings
+from ..core import compose_option, lone_error, to_settings
 from ..core.errors import ConfigError, MissingKeyError, ServerError
 from ..environment.store import Store
 from ._roles import (
@@ -80,11 +84,27 @@ def role_backend_settings(cfg: DictConfig, role: str, *, check_key: bool = True)
         base, prefix = backend_preset(str(choice)), f"agents.{role}.backend"
     if role_cfg.get("model"):
         base["model"] = role_cfg.get("model")
-    settings = BackendSettings.from_config(base, prefix=prefix)
+    settings = _backend_settings(base, prefix)
     # a missing key is a config mistake: found here, before any command opens its database
     if check_key and settings.api_key_env and not os.environ.get(settings.api_key_env):
         raise MissingKeyError(f"{prefix}.api_key_env", settings.api_key_env)
     return settings
+
+
+def _backend_settings(base: dict[str, Any], prefix: str) -> BackendSettings:
+    """``BackendSettings.from_config`` of a plain backend mapping, built once per distinct mapping:
+    every command asks for each role's backend several times (checks, plan, pool), and typed settings
+    cost milliseconds each (the settings are frozen, so sharing them is safe)."""
+    try:
+        key = json.dumps(base, sort_keys=True)
+    except (TypeError, ValueError):  # not plain data: built each time
+        return BackendSettings.from_config(base, prefix=prefix)
+    return _backend_settings_of(key, prefix)
+
+
+@functools.lru_cache(maxsize=64)
+def _backend_settings_of(key: str, prefix: str) -> BackendSettings:
+    return BackendSettings.from_config(json.loads(key), prefix=prefix)
 
 
 def pricer_of(cfg: Any) -> Pricer:
@@ -148,10 +168,11 @@ def check_reachable(settings: Iterable[BackendSettings], *, timeout: float = 5.0
 class ModelPool:
     """Backends and the managed servers behind them, for one command."""
 
-    def __init__(self, stack: AsyncExitStack, store: Store | None, *, cache: bool, run_id: int | None, seed: int,
-                 pricer: Pricer | None = None, spend: SpendLimit | None = None,
+    def __init__(self, stack: AsyncExitStack, task_group: TaskGroup, store: Store | None, *, cache: bool,
+                 run_id: int | None, seed: int, pricer: Pricer | None = None, spend: SpendLimit | None = None,
                  servers: Mapping[str, list[str]] | None = None) -> None:
         self._stack = stack
+        self._task_group = task_group  # background work of the pool (loading the price table)
         self._store = store
         self._cache = cache
         self._run_id = run_id
@@ -189,6 +210,8 @@ class ModelPool:
                               seed=self._seed, guards=self._guards, pricer=self.pricer, spend=self.spend)
             self._stack.push_async_callback(backend.aclose)
             self._backends[key] = backend
+            # the price table loads in a worker thread while the first calls are out, not on the loop
+            self._task_group.start_soon(anyio.to_thread.run_sync, partial(self.pricer.warm, s.model, kind=s.kind))
             if s.mode == "batch":  # the same backend, its calls through the provider's batch API
                 from .gateway.batch import BatchModel, OpenAIBatches
 
@@ -223,9 +246,11 @@ async def model_pool(cfg: DictConfig, store: Store | None, *, run_id: int | None
                      servers: Mapping[str, list[str]] | None = None) -> AsyncIterator[ModelPool]:
     """The pool of one command; ``servers`` (another pool's ``servers``) are managed
     servers already running: used as they are, never started again nor stopped here."""
-    async with AsyncExitStack() as stack:
-        yield ModelPool(stack, store, cache=bool(cfg.get("cache", True)), run_id=run_id, seed=int(cfg.get("seed", 0)),
-                        pricer=pricer_of(cfg), spend=spend_limit_of(cfg), servers=servers)
+    with lone_error():  # the body's own error, not a group of one
+        async with AsyncExitStack() as stack, anyio.create_task_group() as task_group:
+            yield ModelPool(stack, task_group, store, cache=bool(cfg.get("cache", True)), run_id=run_id,
+                            seed=int(cfg.get("seed", 0)), pricer=pricer_of(cfg), spend=spend_limit_of(cfg),
+                            servers=servers)
 
 
 @asynccontextmanager

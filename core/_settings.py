@@ -19,6 +19,7 @@ errors (raised while Hydra applies an override) into the same one line.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
@@ -192,7 +193,16 @@ def _field(cls: type, name: str) -> dataclasses.Field | None:
 def schema_node(cls: type, *, open_root: bool = False) -> DictConfig:
     """``cls`` as an OmegaConf node that Hydra can merge into: frozen dataclasses
     make read-only nodes, so the flag is cleared (the built objects stay frozen).
-    ``open_root``: the root accepts keys that other schemas add (``schema@key``)."""
+    ``open_root``: the root accepts keys that other schemas add (``schema@key``).
+    A fresh copy each call (the caller may change it)."""
+    return copy.deepcopy(_schema_template(cls, open_root))
+
+
+@functools.cache
+def _schema_template(cls: type, open_root: bool) -> DictConfig:
+    """``schema_node``'s node, built once per schema (``OmegaConf.structured`` costs milliseconds a
+    schema, and typed settings are built per role and command). Never changed: ``OmegaConf.merge``
+    copies its first argument, and ``schema_node`` hands out copies."""
     node = OmegaConf.structured(cls)
     stack: list[Any] = [node]
     while stack:
@@ -244,7 +254,7 @@ def to_settings(node: Any, cls: type | None = None, prefix: str = "") -> Any:
         if not isinstance(content, (Mapping, DictConfig)):
             raise ConfigError(prefix or cls.__name__, content, f"a mapping of {cls.__name__} keys")
         try:
-            node = OmegaConf.merge(schema_node(cls), content)
+            node = OmegaConf.merge(_schema_template(cls, False), content)
         except OmegaConfBaseException as exc:
             raise config_error(exc, prefix) from None
     return _build(node, prefix)

@@ -2,12 +2,14 @@
 
 ``AdaptiveLimiter`` holds the in-flight limit of an endpoint between
 ``backend.min_concurrency`` and ``backend.concurrency`` (the ceiling) and moves
-it by AIMD: it starts at the floor and doubles every round trip while calls
-succeed with the limit in use (slow start), then grows by one per round trip;
-a 429, a 503 or a timeout multiplies it by ``DECREASE`` (at most once per
-round trip: the calls already sent then answer with the old limit); it does
-not grow for a round trip after a refusal, and near the limit it was last
-cut at it grows by a quarter of the usual step (``PROBE``).
+it by AIMD. It starts at the ceiling: a server that refuses nothing is used
+exactly as a fixed limit would use it, with no warm-up (a slow start from the
+floor cost a latency-bound run log2(ceiling) round trips). A 429, a 503 or a
+timeout multiplies it by ``DECREASE``, once per window: only a call sent after
+the last cut can cut again (the calls already sent answer for the old limit).
+While calls succeed with the limit in use it grows by one per round trip; it
+does not grow for a round trip after a refusal, and near the limit it was
+last cut at it grows by a quarter of the usual step (``PROBE``).
 
 Where the server sends rate-limit headers (``RateHeaders``: OpenAI's
 ``x-ratelimit-limit|remaining|reset-requests|tokens``, ``Retry-After``,
@@ -111,8 +113,8 @@ class AdaptiveLimiter:
 
     def __init__(self, ceiling: int, floor: int = 1) -> None:
         self.ceiling, self.floor = ceiling, min(floor, ceiling)
-        self.limit = float(self.floor)  # the current limit (fractional: additive increase is 1/limit per answer)
-        self._limiter = anyio.CapacityLimiter(self.floor)
+        self.limit = float(self.ceiling)  # the current limit (fractional: additive increase is 1/limit per answer)
+        self._limiter = anyio.CapacityLimiter(self.ceiling)
         self.in_flight = 0
         self.peak = 0
         self.cuts = 0                   # multiplicative decreases
@@ -121,7 +123,6 @@ class AdaptiveLimiter:
         self.paused_s = 0.0             # seconds new calls were held back by headers
         self.latency = 0.0              # mean seconds per answered call
         self.tokens_per_call = 0.0      # mean tokens per answered call
-        self._slow_start = True
         self._last_cut = self._last_refusal = -math.inf
         self._cut_at = math.inf          # the limit when it was last cut
         self._paused_until = 0.0
@@ -177,9 +178,9 @@ class AdaptiveLimiter:
             return
         if time.monotonic() - self._last_refusal < self.latency:  # refused within a round trip: no room
             return
-        # +1 per answer in slow start; then +GROWTH per round trip, near the limit of the last cut
-        # only PROBE of that (the refusals come where it overshoots)
-        step = 1.0 if self._slow_start else GROWTH / self.limit
+        # +GROWTH per round trip (1/limit per answer), near the limit of the last cut only PROBE of that
+        # (the refusals come where it overshoots)
+        step = GROWTH / self.limit
         self._set(self.limit + (step * PROBE if self.limit >= self._cut_at * 0.9 else step))
 
     def used_tokens(self, tokens: int) -> None:
@@ -188,9 +189,10 @@ class AdaptiveLimiter:
             m = self.tokens_per_call
             self.tokens_per_call = float(tokens) if m == 0 else m + _SMOOTH * (tokens - m)
 
-    def refused(self, headers: Any = None) -> float:
-        """A 429, a 503 or a timeout: cut the limit (once per round trip), hold calls for Retry-After.
-        Returns how long the refused call should keep its place: a refusal comes back at once, and
+    def refused(self, headers: Any = None, *, sent_at: float | None = None) -> float:
+        """A 429, a 503 or a timeout: cut the limit (once per window), hold calls for Retry-After.
+        ``sent_at``: when the refused call was sent (``time.monotonic()``); a call sent before the
+        last cut does not cut again (without it: not within a mean latency of the last cut). Returns how long the refused call should keep its place: a refusal comes back at once, and
         a place freed at once would only be refused again (a place stands for one call per round trip)."""
         self.refusals += 1
         self._last_refusal = time.monotonic()
@@ -201,10 +203,9 @@ class AdaptiveLimiter:
             self._steer(rate)
         now = time.monotonic()
         hold = 0.0 if rate.retry_after is not None or self._interval > 0 else min(self.latency, MAX_HOLD_S)
-        if now - self._last_cut < max(self.latency, 0.001):
+        if (sent_at < self._last_cut) if sent_at is not None else (now - self._last_cut < max(self.latency, 0.001)):
             return hold
         self._last_cut = now
-        self._slow_start = False
         self.cuts += 1
         self._cut_at = self.limit
         self._set(self.limit * DECREASE)
@@ -226,7 +227,6 @@ class AdaptiveLimiter:
             self._pause(refill or 0.0)
         if not per_s or self.latency <= 0:
             return False
-        self._slow_start = False
         self.steered += 1
         self._interval = 1.0 / min(per_s)
         # the pacing holds the rate; the limit leaves room above the fitting concurrency for slower replies

@@ -107,7 +107,8 @@ class Endpoint:
         except (TimeoutError, openai.APITimeoutError, openai.APIStatusError) as exc:
             if self.adaptive is not None and (not isinstance(exc, openai.APIStatusError)
                                               or exc.status_code in (429, 503)):
-                await anyio.sleep(self.adaptive.refused(getattr(getattr(exc, "response", None), "headers", None)))
+                headers = getattr(getattr(exc, "response", None), "headers", None)
+                await anyio.sleep(self.adaptive.refused(headers, sent_at=sent))
             raise
         if self.adaptive is not None:
             self.adaptive.answered(time.monotonic() - sent, resp.headers)

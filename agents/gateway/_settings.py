@@ -56,8 +56,8 @@ class BackendSettings(Settings):
                                le=MAX_CONCURRENCY)
     adaptive: bool = setting(False, help="adapt the in-flight limit per endpoint (AIMD within [min_concurrency, "
                                          "concurrency], steered by rate-limit headers); false = a fixed limit")
-    min_concurrency: int = setting(1, help="the lowest in-flight limit adaptive concurrency goes down to (and "
-                                           "starts from)", ge=1, le=MAX_CONCURRENCY)
+    min_concurrency: int = setting(1, help="the lowest in-flight limit adaptive concurrency goes down to (it "
+                                           "starts at concurrency)", ge=1, le=MAX_CONCURRENCY)
     rpm: float | None = setting(None, help="client-side requests-per-minute limit; null = none", gt=0)
     tpm: float | None = setting(None, help="client-side tokens-per-minute limit; null = none", gt=0)
     timeout: float = setting(120.0, help="seconds per request attempt", gt=0, le=DAY_S)

@@ -21,7 +21,7 @@ from aloesim.agents.gateway import (
     RateHeaders,
     Sampling,
 )
-from aloesim.agents.gateway._adaptive import CATCH_UP_S, DECREASE, duration_s
+from aloesim.agents.gateway._adaptive import CATCH_UP_S, duration_s
 from aloesim.core.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -56,36 +56,49 @@ async def _hold(limiter: AdaptiveLimiter, n: int) -> None:
             tg.start_soon(one)
 
 
-async def test_slow_start_grows_fast_then_a_refusal_halves_once_per_round_trip() -> None:
+async def test_it_starts_at_the_ceiling_and_a_refusal_halves_once_per_window() -> None:
     limiter = AdaptiveLimiter(ceiling=64, floor=1)
-    assert limiter.total == 1
-    await _hold(limiter, 100)  # plenty of callers: the limit is what holds them back; +1 per full answer
-    grown = limiter.limit
-    assert grown >= 8 and limiter.peak <= limiter.total
-    limiter.latency = 0.05  # the refusals below all come within one round trip
-    limiter.refused()
-    limiter.refused()
-    limiter.refused()
-    cut = int(grown * DECREASE)
-    assert limiter.total == cut and limiter.cuts == 1 and limiter.refusals == 3
-    await _hold(limiter, cut)
-    assert limiter.total == cut  # no growth within a round trip of a refusal
+    assert limiter.total == 64  # no warm-up: a server that refuses nothing sees the fixed limit
+    await _hold(limiter, 100)
+    assert limiter.peak == 64 and limiter.total == 64
+    before = time.monotonic()  # three calls sent before the first cut: they answer for the old limit
+    for _ in range(3):
+        limiter.refused(sent_at=before)
+    assert limiter.total == 32 and limiter.cuts == 1 and limiter.refusals == 3
+    limiter.refused(sent_at=time.monotonic())  # sent after the cut, still refused: it cuts again
+    assert limiter.total == 16 and limiter.cuts == 2
+    limiter.latency = 0.05
+    await _hold(limiter, 16)
+    assert limiter.total == 16  # no growth within a round trip of a refusal
     await anyio.sleep(0.06)
-    await _hold(limiter, 4 * cut)  # after a cut: +1 per round trip (cut answers), not +1 per answer
-    assert cut + 1 <= limiter.total <= cut + 4
+    await _hold(limiter, 16 * 12)  # 12 round trips after a cut: at most +1 each, not +1 per answer
+    assert 17 <= limiter.total <= 16 + 12
+
+
+async def test_without_a_send_time_a_round_trip_is_the_mean_latency() -> None:
+    limiter = AdaptiveLimiter(ceiling=64, floor=1)
+    limiter.latency = 0.05
+    limiter.refused()
+    limiter.refused()
+    assert limiter.total == 32 and limiter.cuts == 1
+    await anyio.sleep(0.06)
+    limiter.refused()
+    assert limiter.total == 16 and limiter.cuts == 2
 
 
 async def test_the_limit_stays_within_floor_and_ceiling_and_grows_only_when_used() -> None:
     limiter = AdaptiveLimiter(ceiling=4, floor=2)
-    assert limiter.total == 2  # starts at the floor
+    assert limiter.total == 4  # starts at the ceiling
     await _hold(limiter, 50)
     assert limiter.total == 4 and limiter.peak == 4  # never above the ceiling
     for _ in range(10):
-        limiter._last_cut = -1e9  # every refusal a new round trip
-        limiter.refused()
+        limiter.refused(sent_at=time.monotonic())  # every refusal a new window
     assert limiter.total == 2 and limiter.cuts == 10  # never below the floor
     idle = AdaptiveLimiter(ceiling=64, floor=1)
-    for _ in range(5):
+    for _ in range(8):
+        idle.refused(sent_at=time.monotonic())
+    assert idle.total == 1
+    for _ in range(40):
         await _hold(idle, 1)
     assert idle.total == 3  # one caller at a time: it grew while the limit was in use, then stopped
 
@@ -162,7 +175,7 @@ async def test_rate_limit_budget_is_held_adaptive_vs_fixed() -> None:
     from adaptive_rate import SCENARIOS, drive
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    # the servers' buckets hold 1 s of budget (OpenAI's: 60 s); warm-up: slow start and its first cuts
+    # the servers' buckets hold 1 s of budget (OpenAI's: 60 s); warm-up: the first burst at the ceiling and its cuts
     cases = {"rpm, headers": ("--rpm=1200",), "tpm, no headers": ("--tpm=48000", "--rpm=6000", "--no-rate-headers"),
              "rpm, no headers": ("--rpm=1200", "--no-rate-headers")}
     assert SCENARIOS["rpm"] == {"rpm": 1200.0} and SCENARIOS["tpm"] == {"tpm": 48000.0, "rpm": 6000.0}
@@ -193,9 +206,9 @@ async def test_rate_limit_budget_is_held_adaptive_vs_fixed() -> None:
 
 
 @pytest.mark.integration
-async def test_adaptive_limit_on_the_real_embedded_server_grows_and_never_cuts(embedded_url: str) -> None:
+async def test_adaptive_limit_on_the_real_embedded_server_stays_at_the_ceiling(embedded_url: str) -> None:
     """The real llama.cpp server (SmolLM2-135M) sends no rate-limit headers and refuses nothing: the
-    adaptive limit grows from the floor while it is in use, stays within the ceiling, and every call is
+    adaptive limit starts at the ceiling and stays there (all of it used, never cut), and every call is
     answered."""
     settings = BackendSettings(kind="embedded", model="SmolLM2-135M-Instruct", base_url=embedded_url,
                                concurrency=3, adaptive=True, min_concurrency=1, timeout=120, max_retries=2)
@@ -215,4 +228,4 @@ async def test_adaptive_limit_on_the_real_embedded_server_grows_and_never_cuts(e
         await backend.aclose()
     assert len(replies) == 6 and all(r.text.strip() for r in replies)
     assert limiter.cuts == 0 and limiter.refusals == 0 and limiter.steered == 0
-    assert 1 < limiter.total <= 3 and limiter.peak <= 3 and limiter.latency > 0 and limiter.tokens_per_call > 0
+    assert limiter.total == 3 and limiter.peak == 3 and limiter.latency > 0 and limiter.tokens_per_call > 0
