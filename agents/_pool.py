@@ -17,7 +17,6 @@ import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -210,8 +209,9 @@ class ModelPool:
                               seed=self._seed, guards=self._guards, pricer=self.pricer, spend=self.spend)
             self._stack.push_async_callback(backend.aclose)
             self._backends[key] = backend
-            # the price table loads in a worker thread while the first calls are out, not on the loop
-            self._task_group.start_soon(anyio.to_thread.run_sync, partial(self.pricer.warm, s.model, kind=s.kind))
+            if self.pricer.uses_table(s.model, kind=s.kind):  # loaded in a worker thread while the first calls
+                warm = functools.partial(self.pricer.warm, s.model, kind=s.kind)  # are out, not on the loop
+                self._task_group.start_soon(anyio.to_thread.run_sync, warm)
             if s.mode == "batch":  # the same backend, its calls through the provider's batch API
                 from .gateway.batch import BatchModel, OpenAIBatches
 
@@ -246,8 +246,10 @@ async def model_pool(cfg: DictConfig, store: Store | None, *, run_id: int | None
                      servers: Mapping[str, list[str]] | None = None) -> AsyncIterator[ModelPool]:
     """The pool of one command; ``servers`` (another pool's ``servers``) are managed
     servers already running: used as they are, never started again nor stopped here."""
+    # the task group outside the stack: what the stack enters later (managed servers, with cancel
+    # scopes of their own) nests inside it, and leaves before it
     with lone_error():  # the body's own error, not a group of one
-        async with AsyncExitStack() as stack, anyio.create_task_group() as task_group:
+        async with anyio.create_task_group() as task_group, AsyncExitStack() as stack:
             yield ModelPool(stack, task_group, store, cache=bool(cfg.get("cache", True)), run_id=run_id,
                             seed=int(cfg.get("seed", 0)), pricer=pricer_of(cfg), spend=spend_limit_of(cfg),
                             servers=servers)

@@ -192,7 +192,8 @@ class AdaptiveLimiter:
     def refused(self, headers: Any = None, *, sent_at: float | None = None) -> float:
         """A 429, a 503 or a timeout: cut the limit (once per window), hold calls for Retry-After.
         ``sent_at``: when the refused call was sent (``time.monotonic()``); a call sent before the
-        last cut does not cut again (without it: not within a mean latency of the last cut). Returns how long the refused call should keep its place: a refusal comes back at once, and
+        last cut does not cut again (without it: not within a mean latency of the last cut).
+        Returns how long the refused call should keep its place: a refusal comes back at once, and
         a place freed at once would only be refused again (a place stands for one call per round trip)."""
         self.refusals += 1
         self._last_refusal = time.monotonic()

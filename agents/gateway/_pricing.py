@@ -136,6 +136,10 @@ class Pricer:
             return "genai-prices"
         return "unknown"
 
+    def uses_table(self, model: str, *, kind: str = "openai") -> bool:
+        """Whether pricing ``model`` on a ``kind`` backend reads the genai-prices table."""
+        return model not in self._overrides and kind not in self.settings.free and self.settings.library
+
     def warm(self, model: str, *, kind: str = "openai") -> None:
         """Load what pricing ``model`` needs (the genai-prices table: about 0.15 s of CPU) now; run it in a
         worker thread as a backend opens, so the first answered call does not load it on the event loop."""

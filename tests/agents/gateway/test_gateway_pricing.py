@@ -53,6 +53,17 @@ def test_tiered_prices_use_the_librarys_own_calculation() -> None:
         assert price("gemini-2.5-pro", prompt, 1000) == pytest.approx(library("gemini-2.5-pro", prompt, 1000))
 
 
+def test_the_table_is_warmed_only_where_a_price_comes_from_it() -> None:
+    """A backend's pool loads the table in a worker thread (``warm``) only when its prices come from it."""
+    pricer = Pricer(PricingSettings(models=(ModelPrice(model="mine", input=1.0, output=2.0),)))
+    assert pricer.uses_table("gpt-4o", kind="openai")
+    assert not pricer.uses_table("mine", kind="openai")  # an override
+    assert not pricer.uses_table("gpt-4o", kind="embedded")  # a free kind
+    assert not Pricer(PricingSettings(library=False)).uses_table("gpt-4o", kind="openai")
+    pricer.warm("gpt-4o", kind="openai")
+    assert pricer.price("gpt-4o", 1000, 100) == pytest.approx(library("gpt-4o", 1000, 100))
+
+
 def test_an_unknown_model_is_unknown_not_free() -> None:
     pricer = Pricer()
     assert pricer.price("my-finetune-7b", 1000, 100, kind="openai") is None
